@@ -1,0 +1,228 @@
+"""Every setting of a denoising run, as typed dataclasses: the one place where defaults live.
+
+A :class:`DenoiseConfig` is validated on creation, round-trips through JSON (unknown keys are refused,
+so a typo never passes silently), and is what the CLI's ``--config`` file and the Slicer worker carry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+METHODS = ("n2v", "n2v2", "structn2v")
+DIMENSIONS = ("2d", "3d")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+NORMS = ("batch", "instance", "group", "none")
+REPLACEMENTS = ("uniform", "median")
+AXES = ("x", "y", "z")
+
+
+@dataclass
+class ModelConfig:
+    """The UNet: ``dimensions`` 2d works slice by slice (with ``context_slices`` neighbours on each side
+    fed as extra channels), 3d convolves in all three axes. ``blurpool``/``top_skip`` give N2V2."""
+
+    dimensions: str = "2d"
+    context_slices: int = 2
+    depth: int = 2
+    base_channels: int = 32
+    norm: str = "batch"
+    blurpool: bool = False
+    top_skip: bool = True
+
+    def validate(self) -> None:
+        _choice("model.dimensions", self.dimensions, DIMENSIONS)
+        _choice("model.norm", self.norm, NORMS)
+        _range("model.depth", self.depth, 1, 5)
+        _range("model.base_channels", self.base_channels, 4, 256)
+        _range("model.context_slices", self.context_slices, 0, 8)
+
+
+@dataclass
+class MaskingConfig:
+    """Blind-spot masking: the share of voxels hidden per patch, what replaces them, and structN2V's
+    line mask (``struct_axis`` with ``struct_half_length`` voxels each side also hidden)."""
+
+    masked_fraction: float = 0.02
+    replacement: str = "uniform"
+    neighbourhood_radius: int = 2
+    struct_axis: Optional[str] = None
+    struct_half_length: int = 0
+
+    def validate(self) -> None:
+        _range("masking.masked_fraction", self.masked_fraction, 1e-4, 0.25)
+        _choice("masking.replacement", self.replacement, REPLACEMENTS)
+        _range("masking.neighbourhood_radius", self.neighbourhood_radius, 1, 5)
+        if self.struct_axis is not None:
+            _choice("masking.struct_axis", self.struct_axis, AXES)
+        _range("masking.struct_half_length", self.struct_half_length, 0, 16)
+
+
+@dataclass
+class TrainingConfig:
+    """Self-supervised training on the volume itself. Training stops at whichever comes first of
+    ``max_epochs`` and ``budget_seconds`` (users think in minutes, so the budget is the usual limit)."""
+
+    patch_size: int = 64
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    steps_per_epoch: int = 100
+    max_epochs: int = 1000
+    budget_seconds: Optional[float] = 180.0
+    validation_fraction: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    threads: Optional[int] = None
+
+    def validate(self) -> None:
+        _range("training.patch_size", self.patch_size, 8, 512)
+        _range("training.batch_size", self.batch_size, 1, 1024)
+        _range("training.learning_rate", self.learning_rate, 1e-6, 1.0)
+        _range("training.steps_per_epoch", self.steps_per_epoch, 1, 100000)
+        _range("training.max_epochs", self.max_epochs, 1, 100000)
+        if self.budget_seconds is not None:
+            _range("training.budget_seconds", self.budget_seconds, 1.0, 7 * 24 * 3600.0)
+        _range("training.validation_fraction", self.validation_fraction, 0.0, 0.5)
+        _choice("training.device", self.device, DEVICES)
+        if self.threads is not None:
+            _range("training.threads", self.threads, 1, 1024)
+
+
+@dataclass
+class PredictionConfig:
+    """Tiled inference: tiles of ``tile_size`` voxels per axis overlapping by ``tile_overlap``, blended
+    with smooth weights; ``tta`` averages the 8 flips/rotations of each tile."""
+
+    tile_size: int = 128
+    tile_overlap: int = 32
+    batch_size: int = 4
+    tta: bool = False
+
+    def validate(self) -> None:
+        _range("prediction.tile_size", self.tile_size, 16, 1024)
+        _range("prediction.tile_overlap", self.tile_overlap, 0, self.tile_size // 2)
+        _range("prediction.batch_size", self.batch_size, 1, 256)
+
+
+@dataclass
+class NormalizationConfig:
+    """Percentile normalisation: the ``low``/``high`` percentiles map to 0/1 (inverted exactly after)."""
+
+    low_percentile: float = 0.5
+    high_percentile: float = 99.5
+
+    def validate(self) -> None:
+        _range("normalization.low_percentile", self.low_percentile, 0.0, 50.0)
+        _range("normalization.high_percentile", self.high_percentile, 50.0, 100.0)
+        if self.high_percentile <= self.low_percentile:
+            raise ValueError("normalization.high_percentile must exceed low_percentile")
+
+
+@dataclass
+class DenoiseConfig:
+    """One denoising run. ``method`` picks the Noise2Void flavour and sets its masking defaults."""
+
+    method: str = "n2v"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    prediction: PredictionConfig = field(default_factory=PredictionConfig)
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    allow_label_map: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _choice("method", self.method, METHODS)
+        self.model.validate()
+        self.masking.validate()
+        self.training.validate()
+        self.prediction.validate()
+        self.normalization.validate()
+        if self.method == "structn2v" and self.masking.struct_axis is None:
+            raise ValueError("method 'structn2v' needs masking.struct_axis (x, y or z)")
+
+    @classmethod
+    def for_method(cls, method: str, **overrides: Any) -> "DenoiseConfig":
+        """The defaults for ``method``: N2V2 adds blur-pool, drops the top skip and uses median
+        replacement; structN2V masks a line along ``z`` unless told otherwise."""
+        _choice("method", method, METHODS)
+        model = ModelConfig()
+        masking = MaskingConfig()
+        if method == "n2v2":
+            model = dataclasses.replace(model, blurpool=True, top_skip=False)
+            masking = dataclasses.replace(masking, replacement="median")
+        if method == "structn2v":
+            masking = dataclasses.replace(masking, struct_axis="x", struct_half_length=2)
+        data = {"method": method, "model": dataclasses.asdict(model), "masking": dataclasses.asdict(masking)}
+        return cls.from_dict(_deep_merge(data, overrides))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save(self, path: Union[str, Path]) -> None:
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DenoiseConfig":
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_json(cls, text: str) -> "DenoiseConfig":
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "DenoiseConfig":
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{prefix or 'config'} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(prefix + k for k in unknown)}; known: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        nested = _NESTED.get(name) if cls is DenoiseConfig else None
+        kwargs[name] = _build(nested, value, f"{name}.") if nested is not None else value
+    return cls(**kwargs)
+
+
+_NESTED: dict[str, type] = {
+    "model": ModelConfig,
+    "masking": MaskingConfig,
+    "training": TrainingConfig,
+    "prediction": PredictionConfig,
+    "normalization": NormalizationConfig,
+}
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _range(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number; got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must lie in [{low}, {high}]; got {value}")
