@@ -1,0 +1,102 @@
+"""Percentile intensity normalisation, fitted on a volume and inverted exactly after prediction.
+
+The network trains and predicts on values where the ``low`` percentile maps to 0 and the ``high``
+percentile to 1, whatever the scanner's units; :meth:`PercentileNormalizer.inverse` brings the
+denoised result back to the original units. The two numbers are saved with the model
+(:meth:`PercentileNormalizer.to_dict`) so that a model reapplied later scales its input the same way.
+
+Values outside the percentiles are *not* clipped: clipping would flatten the brightest and darkest
+structures (bone, contrast agent, air) into one value, destroying information the user wants
+denoised, and would make the mapping non-invertible, so the output could no longer be returned to
+the original intensities.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+
+@dataclass
+class PercentileNormalizer:
+    """The affine map ``x -> (x - low) / (high - low)`` and its exact inverse.
+
+    A constant image (``high == low``) uses scale 1, so it never divides by zero.
+    """
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        self.low = float(self.low)
+        self.high = float(self.high)
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"normalisation bounds must be finite; got low={self.low}, high={self.high}")
+        if self.high < self.low:
+            raise ValueError(f"normalisation high ({self.high}) must not be below low ({self.low})")
+
+    @property
+    def scale(self) -> float:
+        """The divisor: ``high - low``, or 1 for a constant image."""
+        return self.high - self.low if self.high > self.low else 1.0
+
+    @classmethod
+    def fit(
+        cls,
+        array: np.ndarray,
+        low_percentile: float,
+        high_percentile: float,
+        mask: Optional[np.ndarray] = None,
+    ) -> "PercentileNormalizer":
+        """Fit on ``array`` (only where ``mask`` is true, if given), in float64 so that large integer
+        intensities are not rounded before the percentiles are taken."""
+        if not 0.0 <= low_percentile < high_percentile <= 100.0:
+            raise ValueError(
+                f"percentiles must satisfy 0 <= low < high <= 100; got {low_percentile}, {high_percentile}"
+            )
+        array = np.asarray(array)
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != array.shape:
+                raise ValueError(f"mask shape {mask.shape} does not match the array shape {array.shape}")
+            values = array[mask]
+        else:
+            values = array.ravel()
+        if values.size == 0:
+            raise ValueError("cannot fit normalisation on an empty selection of voxels")
+        # np.array always copies here, so partitioning in place never touches the caller's data.
+        values = np.array(values, dtype=np.float64)
+        low, high = np.percentile(values, [low_percentile, high_percentile], overwrite_input=True)
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError("cannot fit normalisation: the image holds NaN or infinite values")
+        return cls(low=float(low), high=float(high))
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        """Normalised float32 copy of ``array`` (computed in float64, rounded once at the end)."""
+        out = np.subtract(array, self.low, dtype=np.float64)
+        out /= self.scale
+        return out.astype(np.float32)
+
+    def inverse(self, array: np.ndarray) -> np.ndarray:
+        """Back to the original units as float32; ``inverse(forward(x))`` equals ``x`` up to float32
+        rounding because both directions are computed in float64."""
+        out = np.multiply(array, self.scale, dtype=np.float64)
+        out += self.low
+        return out.astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, stored next to a trained model."""
+        return {"low": self.low, "high": self.high}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PercentileNormalizer":
+        missing = {"low", "high"} - set(data)
+        if missing:
+            raise ValueError(f"normalisation data lacks {', '.join(sorted(missing))}")
+        unknown = set(data) - {"low", "high"}
+        if unknown:
+            raise ValueError(f"unknown normalisation field(s) {', '.join(sorted(unknown))}")
+        return cls(low=float(data["low"]), high=float(data["high"]))
