@@ -159,7 +159,7 @@ class DenoiseConfig:
         if method == "structn2v":
             masking = dataclasses.replace(masking, struct_axis="x", struct_half_length=2)
         data = {"method": method, "model": dataclasses.asdict(model), "masking": dataclasses.asdict(masking)}
-        return cls.from_dict(_deep_merge(data, overrides))
+        return cls.from_dict(deep_merge(data, overrides))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -206,11 +206,12 @@ _NESTED: dict[str, type] = {
 }
 
 
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, section by section."""
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged

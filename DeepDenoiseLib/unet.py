@@ -1,0 +1,177 @@
+"""One UNet for 2D and 3D volumes, with the N2V2 variant and anisotropy-aware pooling.
+
+The same class serves every training mode: ``spatial_dims`` picks 2D or 3D convolutions,
+``pool_z`` says per level whether a 3D network halves the slice axis too (thin-slice volumes pool
+in-plane only until the voxels are about isotropic), and ``blurpool``/``top_skip`` switch on N2V2's
+anti-checkerboard design (max-blur-pool downsampling, no skip connection at full resolution;
+Höck et al. 2022).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv(spatial_dims: int) -> type[nn.Module]:
+    return nn.Conv3d if spatial_dims == 3 else nn.Conv2d
+
+
+def _norm(kind: str, spatial_dims: int, channels: int) -> nn.Module:
+    if kind == "batch":
+        return (nn.BatchNorm3d if spatial_dims == 3 else nn.BatchNorm2d)(channels)
+    if kind == "instance":
+        return (nn.InstanceNorm3d if spatial_dims == 3 else nn.InstanceNorm2d)(channels, affine=True)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.Identity()
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3(x3) convolutions, each followed by normalisation and a leaky ReLU."""
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, norm: str) -> None:
+        super().__init__()
+        conv = _conv(spatial_dims)
+        self.layers = nn.Sequential(
+            conv(in_channels, out_channels, 3, padding=1),
+            _norm(norm, spatial_dims, out_channels),
+            nn.LeakyReLU(0.1, inplace=True),
+            conv(out_channels, out_channels, 3, padding=1),
+            _norm(norm, spatial_dims, out_channels),
+            nn.LeakyReLU(0.1, inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Downsample(nn.Module):
+    """Halves the spatial size along the pooled axes: max-pool, or N2V2's max-blur-pool
+    (max over a 2-window at stride 1, then a [1, 2, 1] blur at stride 2) which avoids aliasing."""
+
+    def __init__(self, spatial_dims: int, channels: int, factors: tuple[int, ...], blurpool: bool) -> None:
+        super().__init__()
+        self.spatial_dims = spatial_dims
+        self.factors = factors
+        self.blurpool = blurpool
+        if blurpool:
+            taps = []
+            for factor in factors:
+                taps.append(torch.tensor([1.0, 2.0, 1.0]) / 4.0 if factor == 2 else torch.ones(1))
+            kernel = taps[0]
+            for tap in taps[1:]:
+                kernel = kernel[..., None] * tap
+            kernel = kernel.expand(channels, 1, *kernel.shape).contiguous()
+            self.register_buffer("kernel", kernel, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.blurpool:
+            pool = F.max_pool3d if self.spatial_dims == 3 else F.max_pool2d
+            return pool(x, kernel_size=self.factors, stride=self.factors)
+        pad_right = []
+        for factor in reversed(self.factors):
+            pad_right += [0, factor - 1]
+        x = F.pad(x, pad_right, mode="replicate")
+        pool = F.max_pool3d if self.spatial_dims == 3 else F.max_pool2d
+        x = pool(x, kernel_size=self.factors, stride=1)
+        pad_blur = []
+        for factor in reversed(self.factors):
+            pad_blur += [1, 1] if factor == 2 else [0, 0]
+        x = F.pad(x, pad_blur, mode="reflect")
+        conv = F.conv3d if self.spatial_dims == 3 else F.conv2d
+        return conv(x, self.kernel, stride=self.factors, groups=x.shape[1])
+
+
+class UNet(nn.Module):
+    """An encoder-decoder with skip connections, 2D or 3D.
+
+    Sizes along each pooled axis must be divisible by the product of that axis's pooling factors;
+    :func:`required_multiple` says by how much.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        depth: int = 2,
+        base_channels: int = 32,
+        norm: str = "batch",
+        blurpool: bool = False,
+        top_skip: bool = True,
+        pool_z: Optional[Sequence[bool]] = None,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        self.spatial_dims = spatial_dims
+        self.depth = depth
+        self.top_skip = top_skip
+        pool_z = list(pool_z) if pool_z is not None else [True] * depth
+        if len(pool_z) != depth:
+            raise ValueError(f"pool_z needs one entry per level ({depth}), got {len(pool_z)}")
+        self.level_factors = [
+            ((2 if pz else 1), 2, 2) if spatial_dims == 3 else (2, 2) for pz in pool_z
+        ]
+        channels = [base_channels * 2**level for level in range(depth + 1)]
+        self.encoders = nn.ModuleList()
+        self.downsamples = nn.ModuleList()
+        previous = in_channels
+        for level in range(depth):
+            self.encoders.append(ConvBlock(spatial_dims, previous, channels[level], norm))
+            self.downsamples.append(Downsample(spatial_dims, channels[level], self.level_factors[level], blurpool))
+            previous = channels[level]
+        self.bottleneck = ConvBlock(spatial_dims, previous, channels[depth], norm)
+        self.decoders = nn.ModuleList()
+        for level in reversed(range(depth)):
+            skip = channels[level] if (level > 0 or top_skip) else 0
+            self.decoders.append(ConvBlock(spatial_dims, channels[level + 1] + skip, channels[level], norm))
+        self.head = _conv(spatial_dims)(channels[0], out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for encoder, downsample in zip(self.encoders, self.downsamples):
+            x = encoder(x)
+            skips.append(x)
+            x = downsample(x)
+        x = self.bottleneck(x)
+        for decoder, level in zip(self.decoders, reversed(range(self.depth))):
+            x = F.interpolate(x, size=skips[level].shape[2:], mode="nearest")
+            if level > 0 or self.top_skip:
+                x = torch.cat([x, skips[level]], dim=1)
+            x = decoder(x)
+        return self.head(x)
+
+
+def plan_pool_z(spacing_zyx: Sequence[float], depth: int, patch_depth: int) -> list[bool]:
+    """Per level, whether a 3D UNet halves the slice axis: only while the slice spacing is no more
+    than about half again the in-plane spacing at that level, and never below one slice.
+
+    A 256x256x24 scan with 5 mm slices and 0.9 mm pixels pools in-plane only until the in-plane
+    spacing has grown close to 5 mm; an isotropic volume pools in all axes at every level.
+    """
+    z_spacing = float(spacing_zyx[0])
+    inplane_spacing = float(min(spacing_zyx[1], spacing_zyx[2]))
+    plan = []
+    remaining = patch_depth
+    for _ in range(depth):
+        pool = z_spacing <= 1.5 * inplane_spacing and remaining >= 2 and remaining % 2 == 0
+        plan.append(pool)
+        if pool:
+            z_spacing *= 2
+            remaining //= 2
+        inplane_spacing *= 2
+    return plan
+
+
+def required_multiple(spatial_dims: int, depth: int, pool_z: Optional[Sequence[bool]] = None) -> tuple[int, ...]:
+    """The size each axis of an input must be divisible by: (z, y, x) in 3D, (y, x) in 2D."""
+    inplane = 2**depth
+    if spatial_dims == 2:
+        return (inplane, inplane)
+    pool_z = list(pool_z) if pool_z is not None else [True] * depth
+    return (2 ** sum(bool(p) for p in pool_z), inplane, inplane)
