@@ -59,7 +59,7 @@ def denoise_command(
     """
     prefix = list(worker) if worker is not None else [python or sys.executable, "-m", "DeepDenoiseLib"]
     command = prefix + ["denoise", str(input_path), str(output_path), "--config", str(config_path)]
-    command += ["--progress", "json", "--force"]
+    command += ["--progress", "json"]
     if residual_path is not None:
         command += ["--residual", str(residual_path)]
     return command

@@ -36,7 +36,6 @@ def main() -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--progress", choices=("json",), required=True)
     parser.add_argument("--residual")
-    parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
     report = JsonLinesReporter()
 

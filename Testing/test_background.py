@@ -80,7 +80,7 @@ def test_denoise_command_is_the_cli_contract():
     command = denoise_command("in.nrrd", "out.nrrd", "c.json", "res.nrrd", python="/opt/PythonSlicer")
     assert command == [
         "/opt/PythonSlicer", "-m", "DeepDenoiseLib", "denoise", "in.nrrd", "out.nrrd",
-        "--config", "c.json", "--progress", "json", "--force", "--residual", "res.nrrd",
+        "--config", "c.json", "--progress", "json", "--residual", "res.nrrd",
     ]  # fmt: skip
     assert "--residual" not in denoise_command("in.nrrd", "out.nrrd", "c.json")
 

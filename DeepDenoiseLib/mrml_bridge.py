@@ -1,0 +1,494 @@
+"""The bridge between a Slicer scene and the library: volume nodes to arrays and files and back, the
+module panel's settings, and a denoising job that runs on a node in a background process.
+
+Only Slicer's MRML API is used (never Qt), and only inside functions, so this module imports anywhere;
+its functions need ``slicer`` (the full application or the ``slicer-core`` wheel).
+
+Geometry always goes through the node's IJK-to-RAS matrix: array order is never assumed to match a
+file's. Slicer flips the K axis when it reads a file whose direction matrix is left-handed, so a result
+read back from the worker is mapped onto the input's grid voxel by voxel (:func:`array_on_grid`), and
+output nodes take the input's spacing, origin and directions with ``CopyOrientation``, which keeps the
+IJK-to-RAS matrix bit-identical.
+
+>>> settings = PanelSettings(method="N2V2", budget_minutes=2)
+>>> job = NodeDenoiseJob(input_node, settings.to_config(), noise_model=settings.noise_model)
+>>> job.start()
+>>> job.wait(on_event=print)
+>>> result = job.finish()          # the scene changes here, and only if the worker succeeded
+>>> result.output_node.GetName()
+'MRHead denoised'
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from DeepDenoiseLib.background import (
+    CANCELLED,
+    FAILED,
+    BackgroundRun,
+    PathLike,
+    denoise_command,
+    make_work_folder,
+    remove_work_folder,
+    worker_environment,
+)
+from DeepDenoiseLib.config import DenoiseConfig, MaskingConfig, ModelConfig, PredictionConfig, TrainingConfig
+from DeepDenoiseLib.progress import Cancelled, ProgressEvent
+from DeepDenoiseLib.validation import InputError
+from DeepDenoiseLib.volume import Volume
+
+# RAS (Slicer) and LPS (ITK, files, Volume) differ by the sign of the first two axes.
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+#: The modality presets of the panel and the noise model each one stands for.
+MODALITY_NOISE_MODELS = {
+    "MRI": "rician",
+    "CT": "poisson",
+    "PET": "poisson",
+    "ultrasound": "speckle",
+    "generic": "gaussian",
+}
+#: The panel's method names and the configuration's.
+METHOD_NAMES = {"N2V": "n2v", "N2V2": "n2v2", "structN2V": "structn2v"}
+#: The panel's dimension names and the configuration's.
+DIMENSION_NAMES = {"2D": "2d", "3D": "3d"}
+#: The panel's devices; "GPU" is CUDA, or Metal (MPS) on a Mac.
+DEVICE_NAMES = {"auto": "auto", "GPU": "mps" if sys.platform == "darwin" else "cuda", "CPU": "cpu"}
+
+
+class WorkerError(RuntimeError):
+    """The worker process failed; the message is its own error text, :attr:`details` its other output."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+# --- Settings -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PanelSettings:
+    """The module panel's choices, in the words and units a user sees (N2V2, 3D, minutes, GPU).
+
+    Defaults are the library's. ``modality`` picks the noise model (:attr:`noise_model`) that the
+    run's summary reports; the denoiser itself is self-supervised and needs no noise model.
+    """
+
+    method: str = next(name for name, value in METHOD_NAMES.items() if value == DenoiseConfig.method)
+    dimensions: str = ModelConfig.dimensions.upper()
+    modality: str = "generic"
+    budget_minutes: float = TrainingConfig.budget_seconds / 60.0
+    device: str = "auto"
+    patch_size: int = TrainingConfig.patch_size
+    batch_size: int = TrainingConfig.batch_size
+    learning_rate: float = TrainingConfig.learning_rate
+    masked_fraction: float = MaskingConfig.masked_fraction
+    test_time_augmentation: bool = PredictionConfig.tta
+    seed: int = TrainingConfig.seed
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("method", METHOD_NAMES),
+            ("dimensions", DIMENSION_NAMES),
+            ("modality", MODALITY_NOISE_MODELS),
+            ("device", DEVICE_NAMES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+
+    @property
+    def noise_model(self) -> str:
+        return MODALITY_NOISE_MODELS[self.modality]
+
+    def to_config(self) -> DenoiseConfig:
+        """The run configuration these choices stand for (validated: a bad value raises ValueError)."""
+        return DenoiseConfig.for_method(
+            METHOD_NAMES[self.method],
+            model={"dimensions": DIMENSION_NAMES[self.dimensions]},
+            masking={"masked_fraction": float(self.masked_fraction)},
+            training={
+                "budget_seconds": float(self.budget_minutes) * 60.0,
+                "device": DEVICE_NAMES[self.device],
+                "patch_size": int(self.patch_size),
+                "batch_size": int(self.batch_size),
+                "learning_rate": float(self.learning_rate),
+                "seed": int(self.seed),
+            },
+            prediction={"tta": bool(self.test_time_augmentation)},
+        )
+
+    @classmethod
+    def parameter_names(cls) -> list[str]:
+        """The names of these settings in the Slicer parameter node (camelCase)."""
+        return [_camel_case(f.name) for f in fields(cls)]
+
+    @classmethod
+    def from_parameters(cls, values: Mapping[str, Any]) -> "PanelSettings":
+        """Settings from parameter-node names (``budgetMinutes``...); missing ones keep their default."""
+        by_name = {_camel_case(f.name): f.name for f in fields(cls)}
+        unknown = sorted(set(values) - set(by_name))
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+        return cls(**{by_name[name]: value for name, value in values.items()})
+
+
+def _camel_case(snake: str) -> str:
+    return re.sub(r"_([a-z])", lambda match: match.group(1).upper(), snake)
+
+
+# --- Nodes, arrays and geometry ---------------------------------------------------------------------
+
+
+def check_scalar_volume(node: Any, role: str = "input volume") -> None:
+    """Raise :class:`InputError` unless ``node`` is a 3D single-component scalar volume with voxels.
+
+    Label maps, vector/RGB, tensor and diffusion-weighted volumes, and frames of a sequence (4D) are
+    refused with a message that says what to do instead.
+    """
+    if node is None:
+        raise InputError(f"no {role} selected")
+    name = node.GetName()
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise InputError(
+            f"'{name}' is a label map (a segmentation), which has no noise to remove; choose an image. "
+            "If it really is an image, convert it to a scalar volume in the Volumes module first."
+        )
+    if node.IsA("vtkMRMLTensorVolumeNode") or node.IsA("vtkMRMLDiffusionWeightedVolumeNode"):
+        raise InputError(
+            f"'{name}' is a vector, RGB, tensor or diffusion-weighted volume ({node.GetClassName()}); "
+            "DeepDenoise denoises single-component scalar volumes. Extract one component first "
+            "(e.g. with the Vector to Scalar Volume module)."
+        )
+    if not node.IsA("vtkMRMLScalarVolumeNode"):
+        raise InputError(f"'{name}' is a {node.GetClassName()}, not a scalar volume")
+    image = node.GetImageData()
+    if image is None or image.GetNumberOfPoints() == 0:
+        raise InputError(f"'{name}' has no voxels; load or compute the image first")
+    components = image.GetNumberOfScalarComponents()
+    if components != 1:
+        raise InputError(
+            f"'{name}' has {components} components per voxel (a vector or 4D multi-volume); "
+            "DeepDenoise denoises single-component scalar volumes"
+        )
+    scene = node.GetScene()
+    if scene is not None:
+        for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceBrowserNode")):
+            browser = scene.GetNthNodeByClass(index, "vtkMRMLSequenceBrowserNode")
+            if browser.IsProxyNodeID(node.GetID()):
+                raise InputError(
+                    f"'{name}' is one frame of the sequence browsed by '{browser.GetName()}' (4D data), "
+                    "which DeepDenoise does not denoise yet; clone the frame (Volumes module, or right-"
+                    "click > Clone in the Data module) and denoise the clone"
+                )
+
+
+def ijk_to_ras(node: Any) -> np.ndarray:
+    """The node's 4x4 IJK-to-RAS matrix as a float64 array."""
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(row, column) for column in range(4)] for row in range(4)])
+
+
+def volume_from_node(node: Any) -> Volume:
+    """A :class:`Volume` holding a copy of the node's voxels ``[k, j, i]`` and its geometry in LPS."""
+    import slicer
+
+    check_scalar_volume(node)
+    matrix = ijk_to_ras(node)
+    spacing = np.array(node.GetSpacing(), dtype=np.float64)
+    direction_ras = matrix[:3, :3] / spacing
+    return Volume(
+        array=np.array(slicer.util.arrayFromVolume(node), copy=True),
+        spacing=tuple(spacing),
+        origin=tuple(_RAS_TO_LPS @ matrix[:3, 3]),
+        direction=_RAS_TO_LPS @ direction_ras,
+        metadata={"node_name": node.GetName()},
+    )
+
+
+def update_node_from_volume(node: Any, volume: Volume) -> None:
+    """Put ``volume``'s voxels and geometry (converted from LPS to RAS) into the scalar volume ``node``."""
+    import vtk
+
+    import slicer
+
+    if volume.is_4d:
+        raise InputError("a 4D volume cannot go into one volume node")
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
+    directions = vtk.vtkMatrix4x4()
+    direction_ras = _RAS_TO_LPS @ volume.direction
+    for row in range(3):
+        for column in range(3):
+            directions.SetElement(row, column, direction_ras[row, column])
+    node.SetIJKToRASDirectionMatrix(directions)
+    node.SetSpacing(*volume.spacing)
+    node.SetOrigin(*(_RAS_TO_LPS @ np.asarray(volume.origin)))
+
+
+def write_node(node: Any, path: PathLike) -> None:
+    """Write the volume node to ``path`` (.nrrd, .nii.gz, .mha...) uncompressed, as Slicer would save it."""
+    import slicer
+
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(False)
+    if not storage.WriteData(node):
+        raise OSError(f"could not write '{node.GetName()}' to {path}")
+
+
+def read_file_node(path: PathLike) -> Any:
+    """A scalar volume node, not added to any scene, holding the file read by Slicer's storage node."""
+    import slicer
+
+    node = slicer.vtkMRMLScalarVolumeNode()
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    if not Path(path).is_file() or not storage.ReadData(node):
+        raise OSError(f"could not read a volume from {path}")
+    return node
+
+
+def array_on_grid(node: Any, target_ijk_to_ras: np.ndarray, atol_mm: float = 1e-3) -> np.ndarray:
+    """The voxels of ``node`` re-indexed onto the grid of ``target_ijk_to_ras`` (same voxel centres).
+
+    Two descriptions of one grid differ only by axis flips and permutations (Slicer flips K when it
+    reads a left-handed file); anything else means the grids differ, and raises ``ValueError``.
+    """
+    import slicer
+
+    array = slicer.util.arrayFromVolume(node)
+    source = ijk_to_ras(node)
+    shape_ijk = np.array(array.shape[::-1])
+    # target IJK -> source IJK; on one grid this is a signed permutation plus an integer shift.
+    mapping = np.linalg.solve(source, target_ijk_to_ras)
+    linear = np.rint(mapping[:3, :3])
+    shift = np.rint(mapping[:3, 3])
+    mismatch_mm = np.abs(source[:3, :3] @ (mapping[:3, :3] - linear)).max() + np.abs(
+        source[:3, :3] @ (mapping[:3, 3] - shift)
+    ).max()
+    is_signed_permutation = (np.abs(linear).sum(axis=0) == 1).all() and (np.abs(linear).sum(axis=1) == 1).all()
+    if mismatch_mm > atol_mm or not is_signed_permutation:
+        raise ValueError("the result does not lie on the input's voxel grid")
+    axes_ijk = [int(np.flatnonzero(linear[:, target_axis])[0]) for target_axis in range(3)]
+    flips = [linear[axes_ijk[target_axis], target_axis] < 0 for target_axis in range(3)]
+    target_shape = shape_ijk[axes_ijk]
+    for target_axis, source_axis in enumerate(axes_ijk):
+        start = shift[source_axis]
+        end = start - (target_shape[target_axis] - 1) if flips[target_axis] else start + target_shape[target_axis] - 1
+        if min(start, end) != 0 or max(start, end) != shape_ijk[source_axis] - 1:
+            raise ValueError("the result does not cover the input's voxel grid")
+    # Arrays are [k, j, i]: array axis a holds IJK axis 2 - a.
+    reordered = np.transpose(array, [2 - axes_ijk[2 - axis] for axis in range(3)])
+    flip_axes = [2 - target_axis for target_axis in range(3) if flips[target_axis]]
+    return np.ascontiguousarray(np.flip(reordered, axis=flip_axes) if flip_axes else reordered)
+
+
+def create_volume_node(scene: Any, name: str) -> Any:
+    """A new scalar volume node in ``scene`` with a unique name based on ``name``."""
+    return scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
+
+
+def fill_node(node: Any, array: np.ndarray, geometry: Any, display_like: Optional[Any] = None) -> None:
+    """Put ``array`` into ``node`` with the spacing, origin and directions of ``geometry`` (a volume
+    node), creating display nodes; with ``display_like``, copy its colour map and window/level."""
+    import slicer
+
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
+    node.CopyOrientation(geometry)
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    if display_like is not None and display_like.GetDisplayNode() is not None and node.GetDisplayNode() is not None:
+        source, target = display_like.GetDisplayNode(), node.GetDisplayNode()
+        target.SetAndObserveColorNodeID(source.GetColorNodeID())
+        target.SetAutoWindowLevel(False)
+        target.SetWindowLevel(source.GetWindow(), source.GetLevel())
+
+
+def place_next_to(node: Any, reference: Any) -> None:
+    """Put ``node`` beside ``reference`` in the subject hierarchy (same parent: patient, study or
+    folder), unless ``node`` already sits somewhere below the top level."""
+    scene = reference.GetScene()
+    hierarchy = scene.GetSubjectHierarchyNode()
+    reference_item = hierarchy.GetItemByDataNode(reference)
+    parent = hierarchy.GetItemParent(reference_item) if reference_item else hierarchy.GetSceneItemID()
+    item = hierarchy.GetItemByDataNode(node)
+    if not item:
+        hierarchy.CreateItem(parent, node)
+    elif hierarchy.GetItemParent(item) == hierarchy.GetSceneItemID():
+        hierarchy.SetItemParent(item, parent)
+
+
+# --- A denoising job on a node ----------------------------------------------------------------------
+
+
+@dataclass
+class JobResult:
+    """What a finished job put in the scene, and the worker's closing figures."""
+
+    output_node: Any
+    residual_node: Optional[Any] = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class NodeDenoiseJob:
+    """Denoises one volume node in a worker process; the scene changes only when the worker succeeded.
+
+    :meth:`start` writes the input and the configuration to a temporary folder and starts the worker;
+    :meth:`poll` (from a timer) or :meth:`wait` (from a script) follow it; :meth:`finish` reads the
+    result into the output node (a new one next to the input unless ``output_node`` is given) and the
+    optional residual node, or raises :class:`WorkerError` / :class:`~DeepDenoiseLib.progress.Cancelled`
+    with the scene untouched. The temporary folder is removed whatever happens, by :meth:`finish` or
+    :meth:`cancel`.
+
+    ``worker`` replaces the ``python -m DeepDenoiseLib`` command prefix; ``python`` is the interpreter
+    for it (``PythonSlicer`` inside Slicer). ``noise_model`` (from the modality preset) is recorded in
+    the result's summary.
+    """
+
+    def __init__(
+        self,
+        input_node: Any,
+        config: DenoiseConfig,
+        output_node: Optional[Any] = None,
+        residual_node: Optional[Any] = None,
+        compute_residual: bool = False,
+        python: Optional[str] = None,
+        worker: Optional[Sequence[str]] = None,
+        library_parent: Optional[PathLike] = None,
+        temp_parent: Optional[PathLike] = None,
+        noise_model: Optional[str] = None,
+    ) -> None:
+        self.input_node = input_node
+        self.config = config
+        self.output_node = output_node
+        self.residual_node = residual_node
+        self.compute_residual = compute_residual or residual_node is not None
+        self.python = python
+        self.worker = worker
+        self.library_parent = library_parent if library_parent is not None else Path(__file__).resolve().parents[1]
+        self.temp_parent = temp_parent
+        self.noise_model = noise_model
+        self.folder: Optional[Path] = None
+        self.run: Optional[BackgroundRun] = None
+        self._grid: Any = None
+        self._shape: tuple[int, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return self.run is not None and self.run.finished
+
+    def start(self) -> None:
+        """Check the nodes, write the input and configuration, and start the worker."""
+        import slicer
+
+        check_scalar_volume(self.input_node)
+        if self.input_node.GetScene() is None:
+            raise InputError(f"'{self.input_node.GetName()}' is not in a scene")
+        for role, node in (("output volume", self.output_node), ("residual volume", self.residual_node)):
+            if node is None:
+                continue
+            if node is self.input_node:
+                raise InputError(f"the {role} must differ from the input volume; choose or create another one")
+            if node.IsA("vtkMRMLLabelMapVolumeNode") or not node.IsA("vtkMRMLScalarVolumeNode"):
+                raise InputError(f"the {role} '{node.GetName()}' must be a scalar volume")
+        if self.output_node is not None and self.output_node is self.residual_node:
+            raise InputError("the output and residual volumes must be different nodes")
+        # The grid as the worker sees it, kept apart from the input node in case that changes meanwhile.
+        self._grid = slicer.vtkMRMLScalarVolumeNode()
+        self._grid.CopyOrientation(self.input_node)
+        self._shape = tuple(self.input_node.GetImageData().GetDimensions()[::-1])
+        self.folder = make_work_folder(self.temp_parent)
+        try:
+            write_node(self.input_node, self.folder / "input.nrrd")
+            self.config.save(self.folder / "config.json")
+            command = denoise_command(
+                self.folder / "input.nrrd",
+                self.folder / "output.nrrd",
+                self.folder / "config.json",
+                self.folder / "residual.nrrd" if self.compute_residual else None,
+                python=self.python,
+                worker=self.worker,
+            )
+            self.run = BackgroundRun(command, environment=worker_environment(self.library_parent), cwd=self.folder)
+        except BaseException:
+            self._remove_folder()
+            raise
+
+    def poll(self) -> list[ProgressEvent]:
+        """New progress events, without waiting."""
+        return self._started().poll()
+
+    def wait(self, on_event: Optional[Callable[[ProgressEvent], None]] = None) -> str:
+        """Block until the worker ends, handing each progress event to ``on_event``; returns its state."""
+        return self._started().wait(on_event=on_event)
+
+    def cancel(self) -> None:
+        """Kill the worker and its children and remove the temporary folder; the scene is untouched."""
+        if self.run is not None:
+            self.run.cancel()
+        self._remove_folder()
+
+    def finish(self) -> JobResult:
+        """After the worker ended: put its result into the scene, or raise with the scene unchanged."""
+        run = self._started()
+        if not run.finished:
+            raise RuntimeError("the worker is still running; wait for it or cancel it first")
+        try:
+            if run.state == CANCELLED:
+                raise Cancelled("the run was cancelled")
+            if run.state == FAILED:
+                raise WorkerError(run.error_message, run.details)
+            assert self.folder is not None
+            target = ijk_to_ras(self._grid)
+            try:
+                denoised = array_on_grid(read_file_node(self.folder / "output.nrrd"), target)
+                residual = (
+                    array_on_grid(read_file_node(self.folder / "residual.nrrd"), target)
+                    if self.compute_residual
+                    else None
+                )
+            except (OSError, ValueError) as error:
+                raise WorkerError(f"the worker finished but its result is unusable: {error}", run.details) from error
+            if denoised.shape != self._shape or (residual is not None and residual.shape != self._shape):
+                raise WorkerError(
+                    f"the worker's result has {denoised.shape} voxels where the input has {self._shape}", run.details
+                )
+            if self.input_node.GetScene() is None:
+                raise InputError("the input volume was removed from the scene while it was being denoised")
+            summary = dict(run.summary)
+            if self.noise_model is not None:
+                summary["noise_model"] = self.noise_model
+            output_node = self._store(self.output_node, denoised, "denoised", display_like=self.input_node)
+            residual_node = self._store(self.residual_node, residual, "residual") if residual is not None else None
+            return JobResult(output_node, residual_node, summary)
+        finally:
+            self._remove_folder()
+
+    def _store(self, node: Optional[Any], array: np.ndarray, suffix: str, display_like: Optional[Any] = None) -> Any:
+        scene = self.input_node.GetScene()
+        if node is None or node.GetScene() is None:
+            node = create_volume_node(scene, f"{self.input_node.GetName()} {suffix}")
+            node.SetAndObserveTransformNodeID(self.input_node.GetTransformNodeID())
+        fill_node(node, array, self._grid, display_like=display_like)
+        place_next_to(node, self.input_node)
+        return node
+
+    def _started(self) -> BackgroundRun:
+        if self.run is None:
+            raise RuntimeError("the job has not been started")
+        return self.run
+
+    def _remove_folder(self) -> None:
+        if self.folder is not None:
+            remove_work_folder(self.folder)
+            self.folder = None
