@@ -1,0 +1,611 @@
+import logging
+import os
+import re
+import shutil
+import sys
+from typing import Annotated
+
+import qt
+import vtk
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+
+def _libraryParent():
+    """The folder holding DeepDenoiseLib: this module's own folder in an installed extension, the
+    repository root when the module is loaded from a checkout (developer mode)."""
+    moduleFolder = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (moduleFolder, os.path.dirname(moduleFolder)):
+        if os.path.isfile(os.path.join(candidate, "DeepDenoiseLib", "__init__.py")):
+            return candidate
+    raise ImportError(f"DeepDenoiseLib was found neither in {moduleFolder} nor in its parent folder")
+
+
+LIBRARY_PARENT = _libraryParent()
+if LIBRARY_PARENT not in sys.path:
+    sys.path.insert(0, LIBRARY_PARENT)
+
+from DeepDenoiseLib.config import DenoiseConfig  # noqa: E402
+from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
+    DEVICE_NAMES,
+    DIMENSION_NAMES,
+    METHOD_NAMES,
+    MODALITY_NOISE_MODELS,
+    NodeDenoiseJob,
+    PanelSettings,
+)
+from DeepDenoiseLib.progress import Cancelled  # noqa: E402
+from DeepDenoiseLib.validation import InputError  # noqa: E402
+
+HOMEPAGE = "https://github.com/deepdenoise/SlicerDeepDenoise"
+TORCH_REQUIREMENT = ">=2.0"
+SAMPLE_NAME = "DeepDenoiseNoisyBrain"
+
+_DEFAULTS = PanelSettings()
+
+
+#
+# DeepDenoise
+#
+
+
+class DeepDenoise(ScriptedLoadableModule):
+    """Self-supervised deep-learning denoising (Noise2Void) of the volume in view."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("DeepDenoise")
+        self.parent.categories = ["Filtering.Denoising"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["The DeepDenoise contributors"]
+        self.parent.helpText = _(
+            "Removes noise from a volume with a network trained on that same volume (Noise2Void, N2V2, "
+            "structN2V): no clean images and no downloaded model are needed. Pick a volume, a method and "
+            "a time budget and press Apply; the result appears over the input in the slice views. "
+            'See the <a href="{homepage}#readme">DeepDenoise documentation</a>.'
+        ).format(homepage=HOMEPAGE)
+        self.parent.acknowledgementText = _(
+            "DeepDenoise builds on Noise2Void (Krull et al., CVPR 2019), N2V2 (Hoeck et al., ECCV BIC 2022) "
+            "and structured Noise2Void (Broaddus et al., ISBI 2020), and on the 3D Slicer and PyTorch "
+            "extension communities. The sample volume derives from the MNI ICBM152 2009a template, "
+            "Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal "
+            "Neurological Institute, McGill University."
+        )
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+#
+# Sample data
+#
+
+
+def registerSampleData():
+    """Offer the bundled noisy brain slab (MNI152 T1 with Rician noise) in the Sample Data module."""
+    import SampleData
+
+    from DeepDenoiseLib.sample_data import sample_paths
+
+    sampleFile = str(sample_paths().noisy)
+    iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):
+        SampleData.SampleDataLogic.registerCustomSampleDataCategory("DeepDenoise", title=_("DeepDenoise"))
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="DeepDenoise",
+        sampleName=SAMPLE_NAME,
+        thumbnailFileName=os.path.join(iconsPath, f"{SAMPLE_NAME}.png"),
+        uris=qt.QUrl.fromLocalFile(sampleFile).toString(),
+        fileNames=os.path.basename(sampleFile),
+        nodeNames=SAMPLE_NAME,
+        loadFileTypes="VolumeFile",
+    )
+
+
+#
+# DeepDenoiseParameterNode
+#
+
+
+@parameterNodeWrapper
+class DeepDenoiseParameterNode:
+    """The panel's state, saved with the scene. Names match PanelSettings (in camelCase) plus the nodes.
+
+    inputVolume - the noisy volume.
+    outputVolume - where the denoised volume goes; none creates a new volume next to the input.
+    computeResidual, residualVolume - also output input minus denoised (what was removed).
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    method: Annotated[str, Choice(list(METHOD_NAMES))] = _DEFAULTS.method
+    dimensions: Annotated[str, Choice(list(DIMENSION_NAMES))] = _DEFAULTS.dimensions
+    modality: Annotated[str, Choice(list(MODALITY_NOISE_MODELS))] = _DEFAULTS.modality
+    budgetMinutes: Annotated[float, WithinRange(0.05, 1440.0)] = _DEFAULTS.budget_minutes
+    device: Annotated[str, Choice(list(DEVICE_NAMES))] = _DEFAULTS.device
+    outputVolume: vtkMRMLScalarVolumeNode
+    computeResidual: bool = False
+    residualVolume: vtkMRMLScalarVolumeNode
+    patchSize: Annotated[int, WithinRange(8, 512)] = _DEFAULTS.patch_size
+    batchSize: Annotated[int, WithinRange(1, 1024)] = _DEFAULTS.batch_size
+    learningRate: Annotated[float, WithinRange(1e-6, 1.0)] = _DEFAULTS.learning_rate
+    maskedFraction: Annotated[float, WithinRange(1e-4, 0.25)] = _DEFAULTS.masked_fraction
+    testTimeAugmentation: bool = _DEFAULTS.test_time_augmentation
+    seed: Annotated[int, WithinRange(0, 2**31 - 1)] = _DEFAULTS.seed
+
+
+#
+# DeepDenoiseWidget
+#
+
+
+class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: binds the .ui to the parameter node and turns Apply into Cancel while a run goes on."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DeepDenoise.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = DeepDenoiseLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+
+        self._showIdle(_("Pick a volume and press Apply."))
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self.logic is not None and self.logic.isRunning:
+            self.logic.cancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        if self.logic.isRunning:
+            self.logic.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode and not firstVolumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
+                self._parameterNode.inputVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Widgets carry a "SlicerParameterName" property in the .ui that names their parameter.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+            self._updateGui()
+
+    def _updateGui(self, caller=None, event=None) -> None:
+        running = self.logic.isRunning
+        for section in (
+            self.ui.inputsCollapsibleButton,
+            self.ui.methodCollapsibleButton,
+            self.ui.budgetCollapsibleButton,
+            self.ui.outputsCollapsibleButton,
+            self.ui.advancedCollapsibleButton,
+        ):
+            section.enabled = not running
+        if self._parameterNode:
+            self.ui.residualSelector.enabled = self._parameterNode.computeResidual
+        if running:
+            self.ui.applyButton.text = _("Cancel")
+            self.ui.applyButton.toolTip = _("Stop the run; the scene stays as it was")
+            self.ui.applyButton.enabled = True
+        elif self._parameterNode and self._parameterNode.inputVolume:
+            self.ui.applyButton.text = _("Apply")
+            self.ui.applyButton.toolTip = _("Train on the input volume and denoise it in the background")
+            self.ui.applyButton.enabled = True
+        else:
+            self.ui.applyButton.text = _("Apply")
+            self.ui.applyButton.toolTip = _("Select an input volume")
+            self.ui.applyButton.enabled = False
+
+    def onApplyButton(self) -> None:
+        if self.logic.isRunning:
+            self.logic.cancel()
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not start denoising."), waitCursor=True):
+            if not self.logic.ensureDependencies():
+                self._showIdle(_("Denoising needs PyTorch and a few Python packages; nothing was installed."))
+                return
+            parameters = self._parameterNode
+            self.logic.process(
+                parameters.inputVolume,
+                parameters.outputVolume,
+                parameters,
+                waitForCompletion=False,
+                residualVolume=parameters.residualVolume,
+                computeResidual=parameters.computeResidual,
+                progressCallback=self.onProgress,
+                completedCallback=self.onCompleted,
+            )
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.format = _("starting %p%")
+            self.ui.statusLabel.text = _("Running in the background; you can keep working.")
+        self._updateGui()
+
+    def onProgress(self, event) -> None:
+        self.ui.progressBar.value = int(round(100 * min(max(event.fraction, 0.0), 1.0)))
+        text = f"{event.stage} %p%"
+        if event.eta_seconds is not None:
+            minutes, seconds = divmod(int(round(event.eta_seconds)), 60)
+            text += "  " + _("ETA {minutes}:{seconds:02d}").format(minutes=minutes, seconds=seconds)
+        self.ui.progressBar.format = text
+        details = [event.message] if event.message else []
+        if event.loss is not None:
+            details.append(_("loss {loss:.4g}").format(loss=event.loss))
+        if details:
+            self.ui.statusLabel.text = ", ".join(details)
+
+    def onCompleted(self, result, error) -> None:
+        self._updateGui()
+        if error is None:
+            if self._parameterNode:
+                self._parameterNode.outputVolume = result.output_node
+                if result.residual_node is not None:
+                    self._parameterNode.residualVolume = result.residual_node
+            self.ui.progressBar.value = 100
+            self.ui.progressBar.format = _("done")
+            self.ui.statusLabel.text = self.logic.summaryText(result.summary)
+        elif isinstance(error, Cancelled):
+            self._showIdle(_("Cancelled; the scene was left as it was."))
+        else:
+            self._showIdle(_("Failed: {message}").format(message=error))
+            slicer.util.errorDisplay(
+                _("Denoising failed: {message}").format(message=error),
+                detailedText=getattr(error, "details", "") or None,
+            )
+
+    def _showIdle(self, message) -> None:
+        self.ui.progressBar.value = 0
+        self.ui.progressBar.format = _("idle")
+        self.ui.statusLabel.text = message
+
+
+#
+# DeepDenoiseLogic
+#
+
+
+class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
+    """Runs DeepDenoiseLib on volume nodes in a background process; usable without the panel.
+
+    From the Python console::
+
+        import DeepDenoise
+        logic = DeepDenoise.DeepDenoiseLogic()
+        denoised = logic.process(getNode("MRHead"), None, {"method": "N2V2", "budgetMinutes": 2})
+    """
+
+    POLL_INTERVAL_MS = 200
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.lastResult = None
+        self._job = None
+        self._showResult = True
+        self._progressCallback = None
+        self._completedCallback = None
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self._onTimer)
+
+    def getParameterNode(self):
+        return DeepDenoiseParameterNode(super().getParameterNode())
+
+    @property
+    def isRunning(self) -> bool:
+        return self._job is not None
+
+    @staticmethod
+    def configFromParameters(parameters):
+        """(DenoiseConfig, noise model or None) from a DenoiseConfig, a PanelSettings, a dict of
+        parameter-node names (missing ones take their defaults), a parameter node, or None (defaults)."""
+        if isinstance(parameters, DenoiseConfig):
+            return parameters, None
+        if parameters is None:
+            settings = PanelSettings()
+        elif isinstance(parameters, PanelSettings):
+            settings = parameters
+        elif isinstance(parameters, dict):
+            settings = PanelSettings.from_parameters(parameters)
+        else:
+            settings = PanelSettings.from_parameters(
+                {name: getattr(parameters, name) for name in PanelSettings.parameter_names()}
+            )
+        return settings.to_config(), settings.noise_model
+
+    @staticmethod
+    def workerPython() -> str:
+        """PythonSlicer: Slicer's Python interpreter as a separate process (it sees the same packages)."""
+        pythonSlicer = shutil.which("PythonSlicer")
+        if not pythonSlicer:
+            raise RuntimeError(_("PythonSlicer was not found; the background worker cannot start."))
+        return pythonSlicer
+
+    def process(
+        self,
+        inputVolume,
+        outputVolume=None,
+        parameters=None,
+        waitForCompletion=True,
+        residualVolume=None,
+        computeResidual=False,
+        progressCallback=None,
+        completedCallback=None,
+        showResult=True,
+    ):
+        """Denoise ``inputVolume`` in a separate process. Works without the panel.
+
+        :param inputVolume: the noisy scalar volume.
+        :param outputVolume: the volume to fill; None creates one next to the input.
+        :param parameters: a parameter node, a dict of its setting names (e.g. ``{"method": "N2V2",
+            "budgetMinutes": 2}``), a PanelSettings or a full DenoiseConfig; None takes the defaults.
+        :param waitForCompletion: True blocks until the result is in the scene and returns the output
+            node (raising WorkerError or Cancelled on failure); False returns None at once, and the
+            result or error goes to ``completedCallback(result, error)`` from a Qt timer.
+        :param residualVolume, computeResidual: also output input minus denoised.
+        :param progressCallback: called with each ProgressEvent (stage, fraction, loss, ETA).
+        :param showResult: show the result over the input in the slice views, half transparent.
+
+        The scene changes only when the worker succeeded: on failure or cancel nothing was added or
+        filled. Temporary files go to a folder that is always removed.
+        """
+        if self.isRunning:
+            raise RuntimeError(_("A denoising run is in progress; cancel it first."))
+        config, noiseModel = self.configFromParameters(parameters)
+        job = NodeDenoiseJob(
+            inputVolume,
+            config,
+            output_node=outputVolume,
+            residual_node=residualVolume,
+            compute_residual=computeResidual,
+            python=self.workerPython(),
+            library_parent=LIBRARY_PARENT,
+            temp_parent=slicer.app.temporaryPath,
+            noise_model=noiseModel,
+        )
+        job.start()
+        logging.info(f"DeepDenoise: {config.method} {config.model.dimensions} on '{inputVolume.GetName()}' started")
+        if waitForCompletion:
+            try:
+                job.wait(on_event=progressCallback)
+            except BaseException:
+                job.cancel()
+                raise
+            self.lastResult = job.finish()
+            if showResult:
+                self.showResult(inputVolume, self.lastResult.output_node)
+            return self.lastResult.output_node
+        self._job = job
+        self._showResult = showResult
+        self._progressCallback = progressCallback
+        self._completedCallback = completedCallback
+        self._timer.start()
+        return None
+
+    def cancel(self) -> None:
+        """Stop the background run: the worker and its children are killed, the scene is untouched."""
+        job = self._job
+        if job is None:
+            return
+        self._timer.stop()
+        try:
+            job.cancel()
+        finally:
+            self._complete(None, Cancelled(_("the run was cancelled")))
+
+    def _onTimer(self) -> None:
+        job = self._job
+        for event in job.poll():
+            if self._progressCallback:
+                self._progressCallback(event)
+        if not job.finished:
+            return
+        self._timer.stop()
+        try:
+            result = job.finish()
+        except Exception as error:  # WorkerError, Cancelled, InputError, OSError: all go to the user
+            logging.error(f"DeepDenoise: {error}")
+            self._complete(None, error)
+            return
+        self.lastResult = result
+        if self._showResult:
+            self.showResult(job.input_node, result.output_node)
+        self._complete(result, None)
+
+    def _complete(self, result, error) -> None:
+        callback = self._completedCallback
+        self._job = None
+        self._progressCallback = None
+        self._completedCallback = None
+        if callback:
+            callback(result, error)
+
+    @staticmethod
+    def showResult(inputVolume, outputVolume) -> None:
+        """Input in the background, result in the foreground at half opacity: the slice views' fade
+        slider then compares the two."""
+        slicer.util.setSliceViewerLayers(background=inputVolume, foreground=outputVolume, foregroundOpacity=0.5)
+
+    @staticmethod
+    def summaryText(summary) -> str:
+        parts = []
+        if "seconds" in summary:
+            parts.append(_("Done in {seconds:.0f} s.").format(seconds=summary["seconds"]))
+        before, after = summary.get("noise_sigma_before"), summary.get("noise_sigma_after")
+        if before is not None and after is not None:
+            parts.append(_("Estimated noise {before:.4g} -> {after:.4g}.").format(before=before, after=after))
+        if "noise_model" in summary:
+            parts.append(_("Noise model: {model}.").format(model=summary["noise_model"]))
+        return " ".join(parts) or _("Done.")
+
+    def ensureDependencies(self) -> bool:
+        """Make sure PyTorch (through the PyTorch extension) and the other packages the worker needs are
+        installed, asking the user before installing anything. False if the user declined."""
+        try:
+            import PyTorchUtils
+        except ModuleNotFoundError as error:
+            raise RuntimeError(
+                _("DeepDenoise needs the PyTorch extension: install 'PyTorch' from the Extensions Manager and restart Slicer.")
+            ) from error
+        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+        if not torchLogic.torchInstalled():
+            if torchLogic.installTorch(askConfirmation=True, torchVersionRequirement=TORCH_REQUIREMENT) is None:
+                return False
+        requirementsPath = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
+        try:
+            import slicer.packaging
+
+            pipEnsure = slicer.packaging.pip_ensure
+        except (ImportError, AttributeError):
+            pipEnsure = None
+        if pipEnsure is not None:
+            try:
+                pipEnsure(slicer.packaging.load_requirements(requirementsPath), requester="DeepDenoise")
+            except RuntimeError as error:  # the user declined
+                logging.info(f"DeepDenoise: {error}")
+                return False
+            return True
+        missing = [requirement for requirement in _readRequirements(requirementsPath) if not _isInstalled(requirement)]
+        if not missing:
+            return True
+        if not slicer.util.confirmOkCancelDisplay(
+            _("DeepDenoise needs these Python packages: {packages}. Install them now?").format(packages=", ".join(missing))
+        ):
+            return False
+        slicer.util.pip_install(" ".join(missing))
+        return True
+
+
+def _readRequirements(path):
+    with open(path, encoding="utf-8") as file:
+        return [line.strip() for line in file if line.strip() and not line.lstrip().startswith(("#", "-"))]
+
+
+def _isInstalled(requirement) -> bool:
+    import importlib.metadata
+
+    name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0)
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+#
+# DeepDenoiseTest
+#
+
+
+class DeepDenoiseTest(ScriptedLoadableModuleTest):
+    """Self-test on a small synthetic volume with a budget of seconds (Developer Tools > Reload and Test)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_RefusesLabelMap()
+        self.setUp()
+        self.test_DenoisesAndCancels()
+
+    def _noisyVolume(self, nodeClassName="vtkMRMLScalarVolumeNode"):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        k, j, i = np.mgrid[:24, :24, :24]
+        clean = ((k - 12) ** 2 + (j - 12) ** 2 + (i - 12) ** 2 < 64).astype(np.float32)
+        noisy = clean + 0.2 * rng.standard_normal(clean.shape).astype(np.float32)
+        ijkToRAS = np.array([[0, 0, -1.2, 5.0], [0.9, 0, 0, -3.0], [0, 1.1, 0, 7.0], [0, 0, 0, 1]])
+        if nodeClassName == "vtkMRMLLabelMapVolumeNode":
+            noisy = clean.astype(np.int16)
+        return slicer.util.addVolumeFromArray(noisy, ijkToRAS=ijkToRAS, name="DeepDenoiseTestInput", nodeClassName=nodeClassName)
+
+    @staticmethod
+    def _tinyConfig():
+        return DenoiseConfig.for_method(
+            "n2v",
+            model={"dimensions": "3d", "base_channels": 8},
+            training={"budget_seconds": 2.0, "patch_size": 16, "batch_size": 4, "steps_per_epoch": 5, "max_epochs": 1},
+            prediction={"tile_size": 24, "tile_overlap": 4},
+        )
+
+    def test_RefusesLabelMap(self):
+        labelMap = self._noisyVolume("vtkMRMLLabelMapVolumeNode")
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        with self.assertRaises(InputError):
+            DeepDenoiseLogic().process(labelMap, None, self._tinyConfig())
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+
+    def test_DenoisesAndCancels(self):
+        import numpy as np
+
+        self.delayDisplay("Denoising a 24^3 volume with a 2 s budget")
+        logic = DeepDenoiseLogic()
+        self.assertTrue(logic.ensureDependencies())
+        inputVolume = self._noisyVolume()
+        inputArray = slicer.util.arrayFromVolume(inputVolume).copy()
+        stages = []
+        outputVolume = logic.process(inputVolume, None, self._tinyConfig(), progressCallback=lambda e: stages.append(e.stage))
+        self.assertEqual(stages[-1], "done")
+        self.assertIn("training", stages)
+        outputArray = slicer.util.arrayFromVolume(outputVolume)
+        self.assertEqual(outputArray.shape, inputArray.shape)
+        self.assertTrue(np.isfinite(outputArray).all())
+        self.assertLess(float(np.std(outputArray)), float(np.std(inputArray)))
+        inputMatrix, outputMatrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        inputVolume.GetIJKToRASMatrix(inputMatrix)
+        outputVolume.GetIJKToRASMatrix(outputMatrix)
+        self.assertTrue(np.array_equal(slicer.util.arrayFromVTKMatrix(inputMatrix), slicer.util.arrayFromVTKMatrix(outputMatrix)))
+
+        self.delayDisplay("Cancelling a background run")
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        outcome = []
+        logic.process(inputVolume, None, self._tinyConfig(), waitForCompletion=False, completedCallback=lambda r, e: outcome.append(e))
+        self.assertTrue(logic.isRunning)
+        logic.cancel()
+        self.assertFalse(logic.isRunning)
+        self.assertIsInstance(outcome[0], Cancelled)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(inputVolume), inputArray))
+        self.delayDisplay("Test passed")
