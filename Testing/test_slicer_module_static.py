@@ -5,6 +5,7 @@ bound to a widget its type can be connected to, and the panel agrees with the li
 from __future__ import annotations
 
 import ast
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -232,6 +233,30 @@ def test_module_follows_slicer_scripted_module_conventions():
     assert "runTest" in test_methods and any(m.startswith("test_") for m in test_methods)
     # Every .py in a module folder is loaded as a Slicer module: only the module itself may be there.
     assert [p.name for p in MODULE_FOLDER.glob("*.py")] == ["DeepDenoise.py"]
+
+
+def library_parent_finder():
+    """DeepDenoise.py's own ``_libraryParent`` function, compiled on its own."""
+    function = next(f for f in MODULE_TREE.body if isinstance(f, ast.FunctionDef) and f.name == "_libraryParent")
+    namespace: dict = {"os": os}
+    exec(compile(ast.Module(body=[function], type_ignores=[]), str(MODULE_PATH), "exec"), namespace)
+    return namespace
+
+
+def test_module_finds_the_library_installed_beside_it_and_in_a_checkout(tmp_path):
+    namespace = library_parent_finder()
+    # Developer mode: "Additional module paths" points at <checkout>/DeepDenoise.
+    namespace["__file__"] = str(MODULE_PATH)
+    assert namespace["_libraryParent"]() == str(MODULE_FOLDER.parent)
+    # An installed extension: qt-scripted-modules/ holds DeepDenoise.py and DeepDenoiseLib/ side by side.
+    installed = tmp_path / "lib" / "Slicer-5.8" / "qt-scripted-modules"
+    (installed / "DeepDenoiseLib").mkdir(parents=True)
+    (installed / "DeepDenoiseLib" / "__init__.py").write_text("")
+    namespace["__file__"] = str(installed / "DeepDenoise.py")
+    assert namespace["_libraryParent"]() == str(installed)
+    namespace["__file__"] = str(tmp_path / "elsewhere" / "DeepDenoise.py")
+    with pytest.raises(ImportError, match="DeepDenoiseLib was found neither"):
+        namespace["_libraryParent"]()
 
 
 def test_nothing_is_installed_at_import_time():
