@@ -1,3 +1,5 @@
+import importlib.metadata
+import importlib.util
 import logging
 import os
 import re
@@ -289,9 +291,9 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showIdle(_("Cancelled; the scene was left as it was."))
         else:
             self._showIdle(_("Failed: {message}").format(message=error))
+            details = getattr(error, "details", "")
             slicer.util.errorDisplay(
-                _("Denoising failed: {message}").format(message=error),
-                detailedText=getattr(error, "details", "") or None,
+                _("Denoising failed: {message}").format(message=error), **({"detailedText": details} if details else {})
             )
 
     def _showIdle(self, message) -> None:
@@ -480,15 +482,17 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
 
     def ensureDependencies(self) -> bool:
         """Make sure PyTorch (through the PyTorch extension) and the other packages the worker needs are
-        installed, asking the user before installing anything. False if the user declined."""
-        try:
-            import PyTorchUtils
-        except ModuleNotFoundError as error:
-            raise RuntimeError(
-                _("DeepDenoise needs the PyTorch extension: install 'PyTorch' from the Extensions Manager and restart Slicer.")
-            ) from error
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torchLogic.torchInstalled():
+        installed, asking the user before installing anything. False if the user declined.
+
+        Only the worker process imports torch: here its presence is checked without importing it."""
+        if importlib.util.find_spec("torch") is None:
+            try:
+                import PyTorchUtils
+            except ModuleNotFoundError as error:
+                raise RuntimeError(
+                    _("DeepDenoise needs the PyTorch extension: install 'PyTorch' from the Extensions Manager and restart Slicer.")
+                ) from error
+            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
             if torchLogic.installTorch(askConfirmation=True, torchVersionRequirement=TORCH_REQUIREMENT) is None:
                 return False
         requirementsPath = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
@@ -522,8 +526,6 @@ def _readRequirements(path):
 
 
 def _isInstalled(requirement) -> bool:
-    import importlib.metadata
-
     name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0)
     try:
         importlib.metadata.version(name)
