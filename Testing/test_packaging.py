@@ -125,14 +125,15 @@ def test_every_library_file_is_installed_beside_the_module():
 
 
 def test_catalog_entry_matches_the_cmake_metadata():
-    entry = json.loads((REPO / "DeepDenoise.json").read_text(encoding="utf-8"))
+    (project,) = cmake_commands(TOP_CMAKE, "project")
+    entry = json.loads((REPO / f"{project[0]}.json").read_text(encoding="utf-8"))  # named after project()
     assert set(entry) <= CATALOG_KEYS
     assert {"$schema", "category", "scm_url"} <= set(entry)
     assert entry["build_dependencies"] == cmake_set(TOP_CMAKE, "EXTENSION_DEPENDS")
     assert entry["category"] == cmake_set(TOP_CMAKE, "EXTENSION_CATEGORY")[0]
     repository = entry["scm_url"].removesuffix(".git")
     assert cmake_set(TOP_CMAKE, "EXTENSION_HOMEPAGE")[0].startswith(repository)
-    assert repository.rsplit("/", 1)[1].startswith("Slicer") and not cmake_commands(TOP_CMAKE, "project")[0][0].startswith("Slicer")
+    assert repository.rsplit("/", 1)[1].startswith("Slicer") and not project[0].startswith("Slicer")
     assert 1 <= entry["tier"] <= 5
 
 
