@@ -12,29 +12,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-METHODS = ("n2v", "n2v2", "structn2v")
+METHODS = ("blindspot", "n2v", "n2v2", "structn2v")
 DIMENSIONS = ("2d", "3d")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 NORMS = ("batch", "instance", "group", "none")
+SLICE_AXES = ("auto", "k", "kji")
 REPLACEMENTS = ("uniform", "median")
 AXES = ("x", "y", "z")
+NOISE_MODELS = ("gaussian", "rician")
 
 
 @dataclass
 class ModelConfig:
-    """The UNet: ``dimensions`` 2d works slice by slice (with ``context_slices`` neighbours on each side
-    fed as extra channels), 3d convolves in all three axes. ``blurpool``/``top_skip`` give N2V2."""
+    """The network: ``dimensions`` 2d works slice by slice (with ``context_slices`` neighbours on each
+    side fed as extra channels), 3d convolves in all three axes. A 2D network cuts slices across
+    ``slice_axes``: ``k`` (the array's slice axis) or ``kji`` (all three, trained together and
+    averaged at prediction); ``auto`` picks kji for voxels isotropic within 20 %.
+    ``noise_fusion`` (blindspot method only) predicts a prior mean and variance for each voxel and
+    fuses them with the voxel's own noisy value under the noise model; off, the result is the
+    blind-spot prediction alone. ``blurpool``/``top_skip`` give N2V2's UNet."""
 
+    noise_fusion: bool = True
     dimensions: str = "2d"
+    slice_axes: str = "auto"
     context_slices: int = 2
     depth: int = 2
-    base_channels: int = 32
+    base_channels: int = 16
     norm: str = "batch"
     blurpool: bool = False
     top_skip: bool = True
 
     def validate(self) -> None:
         _choice("model.dimensions", self.dimensions, DIMENSIONS)
+        _choice("model.slice_axes", self.slice_axes, SLICE_AXES)
         _choice("model.norm", self.norm, NORMS)
         _range("model.depth", self.depth, 1, 5)
         _range("model.base_channels", self.base_channels, 4, 256)
@@ -67,9 +77,9 @@ class TrainingConfig:
     ``max_epochs`` and ``budget_seconds`` (users think in minutes, so the budget is the usual limit)."""
 
     patch_size: int = 64
-    batch_size: int = 16
+    batch_size: int = 4
     learning_rate: float = 1e-3
-    steps_per_epoch: int = 100
+    steps_per_epoch: int = 50
     max_epochs: int = 1000
     budget_seconds: Optional[float] = 180.0
     validation_fraction: float = 0.1
@@ -122,15 +132,34 @@ class NormalizationConfig:
 
 
 @dataclass
-class DenoiseConfig:
-    """One denoising run. ``method`` picks the Noise2Void flavour and sets its masking defaults."""
+class NoiseConfig:
+    """The noise the fusion step assumes. ``gaussian`` and ``rician`` (magnitude MRI, Gaussian where
+    there is signal) are modelled; ``sigma`` in the volume's intensity units, or ``None`` to estimate
+    it from the volume's foreground."""
 
-    method: str = "n2v"
+    model: str = "rician"
+    sigma: Optional[float] = None
+
+    def validate(self) -> None:
+        _choice("noise.model", self.model, NOISE_MODELS)
+        if self.sigma is not None:
+            _range("noise.sigma", self.sigma, 0.0, float("inf"))
+
+
+@dataclass
+class DenoiseConfig:
+    """One denoising run. ``method`` picks the Noise2Void flavour: ``blindspot`` (the default) builds
+    the blind spot into the network and learns from every voxel (Laine et al. 2019); ``n2v``,
+    ``n2v2`` and ``structn2v`` hide voxels by masking (Krull et al. 2019, Höck et al. 2022,
+    Broaddus et al. 2020)."""
+
+    method: str = "blindspot"
     model: ModelConfig = field(default_factory=ModelConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     prediction: PredictionConfig = field(default_factory=PredictionConfig)
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     allow_label_map: bool = False
 
     def __post_init__(self) -> None:
@@ -143,13 +172,18 @@ class DenoiseConfig:
         self.training.validate()
         self.prediction.validate()
         self.normalization.validate()
+        self.noise.validate()
+        if self.method == "blindspot" and self.model.dimensions != "2d":
+            raise ValueError(
+                "the blindspot method is 2D with neighbouring slices as context; for true 3D use method n2v, n2v2 or structn2v"
+            )
         if self.method == "structn2v" and self.masking.struct_axis is None:
             raise ValueError("method 'structn2v' needs masking.struct_axis (x, y or z)")
 
     @classmethod
     def for_method(cls, method: str, **overrides: Any) -> "DenoiseConfig":
         """The defaults for ``method``: N2V2 adds blur-pool, drops the top skip and uses median
-        replacement; structN2V masks a line along ``z`` unless told otherwise."""
+        replacement; structN2V masks a line along ``x`` unless told otherwise."""
         _choice("method", method, METHODS)
         model = ModelConfig()
         masking = MaskingConfig()
@@ -203,6 +237,7 @@ _NESTED: dict[str, type] = {
     "training": TrainingConfig,
     "prediction": PredictionConfig,
     "normalization": NormalizationConfig,
+    "noise": NoiseConfig,
 }
 
 

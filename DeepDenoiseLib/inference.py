@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from DeepDenoiseLib.blindspot import BlindSpotNet, posterior
 from DeepDenoiseLib.config import PredictionConfig
-from DeepDenoiseLib.patches import context_stack
+from DeepDenoiseLib.patches import context_stack, oriented, restored
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.tiling import make_tta_fn, predict_tiled, tta_transforms
 from DeepDenoiseLib.training import TrainedModel
@@ -35,6 +36,10 @@ def _network_fn(model: TrainedModel, multiple: tuple[int, ...]) -> Callable[[np.
     """A numpy-in, numpy-out view of the network that pads each batch to the sizes pooling needs."""
     network = model.network
 
+    # A blind-spot network must see zeros beyond the border: mirrored padding would show it the
+    # centre voxel's own value through the opposite half-plane.
+    pad_mode = "constant" if isinstance(network, BlindSpotNet) else None
+
     @torch.no_grad()
     def run(batch: np.ndarray) -> np.ndarray:
         spatial = batch.shape[2:]
@@ -43,10 +48,12 @@ def _network_fn(model: TrainedModel, multiple: tuple[int, ...]) -> Callable[[np.
             pad += [0, (-size) % step]
         tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(model.device)
         if any(pad):
-            mode = "reflect" if all(p < s for p, s in zip(pad[1::2], reversed(spatial))) else "replicate"
+            mode = pad_mode or ("reflect" if all(p < s for p, s in zip(pad[1::2], reversed(spatial))) else "replicate")
             tensor = F.pad(tensor, pad, mode=mode)
-        output = network(tensor)[:, :1]
-        crop = (slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)
+        output = network(tensor)
+        if model.noise_variance is not None:
+            output = posterior(output, tensor[:, 0], model.noise_variance)[0][:, None]
+        crop = (slice(None), slice(0, 1)) + tuple(slice(0, s) for s in spatial)
         return output[crop].float().cpu().numpy()
 
     return run
@@ -61,9 +68,34 @@ def predict_volume(
 ) -> Prediction:
     """Denoises a normalised ``[k, j, i]`` volume with a trained model."""
     model.network.eval()
-    if model.network.spatial_dims == 2:
-        return _predict_slices(model, volume, config, progress, cancel)
-    return _predict_tiles(model, volume, config, progress, cancel)
+    if model.network.spatial_dims == 3:
+        return _predict_tiles(model, volume, config, progress, cancel)
+    predictions = []
+    for index, axis in enumerate(model.slice_axes):
+        stage_progress = _sub_progress(progress, index, len(model.slice_axes))
+        prediction = _predict_slices(model, oriented(volume, axis), config, stage_progress, cancel)
+        predictions.append((restored(prediction.denoised, axis), None if prediction.spread is None else restored(prediction.spread, axis)))
+    if len(predictions) == 1:
+        return Prediction(*predictions[0])
+    denoised = np.mean([p[0] for p in predictions], axis=0, dtype=np.float64).astype(np.float32)
+    spread = None
+    if config.tta:
+        # pooled spread: the average within-orientation variance plus the between-orientation variance
+        within = np.mean([p[1] ** 2 for p in predictions], axis=0, dtype=np.float64)
+        between = np.var([p[0] for p in predictions], axis=0, dtype=np.float64)
+        spread = np.sqrt(within + between).astype(np.float32)
+    return Prediction(denoised=denoised, spread=spread)
+
+
+def _sub_progress(progress: Optional[ProgressCallback], index: int, count: int) -> Optional[ProgressCallback]:
+    """Maps a sub-task's 0..1 onto its share of the stage."""
+    if progress is None:
+        return None
+
+    def forward(event: ProgressEvent) -> None:
+        progress(ProgressEvent(event.stage, (index + event.fraction) / count, event.message, event.loss, event.eta_seconds))
+
+    return forward
 
 
 def _predict_slices(

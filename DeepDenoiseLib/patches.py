@@ -59,9 +59,23 @@ def _mirror(index: int, size: int) -> int:
     return period - index if index >= size else index
 
 
+def oriented(volume: np.ndarray, slice_axis: int) -> np.ndarray:
+    """A view of ``volume`` with ``slice_axis`` first, so its slices are cut across that axis."""
+    return np.moveaxis(volume, slice_axis, 0)
+
+
+def restored(array: np.ndarray, slice_axis: int) -> np.ndarray:
+    """The inverse of :func:`oriented`."""
+    return np.moveaxis(array, 0, slice_axis)
+
+
 class PatchSampler:
     """Draws augmented training patches outside a held-out validation slab, and fixed validation
-    patches inside it. The slab is the last ``validation_fraction`` of the longest axis."""
+    patches inside it. The slab is the last ``validation_fraction`` of the volume's longest axis.
+
+    A 2D network may learn from slices cut across several ``slice_axes`` (all three for a volume
+    with near-isotropic voxels): three times the variety of views from the same voxels.
+    """
 
     def __init__(
         self,
@@ -69,20 +83,24 @@ class PatchSampler:
         geometry: PatchGeometry,
         validation_fraction: float,
         rng: np.random.Generator,
+        slice_axes: tuple[int, ...] = (0,),
     ) -> None:
-        self.volume = volume
         self.geometry = geometry
         self.rng = rng
         self.spatial_dims = len(geometry.spatial)
-        full_patch = self._full_patch_shape()
-        self.validation_axis = int(np.argmax(volume.shape))
-        length = volume.shape[self.validation_axis]
+        self.slice_axes = slice_axes if self.spatial_dims == 2 else (0,)
+        self.views = [oriented(volume, axis) for axis in self.slice_axes]
+        held_axis = int(np.argmax(volume.shape))
+        # where the held-out axis lies in each view (oriented() puts the slice axis first)
+        self.held_axes = [([axis] + [a for a in range(3) if a != axis]).index(held_axis) for axis in self.slice_axes]
+        patch = self._full_patch_shape()
+        length = volume.shape[held_axis]
+        needed = max(patch[view_axis] for view_axis in self.held_axes)
         held_out = int(round(length * validation_fraction))
-        needed = full_patch[self.validation_axis]
-        if held_out and length - held_out < needed:
-            held_out = 0
-        if held_out and held_out < needed:
-            held_out = min(needed, length - needed) if length - needed >= needed else 0
+        if held_out:
+            held_out = max(held_out, needed)
+            if length - held_out < needed:
+                held_out = 0
         self.train_stop = length - held_out
         self.held_out = held_out
 
@@ -91,29 +109,33 @@ class PatchSampler:
             return (1, *self.geometry.spatial)  # type: ignore[return-value]
         return self.geometry.spatial  # type: ignore[return-value]
 
-    def _random_corner(self, region: tuple[int, int]) -> tuple[int, int, int]:
+    def _random_corner(self, view: int, region: tuple[int, int]) -> tuple[int, int, int]:
         shape = self._full_patch_shape()
         corner = []
-        for axis, (extent, size) in enumerate(zip(self.volume.shape, shape)):
-            low, high = (region if axis == self.validation_axis else (0, extent))
+        for axis, (extent, size) in enumerate(zip(self.views[view].shape, shape)):
+            low, high = region if axis == self.held_axes[view] else (0, extent)
             corner.append(int(self.rng.integers(low, max(low, high - size) + 1)))
         return tuple(corner)  # type: ignore[return-value]
 
-    def _extract(self, corner: tuple[int, int, int]) -> np.ndarray:
+    def _extract(self, view: int, corner: tuple[int, int, int]) -> np.ndarray:
         shape = self._full_patch_shape()
-        if self.spatial_dims == 3:
-            z, y, x = corner
-            return self.volume[z : z + shape[0], y : y + shape[1], x : x + shape[2]][None]
         z, y, x = corner
-        stack = context_stack(self.volume, z, self.geometry.context_slices)
+        volume = self.views[view]
+        if self.spatial_dims == 3:
+            return volume[z : z + shape[0], y : y + shape[1], x : x + shape[2]][None]
+        stack = context_stack(volume, z, self.geometry.context_slices)
         return stack[:, y : y + shape[1], x : x + shape[2]]
+
+    def _random_patch(self, region: tuple[int, int]) -> np.ndarray:
+        view = int(self.rng.integers(len(self.views)))
+        return self._extract(view, self._random_corner(view, region))
 
     def training_batch(self, batch_size: int) -> np.ndarray:
         """``(B, C, *spatial)`` float32 patches with random flips and in-plane rotations."""
         patches = []
         square = self.geometry.spatial[-1] == self.geometry.spatial[-2]
         for _ in range(batch_size):
-            patch = self._extract(self._random_corner((0, self.train_stop)))
+            patch = self._random_patch((0, self.train_stop))
             if square:
                 patch = np.rot90(patch, k=int(self.rng.integers(4)), axes=(-2, -1))
             for axis in range(1, patch.ndim):
@@ -126,5 +148,5 @@ class PatchSampler:
         """Patches from the held-out slab (empty when the volume is too small to hold one out)."""
         if not self.held_out:
             return np.zeros((0, self.geometry.channels, *self.geometry.spatial), dtype=np.float32)
-        region = (self.train_stop, self.volume.shape[self.validation_axis])
-        return np.stack([self._extract(self._random_corner(region)) for _ in range(count)]).astype(np.float32)
+        region = (self.train_stop, self.train_stop + self.held_out)
+        return np.stack([self._random_patch(region) for _ in range(count)]).astype(np.float32)

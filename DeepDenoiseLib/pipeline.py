@@ -16,7 +16,7 @@ import numpy as np
 
 from DeepDenoiseLib.config import DenoiseConfig
 from DeepDenoiseLib.inference import predict_volume
-from DeepDenoiseLib.metrics import estimate_noise_sigma
+from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.normalization import PercentileNormalizer
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.training import TrainingHistory, train_noise2void
@@ -75,7 +75,10 @@ def denoise_volume(
     )
     normalized = normalizer.forward(array)
     spacing_zyx = tuple(reversed(volume.spacing))
-    model = train_noise2void(normalized, config, spacing_zyx, progress, cancel)  # type: ignore[arg-type]
+    noise_sigma = config.noise.sigma if config.noise.sigma is not None else estimate_foreground_noise_sigma(array)
+    model = train_noise2void(
+        normalized, config, spacing_zyx, progress, cancel, noise_sigma=noise_sigma / normalizer.scale  # type: ignore[arg-type]
+    )
     check_cancelled(cancel)
     predict_start = time.perf_counter()
     prediction = predict_volume(model, normalized, config.prediction, progress, cancel)
@@ -92,8 +95,9 @@ def denoise_volume(
         stopped_by=model.history.stopped_by,
         best_validation_loss=model.history.best_validation_loss,
         device=str(model.device),
-        noise_sigma_before=estimate_noise_sigma(array),
-        noise_sigma_after=estimate_noise_sigma(denoised),
+        noise_model=config.noise.model,
+        noise_sigma_before=noise_sigma,
+        noise_sigma_after=estimate_foreground_noise_sigma(denoised),
         residual_std=float(np.std(residual)),
     )
     return DenoiseResult(volume.with_array(denoised), volume.with_array(residual), uncertainty, summary, model.history)

@@ -12,19 +12,22 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
 
+from DeepDenoiseLib.blindspot import BlindSpotNet, gaussian_prior_nll
 from DeepDenoiseLib.config import DenoiseConfig
 from DeepDenoiseLib.device import configure_threads, select_device
-from DeepDenoiseLib.masking import mask_batch
+from DeepDenoiseLib.masking import MaskedBatch, mask_batch
 from DeepDenoiseLib.patches import PatchGeometry, PatchSampler, fit_patch
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.unet import UNet, plan_pool_z, required_multiple
 
 VALIDATION_PATCHES = 16
+
+Network = Union[UNet, BlindSpotNet]
 
 
 @dataclass
@@ -43,15 +46,44 @@ class TrainingHistory:
 class TrainedModel:
     """A trained network with what inference needs to use it the same way."""
 
-    network: UNet
+    network: Network
     device: torch.device
     geometry: PatchGeometry
     history: TrainingHistory
+    noise_variance: Optional[float] = None
+    slice_axes: tuple[int, ...] = (0,)
 
 
-def build_network(config: DenoiseConfig, volume_shape: tuple[int, int, int], spacing_zyx: tuple[float, float, float]) -> tuple[UNet, PatchGeometry]:
-    """The UNet and patch shape for this volume: 3D networks keep thin-slice axes unpooled."""
+ISOTROPY_TOLERANCE = 1.2
+
+
+def resolve_slice_axes(config: DenoiseConfig, spacing_zyx: tuple[float, float, float]) -> tuple[int, ...]:
+    """The array axes a 2D network cuts slices across (3D networks: just the first)."""
+    setting = config.model.slice_axes
+    if config.model.dimensions == "3d" or setting == "k":
+        return (0,)
+    if setting == "kji" or max(spacing_zyx) <= ISOTROPY_TOLERANCE * min(spacing_zyx):
+        return (0, 1, 2)
+    return (0,)
+
+
+def build_network(
+    config: DenoiseConfig,
+    volume_shape: tuple[int, int, int],
+    spacing_zyx: tuple[float, float, float],
+    slice_axes: tuple[int, ...] = (0,),
+) -> tuple[Network, PatchGeometry]:
+    """The network and patch shape for this volume: 3D networks keep thin-slice axes unpooled; 2D
+    patches fit the slices of every orientation used."""
     model = config.model
+    if len(slice_axes) > 1:
+        smallest = min(volume_shape)
+        volume_shape = (smallest, smallest, smallest)
+    if config.method == "blindspot":
+        spatial = fit_patch(config.training.patch_size, volume_shape, required_multiple(2, model.depth), 2)
+        geometry = PatchGeometry(spatial=spatial, context_slices=model.context_slices)
+        out_channels = 2 if model.noise_fusion else 1
+        return BlindSpotNet(geometry.channels, out_channels, model.depth, model.base_channels), geometry
     if model.dimensions == "3d":
         requested_depth = min(config.training.patch_size, volume_shape[0])
         pool_z = plan_pool_z(spacing_zyx, model.depth, requested_depth - requested_depth % 2)
@@ -80,8 +112,11 @@ def train_noise2void(
     spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    noise_sigma: Optional[float] = None,
 ) -> TrainedModel:
     """Trains on ``volume`` (already normalised, ``[k, j, i]`` float32) and returns the best model.
+
+    ``noise_sigma`` (in the normalised units) is needed for a network with noise fusion.
 
     Reproducible on the CPU for a fixed seed when ``training.budget_seconds`` is ``None`` (a time
     budget makes the step count depend on the machine's speed).
@@ -93,10 +128,16 @@ def train_noise2void(
     generator = torch.Generator().manual_seed(training.seed)
     device = select_device(training.device)
 
-    network, geometry = build_network(config, volume.shape, spacing_zyx)
+    slice_axes = resolve_slice_axes(config, spacing_zyx)
+    network, geometry = build_network(config, volume.shape, spacing_zyx, slice_axes)
     network.to(device)
-    sampler = PatchSampler(volume, geometry, training.validation_fraction, rng)
-    validation = _validation_set(sampler, config, generator, device)
+    noise_variance = None
+    if config.method == "blindspot" and config.model.noise_fusion:
+        if noise_sigma is None:
+            raise ValueError("a network with noise fusion needs the noise sigma")
+        noise_variance = float(noise_sigma) ** 2
+    sampler = PatchSampler(volume, geometry, training.validation_fraction, rng, slice_axes)
+    validation = _validation_set(sampler, network, config, generator, device)
 
     optimizer = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
     total_steps = training.max_epochs * training.steps_per_epoch
@@ -118,9 +159,7 @@ def train_noise2void(
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(training.learning_rate, done_fraction)
             batch = torch.from_numpy(sampler.training_batch(training.batch_size)).to(device)
-            masked = mask_batch(batch, config.masking, generator)
-            prediction = network(masked.inputs)[:, 0]
-            loss = torch.mean((prediction[(masked.batch_index, *masked.spatial_index)] - masked.targets) ** 2)
+            loss = _training_loss(network, batch, config, generator, noise_variance)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -130,7 +169,7 @@ def train_noise2void(
                 _report_step(progress, history, epoch_losses, start, total_steps, budget)
         if epoch_losses:
             history.train_loss.append(float(np.mean(epoch_losses)))
-        validation_loss = _validation_loss(network, validation)
+        validation_loss = _validation_loss(network, validation, noise_variance)
         if validation_loss is None:
             best_state = copy.deepcopy(network.state_dict())
         else:
@@ -146,7 +185,29 @@ def train_noise2void(
     network.load_state_dict(best_state)
     network.eval()
     report(progress, ProgressEvent("training", 1.0, message=f"{history.steps} steps", loss=_last(history.train_loss), eta_seconds=0.0))
-    return TrainedModel(network=network, device=device, geometry=geometry, history=history)
+    return TrainedModel(
+        network=network, device=device, geometry=geometry, history=history, noise_variance=noise_variance, slice_axes=slice_axes
+    )
+
+
+def _blindspot_loss(network: BlindSpotNet, batch: torch.Tensor, noise_variance: Optional[float]) -> torch.Tensor:
+    """Every voxel is unseen by a blind-spot network: squared error, or the fused model's likelihood."""
+    output = network(batch)
+    if noise_variance is not None:
+        return gaussian_prior_nll(output, batch[:, 0], noise_variance)
+    return torch.mean((output[:, 0] - batch[:, 0]) ** 2)
+
+
+def _training_loss(
+    network: Network, batch: torch.Tensor, config: DenoiseConfig, generator: torch.Generator, noise_variance: Optional[float]
+) -> torch.Tensor:
+    """The loss at the voxels the network could not see: all of them for the blind-spot network,
+    the masked ones (squared error) for a UNet."""
+    if isinstance(network, BlindSpotNet):
+        return _blindspot_loss(network, batch, noise_variance)
+    masked = mask_batch(batch, config.masking, generator)
+    prediction = network(masked.inputs)[:, 0]
+    return torch.mean((prediction[(masked.batch_index, *masked.spatial_index)] - masked.targets) ** 2)
 
 
 def _report_step(
@@ -171,35 +232,48 @@ def _report_step(
 
 @dataclass
 class _ValidationSet:
-    inputs: torch.Tensor
-    batch_index: torch.Tensor
-    spatial_index: tuple[torch.Tensor, ...]
-    targets: torch.Tensor
+    """Fixed held-out patches, with fixed masks for a masking network, so that losses are
+    comparable between epochs."""
+
+    patches: torch.Tensor
+    masked: Optional[MaskedBatch]
 
 
-def _validation_set(sampler: PatchSampler, config: DenoiseConfig, generator: torch.Generator, device: torch.device) -> Optional[_ValidationSet]:
-    """Fixed validation patches with fixed masks, so losses are comparable between epochs."""
+def _validation_set(
+    sampler: PatchSampler, network: Network, config: DenoiseConfig, generator: torch.Generator, device: torch.device
+) -> Optional[_ValidationSet]:
     patches = sampler.validation_batch(VALIDATION_PATCHES)
     if patches.shape[0] == 0:
         return None
-    masked = mask_batch(torch.from_numpy(patches).to(device), config.masking, generator)
-    return _ValidationSet(masked.inputs, masked.batch_index, masked.spatial_index, masked.targets)
+    tensor = torch.from_numpy(patches).to(device)
+    masked = None if isinstance(network, BlindSpotNet) else mask_batch(tensor, config.masking, generator)
+    return _ValidationSet(tensor, masked)
 
 
 @torch.no_grad()
-def _validation_loss(network: UNet, validation: Optional[_ValidationSet]) -> Optional[float]:
+def _validation_loss(network: Network, validation: Optional[_ValidationSet], noise_variance: Optional[float]) -> Optional[float]:
+    """The training loss at the unseen voxels of the held-out patches."""
     if validation is None:
         return None
     network.eval()
-    losses = []
-    for start in range(0, validation.inputs.shape[0], 4):
+    total, count = 0.0, 0
+    for start in range(0, validation.patches.shape[0], 4):
         stop = start + 4
-        prediction = network(validation.inputs[start:stop])[:, 0]
-        chosen = (validation.batch_index >= start) & (validation.batch_index < stop)
-        index = (validation.batch_index[chosen] - start, *(i[chosen] for i in validation.spatial_index))
-        losses.append(torch.sum((prediction[index] - validation.targets[chosen]) ** 2).item())
+        if isinstance(network, BlindSpotNet):
+            batch = validation.patches[start:stop]
+            total += float(_blindspot_loss(network, batch, noise_variance)) * batch[:, 0].numel()
+            count += batch[:, 0].numel()
+            continue
+        masked = validation.masked
+        assert masked is not None
+        prediction = network(masked.inputs[start:stop])[:, 0]
+        chosen = (masked.batch_index >= start) & (masked.batch_index < stop)
+        index = (masked.batch_index[chosen] - start, *(i[chosen] for i in masked.spatial_index))
+        errors = prediction[index] - masked.targets[chosen]
+        total += float(torch.sum(errors**2))
+        count += errors.numel()
     network.train()
-    return float(sum(losses) / max(1, validation.targets.shape[0]))
+    return total / max(1, count)
 
 
 def _last(values: list[float]) -> Optional[float]:
