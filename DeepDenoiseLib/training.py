@@ -55,16 +55,22 @@ class TrainedModel:
 
 
 ISOTROPY_TOLERANCE = 1.2
+MIN_ORIENTED_EXTENT = 32
 
 
-def resolve_slice_axes(config: DenoiseConfig, spacing_zyx: tuple[float, float, float]) -> tuple[int, ...]:
-    """The array axes a 2D network cuts slices across (3D networks: just the first)."""
+def resolve_slice_axes(
+    config: DenoiseConfig, volume_shape: tuple[int, int, int], spacing_zyx: tuple[float, float, float]
+) -> tuple[int, ...]:
+    """The array axes a 2D network cuts slices across (3D networks: just the first). ``auto`` uses
+    all three only for near-isotropic voxels and when every axis is long enough to give slices of
+    at least ``MIN_ORIENTED_EXTENT`` voxels (a thin slab keeps its own slices)."""
     setting = config.model.slice_axes
     if config.model.dimensions == "3d" or setting == "k":
         return (0,)
-    if setting == "kji" or max(spacing_zyx) <= ISOTROPY_TOLERANCE * min(spacing_zyx):
+    if setting == "kji":
         return (0, 1, 2)
-    return (0,)
+    isotropic = max(spacing_zyx) <= ISOTROPY_TOLERANCE * min(spacing_zyx)
+    return (0, 1, 2) if isotropic and min(volume_shape) >= MIN_ORIENTED_EXTENT else (0,)
 
 
 def build_network(
@@ -128,7 +134,7 @@ def train_noise2void(
     generator = torch.Generator().manual_seed(training.seed)
     device = select_device(training.device)
 
-    slice_axes = resolve_slice_axes(config, spacing_zyx)
+    slice_axes = resolve_slice_axes(config, volume.shape, spacing_zyx)
     network, geometry = build_network(config, volume.shape, spacing_zyx, slice_axes)
     network.to(device)
     noise_variance = None
