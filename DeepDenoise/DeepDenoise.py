@@ -41,7 +41,9 @@ from DeepDenoiseLib.config import DenoiseConfig  # noqa: E402
 from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
     DEVICE_NAMES,
     DIMENSION_NAMES,
+    MASKING_METHODS,
     METHOD_NAMES,
+    METHODS_2D_ONLY,
     MODALITY_NOISE_MODELS,
     NodeDenoiseJob,
     PanelSettings,
@@ -62,7 +64,7 @@ _DEFAULTS = PanelSettings()
 
 
 class DeepDenoise(ScriptedLoadableModule):
-    """Self-supervised deep-learning denoising (Noise2Void) of the volume in view."""
+    """Self-supervised deep-learning denoising (blind-spot Noise2Void and its kin) of the volume in view."""
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -71,13 +73,31 @@ class DeepDenoise(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["The DeepDenoise contributors"]
         self.parent.helpText = _(
-            "Removes noise from a volume with a network trained on that same volume (Noise2Void, N2V2, "
-            "structN2V): no clean images and no downloaded model are needed. Pick a volume, a method and "
-            "a time budget and press Apply; the result appears over the input in the slice views. "
+            "Removes noise from a volume with a network trained on that same volume: no clean images and "
+            "no downloaded model are needed. Pick a volume, a method and a time budget and press Apply; "
+            "the result appears over the input in the slice views."
+            "<ul>"
+            "<li><b>Blind-spot N2V</b> (default): a network that never sees the voxel it predicts learns "
+            "from every voxel, then fuses its prediction with the voxel's noisy value under the noise "
+            "model. 2D only, with neighbouring slices as context.</li>"
+            "<li><b>N2V</b> (Noise2Void): hides a few voxels in each patch and learns to predict them from "
+            "their surroundings; 2D or 3D.</li>"
+            "<li><b>N2V2</b>: N2V with blur-pooling and median replacement, which avoid checkerboard "
+            "artefacts.</li>"
+            "<li><b>structN2V</b>: hides a short line of voxels instead of one, for noise correlated along "
+            "an axis (streaks).</li>"
+            "</ul>"
+            "The modality preset sets the noise model: Rician for MRI, Gaussian for CT, PET, ultrasound "
+            "and generic images. Poisson (CT, PET) and speckle (ultrasound) models with variance-"
+            "stabilising transforms are planned (issue 4); until then those presets use the Gaussian "
+            "model with a noise level estimated from the volume's foreground, which is an approximation. "
+            "The optional uncertainty volume is the per-voxel spread of the test-time augmented "
+            "predictions; asking for it turns test-time augmentation on. "
             'See the <a href="{homepage}#readme">DeepDenoise documentation</a>.'
         ).format(homepage=HOMEPAGE)
         self.parent.acknowledgementText = _(
-            "DeepDenoise builds on Noise2Void (Krull et al., CVPR 2019), N2V2 (Hoeck et al., ECCV BIC 2022) "
+            "DeepDenoise builds on Noise2Void (Krull et al., CVPR 2019), blind-spot networks (Laine et al., "
+            "NeurIPS 2019), N2V2 (Hoeck et al., ECCV BIC 2022) "
             "and structured Noise2Void (Broaddus et al., ISBI 2020), and on the 3D Slicer and PyTorch "
             "extension communities. The sample volume derives from the MNI ICBM152 2009a template, "
             "Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal "
@@ -124,6 +144,8 @@ class DeepDenoiseParameterNode:
     inputVolume - the noisy volume.
     outputVolume - where the denoised volume goes; none creates a new volume next to the input.
     computeResidual, residualVolume - also output input minus denoised (what was removed).
+    computeUncertainty, uncertaintyVolume - also output the spread across test-time augmentations
+    (needs testTimeAugmentation, which the panel turns on with it).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -135,6 +157,8 @@ class DeepDenoiseParameterNode:
     outputVolume: vtkMRMLScalarVolumeNode
     computeResidual: bool = False
     residualVolume: vtkMRMLScalarVolumeNode
+    computeUncertainty: bool = False
+    uncertaintyVolume: vtkMRMLScalarVolumeNode
     patchSize: Annotated[int, WithinRange(8, 512)] = _DEFAULTS.patch_size
     batchSize: Annotated[int, WithinRange(1, 1024)] = _DEFAULTS.batch_size
     learningRate: Annotated[float, WithinRange(1e-6, 1.0)] = _DEFAULTS.learning_rate
@@ -170,6 +194,9 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        # activated and clicked come from the user only, after the parameter node took the new value.
+        self.ui.methodComboBox.connect("activated(int)", self.onMethodChosen)
+        self.ui.computeUncertaintyCheckBox.connect("clicked(bool)", self.onComputeUncertaintyClicked)
 
         self._showIdle(_("Pick a volume and press Apply."))
         self.initializeParameterNode()
@@ -225,8 +252,17 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.advancedCollapsibleButton,
         ):
             section.enabled = not running
-        if self._parameterNode:
-            self.ui.residualSelector.enabled = self._parameterNode.computeResidual
+        parameters = self._parameterNode
+        if parameters:
+            self.ui.residualSelector.enabled = parameters.computeResidual
+            self.ui.uncertaintySelector.enabled = parameters.computeUncertainty
+            # 2D for a 2D-only method, and test-time augmentation for an uncertainty output, are locked
+            # only while they are set, so that a scene saved otherwise can still be mended here.
+            twoDOnly = parameters.method in METHODS_2D_ONLY
+            self.ui.dimensionsComboBox.enabled = not (twoDOnly and parameters.dimensions == "2D")
+            uncertaintyNeedsTTA = parameters.computeUncertainty and parameters.testTimeAugmentation
+            self.ui.testTimeAugmentationCheckBox.enabled = not uncertaintyNeedsTTA
+            self.ui.maskedFractionSpinBox.enabled = parameters.method in MASKING_METHODS
         if running:
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the run; the scene stays as it was")
@@ -239,6 +275,16 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.text = _("Apply")
             self.ui.applyButton.toolTip = _("Select an input volume")
             self.ui.applyButton.enabled = False
+
+    def onMethodChosen(self, index) -> None:
+        """A 2D-only method (Blind-spot N2V) switches the dimensions to 2D."""
+        if self._parameterNode and self._parameterNode.method in METHODS_2D_ONLY:
+            self._parameterNode.dimensions = "2D"
+
+    def onComputeUncertaintyClicked(self, checked) -> None:
+        """The uncertainty is the spread across test-time augmentations: asking for it turns them on."""
+        if checked and self._parameterNode:
+            self._parameterNode.testTimeAugmentation = True
 
     def onApplyButton(self) -> None:
         if self.logic.isRunning:
@@ -254,8 +300,10 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 parameters.outputVolume,
                 parameters,
                 waitForCompletion=False,
-                residualVolume=parameters.residualVolume,
+                residualVolume=parameters.residualVolume if parameters.computeResidual else None,
                 computeResidual=parameters.computeResidual,
+                uncertaintyVolume=parameters.uncertaintyVolume if parameters.computeUncertainty else None,
+                computeUncertainty=parameters.computeUncertainty,
                 progressCallback=self.onProgress,
                 completedCallback=self.onCompleted,
             )
@@ -284,6 +332,8 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._parameterNode.outputVolume = result.output_node
                 if result.residual_node is not None:
                     self._parameterNode.residualVolume = result.residual_node
+                if result.uncertainty_node is not None:
+                    self._parameterNode.uncertaintyVolume = result.uncertainty_node
             self.ui.progressBar.value = 100
             self.ui.progressBar.format = _("done")
             self.ui.statusLabel.text = self.logic.summaryText(result.summary)
@@ -315,6 +365,8 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
         import DeepDenoise
         logic = DeepDenoise.DeepDenoiseLogic()
         denoised = logic.process(getNode("MRHead"), None, {"method": "N2V2", "budgetMinutes": 2})
+        denoised = logic.process(getNode("MRHead"), None, {"testTimeAugmentation": True}, computeUncertainty=True)
+        uncertainty = logic.lastResult.uncertainty_node
     """
 
     POLL_INTERVAL_MS = 200
@@ -339,10 +391,11 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def configFromParameters(parameters):
-        """(DenoiseConfig, noise model or None) from a DenoiseConfig, a PanelSettings, a dict of
-        parameter-node names (missing ones take their defaults), a parameter node, or None (defaults)."""
+        """The DenoiseConfig for a DenoiseConfig, a PanelSettings, a dict of parameter-node names
+        (missing ones take their defaults), a parameter node, or None (defaults). Raises ValueError
+        for settings that do not go together (a 2D-only method in 3D)."""
         if isinstance(parameters, DenoiseConfig):
-            return parameters, None
+            return parameters
         if parameters is None:
             settings = PanelSettings()
         elif isinstance(parameters, PanelSettings):
@@ -353,7 +406,7 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
             settings = PanelSettings.from_parameters(
                 {name: getattr(parameters, name) for name in PanelSettings.parameter_names()}
             )
-        return settings.to_config(), settings.noise_model
+        return settings.to_config()
 
     @staticmethod
     def workerPython() -> str:
@@ -371,6 +424,8 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
         waitForCompletion=True,
         residualVolume=None,
         computeResidual=False,
+        uncertaintyVolume=None,
+        computeUncertainty=False,
         progressCallback=None,
         completedCallback=None,
         showResult=True,
@@ -385,6 +440,8 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
             node (raising WorkerError or Cancelled on failure); False returns None at once, and the
             result or error goes to ``completedCallback(result, error)`` from a Qt timer.
         :param residualVolume, computeResidual: also output input minus denoised.
+        :param uncertaintyVolume, computeUncertainty: also output the per-voxel spread across the
+            test-time augmentations; the parameters must turn test-time augmentation on.
         :param progressCallback: called with each ProgressEvent (stage, fraction, loss, ETA).
         :param showResult: show the result over the input in the slice views, half transparent.
 
@@ -393,17 +450,18 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
         """
         if self.isRunning:
             raise RuntimeError(_("A denoising run is in progress; cancel it first."))
-        config, noiseModel = self.configFromParameters(parameters)
+        config = self.configFromParameters(parameters)
         job = NodeDenoiseJob(
             inputVolume,
             config,
             output_node=outputVolume,
             residual_node=residualVolume,
             compute_residual=computeResidual,
+            uncertainty_node=uncertaintyVolume,
+            compute_uncertainty=computeUncertainty,
             python=self.workerPython(),
             library_parent=LIBRARY_PARENT,
             temp_parent=slicer.app.temporaryPath,
-            noise_model=noiseModel,
         )
         job.start()
         logging.info(f"DeepDenoise: {config.method} {config.model.dimensions} on '{inputVolume.GetName()}' started")
@@ -549,6 +607,8 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_RefusesLabelMap()
         self.setUp()
+        self.test_RefusesSettingsThatDoNotGoTogether()
+        self.setUp()
         self.test_DenoisesAndCancels()
 
     def _noisyVolume(self, nodeClassName="vtkMRMLScalarVolumeNode"):
@@ -565,12 +625,20 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
 
     @staticmethod
     def _tinyConfig():
+        """The default method, tiny and brief, with test-time augmentation for the uncertainty output.
+        Patches of 16 suit the blind-spot network's two poolings (sides divisible by 4)."""
         return DenoiseConfig.for_method(
-            "n2v",
-            model={"dimensions": "3d", "base_channels": 8},
+            DenoiseConfig.method,
+            model={"base_channels": 8},
             training={"budget_seconds": 2.0, "patch_size": 16, "batch_size": 4, "steps_per_epoch": 5, "max_epochs": 1},
-            prediction={"tile_size": 24, "tile_overlap": 4},
+            prediction={"tta": True},
         )
+
+    @staticmethod
+    def _matrix(volumeNode):
+        matrix = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(matrix)
+        return slicer.util.arrayFromVTKMatrix(matrix)
 
     def test_RefusesLabelMap(self):
         labelMap = self._noisyVolume("vtkMRMLLabelMapVolumeNode")
@@ -579,26 +647,44 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
             DeepDenoiseLogic().process(labelMap, None, self._tinyConfig())
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
 
+    def test_RefusesSettingsThatDoNotGoTogether(self):
+        inputVolume = self._noisyVolume()
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        logic = DeepDenoiseLogic()
+        twoDOnly = METHODS_2D_ONLY[0]
+        with self.assertRaisesRegex(ValueError, f"{twoDOnly} is a 2D method"):
+            logic.process(inputVolume, None, {"method": twoDOnly, "dimensions": "3D"})
+        with self.assertRaisesRegex(ValueError, "test-time augmentation"):
+            logic.process(inputVolume, None, {"testTimeAugmentation": False}, computeUncertainty=True)
+        self.assertFalse(logic.isRunning)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+
     def test_DenoisesAndCancels(self):
         import numpy as np
 
-        self.delayDisplay("Denoising a 24^3 volume with a 2 s budget")
+        self.delayDisplay("Denoising a 24^3 volume with a 2 s budget, with its uncertainty")
         logic = DeepDenoiseLogic()
         self.assertTrue(logic.ensureDependencies())
         inputVolume = self._noisyVolume()
         inputArray = slicer.util.arrayFromVolume(inputVolume).copy()
         stages = []
-        outputVolume = logic.process(inputVolume, None, self._tinyConfig(), progressCallback=lambda e: stages.append(e.stage))
+        outputVolume = logic.process(
+            inputVolume, None, self._tinyConfig(), computeUncertainty=True, progressCallback=lambda e: stages.append(e.stage)
+        )
         self.assertEqual(stages[-1], "done")
         self.assertIn("training", stages)
         outputArray = slicer.util.arrayFromVolume(outputVolume)
         self.assertEqual(outputArray.shape, inputArray.shape)
         self.assertTrue(np.isfinite(outputArray).all())
         self.assertLess(float(np.std(outputArray)), float(np.std(inputArray)))
-        inputMatrix, outputMatrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
-        inputVolume.GetIJKToRASMatrix(inputMatrix)
-        outputVolume.GetIJKToRASMatrix(outputMatrix)
-        self.assertTrue(np.array_equal(slicer.util.arrayFromVTKMatrix(inputMatrix), slicer.util.arrayFromVTKMatrix(outputMatrix)))
+        self.assertTrue(np.array_equal(self._matrix(inputVolume), self._matrix(outputVolume)))
+        uncertaintyVolume = logic.lastResult.uncertainty_node
+        self.assertEqual(uncertaintyVolume.GetName(), "DeepDenoiseTestInput uncertainty")
+        uncertaintyArray = slicer.util.arrayFromVolume(uncertaintyVolume)
+        self.assertEqual(uncertaintyArray.shape, inputArray.shape)
+        self.assertTrue(np.isfinite(uncertaintyArray).all() and uncertaintyArray.min() >= 0.0)
+        self.assertTrue(np.array_equal(self._matrix(inputVolume), self._matrix(uncertaintyVolume)))
+        self.assertEqual(logic.lastResult.summary["noise_model"], self._tinyConfig().noise.model)
 
         self.delayDisplay("Cancelling a background run")
         nodesBefore = slicer.mrmlScene.GetNumberOfNodes()

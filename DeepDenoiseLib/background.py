@@ -49,10 +49,13 @@ def denoise_command(
     output_path: PathLike,
     config_path: PathLike,
     residual_path: Optional[PathLike] = None,
+    uncertainty_path: Optional[PathLike] = None,
     python: Optional[str] = None,
     worker: Optional[Sequence[str]] = None,
 ) -> list[str]:
-    """The command line that denoises ``input_path`` into ``output_path`` with JSON progress.
+    """The command line that denoises ``input_path`` into ``output_path`` with JSON progress, also
+    writing the residual and the uncertainty (the spread across test-time augmentations, which the
+    configuration must switch on) where their paths are given.
 
     ``worker`` replaces ``[python, "-m", "DeepDenoiseLib"]`` (tests put a stand-in script there);
     ``python`` defaults to the running interpreter.
@@ -62,6 +65,8 @@ def denoise_command(
     command += ["--progress", "json"]
     if residual_path is not None:
         command += ["--residual", str(residual_path)]
+    if uncertainty_path is not None:
+        command += ["--uncertainty", str(uncertainty_path)]
     return command
 
 
@@ -69,10 +74,16 @@ def worker_environment(
     library_parent: Optional[PathLike] = None, base: Optional[Mapping[str, str]] = None
 ) -> dict[str, str]:
     """The environment for a worker: ``base`` (default: this process's) with unbuffered UTF-8 output
-    and ``library_parent`` (the folder holding ``DeepDenoiseLib``) first on ``PYTHONPATH``."""
+    and ``library_parent`` (the folder holding ``DeepDenoiseLib``) first on ``PYTHONPATH``.
+
+    OpenMP threads that wait passively (unless ``base`` says otherwise): the worker shares the CPU
+    with Slicer and whatever else runs, and torch's spinning threads then fight for the cores. On a
+    busy two-core machine a 2-second run of the tiny self-test volume took 40-60 s with spinning
+    threads and 6-7 s with passive ones."""
     environment = dict(os.environ if base is None else base)
     environment["PYTHONUNBUFFERED"] = "1"
     environment["PYTHONIOENCODING"] = "utf-8"
+    environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if library_parent is not None:
         paths = [str(library_parent)] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]
         environment["PYTHONPATH"] = os.pathsep.join(paths)

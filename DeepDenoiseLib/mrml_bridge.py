@@ -10,8 +10,8 @@ read back from the worker is mapped onto the input's grid voxel by voxel (:func:
 output nodes take the input's spacing, origin and directions with ``CopyOrientation``, which keeps the
 IJK-to-RAS matrix bit-identical.
 
->>> settings = PanelSettings(method="N2V2", budget_minutes=2)
->>> job = NodeDenoiseJob(input_node, settings.to_config(), noise_model=settings.noise_model)
+>>> settings = PanelSettings(method="N2V2", modality="CT", budget_minutes=2, test_time_augmentation=True)
+>>> job = NodeDenoiseJob(input_node, settings.to_config(), compute_uncertainty=True)
 >>> job.start()
 >>> job.wait(on_event=print)
 >>> result = job.finish()          # the scene changes here, and only if the worker succeeded
@@ -39,7 +39,14 @@ from DeepDenoiseLib.background import (
     remove_work_folder,
     worker_environment,
 )
-from DeepDenoiseLib.config import DenoiseConfig, MaskingConfig, ModelConfig, PredictionConfig, TrainingConfig
+from DeepDenoiseLib.config import (
+    DenoiseConfig,
+    MaskingConfig,
+    ModelConfig,
+    NoiseConfig,
+    PredictionConfig,
+    TrainingConfig,
+)
 from DeepDenoiseLib.progress import Cancelled, ProgressEvent
 from DeepDenoiseLib.validation import InputError
 from DeepDenoiseLib.volume import Volume
@@ -47,20 +54,33 @@ from DeepDenoiseLib.volume import Volume
 # RAS (Slicer) and LPS (ITK, files, Volume) differ by the sign of the first two axes.
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
-#: The modality presets of the panel and the noise model each one stands for.
+#: The modality presets of the panel and the noise model (``noise.model``) each one sets. CT and PET
+#: (Poisson-like) and ultrasound (speckle) use the Gaussian model, with the noise sigma estimated from
+#: the volume's foreground, until their own noise models with variance-stabilising transforms exist
+#: (issue 4): an approximation.
 MODALITY_NOISE_MODELS = {
     "MRI": "rician",
-    "CT": "poisson",
-    "PET": "poisson",
-    "ultrasound": "speckle",
+    "CT": "gaussian",
+    "PET": "gaussian",
+    "ultrasound": "gaussian",
     "generic": "gaussian",
 }
-#: The panel's method names and the configuration's.
-METHOD_NAMES = {"N2V": "n2v", "N2V2": "n2v2", "structN2V": "structn2v"}
+#: The panel's method names and the configuration's; the library's default method first.
+METHOD_NAMES = {"Blind-spot N2V": "blindspot", "N2V": "n2v", "N2V2": "n2v2", "structN2V": "structn2v"}
+#: Panel methods whose network is 2D only (3D context comes from neighbouring slices).
+METHODS_2D_ONLY = tuple(name for name, method in METHOD_NAMES.items() if method == "blindspot")
+#: Panel methods that hide voxels by masking (the blind-spot network masks nothing): the masked
+#: fraction applies to these only.
+MASKING_METHODS = tuple(name for name, method in METHOD_NAMES.items() if method != "blindspot")
 #: The panel's dimension names and the configuration's.
 DIMENSION_NAMES = {"2D": "2d", "3D": "3d"}
 #: The panel's devices; "GPU" is CUDA, or Metal (MPS) on a Mac.
 DEVICE_NAMES = {"auto": "auto", "GPU": "mps" if sys.platform == "darwin" else "cuda", "CPU": "cpu"}
+
+
+def _panel_name(names: Mapping[str, str], value: str) -> str:
+    """The first panel name standing for the configuration's ``value``."""
+    return next(name for name, config_value in names.items() if config_value == value)
 
 
 class WorkerError(RuntimeError):
@@ -78,15 +98,16 @@ class WorkerError(RuntimeError):
 class PanelSettings:
     """The module panel's choices, in the words and units a user sees (N2V2, 3D, minutes, GPU).
 
-    Defaults are the library's. ``modality`` picks the noise model (:attr:`noise_model`) that the
-    run's summary reports; the denoiser itself is self-supervised and needs no noise model.
+    Defaults are the library's (the modality is the one whose noise model is the library's default).
+    ``modality`` sets the configuration's noise model (:attr:`noise_model`), which Blind-spot N2V's
+    fusion step assumes. A 2D-only method with 3D dimensions is refused with a ValueError.
     """
 
-    method: str = next(name for name, value in METHOD_NAMES.items() if value == DenoiseConfig.method)
-    dimensions: str = ModelConfig.dimensions.upper()
-    modality: str = "generic"
+    method: str = _panel_name(METHOD_NAMES, DenoiseConfig.method)
+    dimensions: str = _panel_name(DIMENSION_NAMES, ModelConfig.dimensions)
+    modality: str = _panel_name(MODALITY_NOISE_MODELS, NoiseConfig.model)
     budget_minutes: float = TrainingConfig.budget_seconds / 60.0
-    device: str = "auto"
+    device: str = _panel_name(DEVICE_NAMES, TrainingConfig.device)
     patch_size: int = TrainingConfig.patch_size
     batch_size: int = TrainingConfig.batch_size
     learning_rate: float = TrainingConfig.learning_rate
@@ -103,6 +124,12 @@ class PanelSettings:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if self.method in METHODS_2D_ONLY and DIMENSION_NAMES[self.dimensions] != "2d":
+            methods_3d = ", ".join(name for name in METHOD_NAMES if name not in METHODS_2D_ONLY)
+            raise ValueError(
+                f"{self.method} is a 2D method (it takes 3D context from neighbouring slices); "
+                f"choose 2D dimensions, or one of {methods_3d} for a 3D network"
+            )
 
     @property
     def noise_model(self) -> str:
@@ -123,6 +150,7 @@ class PanelSettings:
                 "seed": int(self.seed),
             },
             prediction={"tta": bool(self.test_time_augmentation)},
+            noise={"model": self.noise_model},
         )
 
     @classmethod
@@ -337,6 +365,7 @@ class JobResult:
 
     output_node: Any
     residual_node: Optional[Any] = None
+    uncertainty_node: Optional[Any] = None
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -346,13 +375,13 @@ class NodeDenoiseJob:
     :meth:`start` writes the input and the configuration to a temporary folder and starts the worker;
     :meth:`poll` (from a timer) or :meth:`wait` (from a script) follow it; :meth:`finish` reads the
     result into the output node (a new one next to the input unless ``output_node`` is given) and the
-    optional residual node, or raises :class:`WorkerError` / :class:`~DeepDenoiseLib.progress.Cancelled`
-    with the scene untouched. The temporary folder is removed whatever happens, by :meth:`finish` or
-    :meth:`cancel`.
+    optional residual and uncertainty nodes, or raises :class:`WorkerError` /
+    :class:`~DeepDenoiseLib.progress.Cancelled` with the scene untouched. The temporary folder is
+    removed whatever happens, by :meth:`finish` or :meth:`cancel`.
 
-    ``worker`` replaces the ``python -m DeepDenoiseLib`` command prefix; ``python`` is the interpreter
-    for it (``PythonSlicer`` inside Slicer). ``noise_model`` (from the modality preset) is recorded in
-    the result's summary.
+    The uncertainty is the per-voxel spread across test-time augmentations (and slice orientations),
+    so it needs ``config.prediction.tta``. ``worker`` replaces the ``python -m DeepDenoiseLib``
+    command prefix; ``python`` is the interpreter for it (``PythonSlicer`` inside Slicer).
     """
 
     def __init__(
@@ -362,22 +391,24 @@ class NodeDenoiseJob:
         output_node: Optional[Any] = None,
         residual_node: Optional[Any] = None,
         compute_residual: bool = False,
+        uncertainty_node: Optional[Any] = None,
+        compute_uncertainty: bool = False,
         python: Optional[str] = None,
         worker: Optional[Sequence[str]] = None,
         library_parent: Optional[PathLike] = None,
         temp_parent: Optional[PathLike] = None,
-        noise_model: Optional[str] = None,
     ) -> None:
         self.input_node = input_node
         self.config = config
         self.output_node = output_node
         self.residual_node = residual_node
         self.compute_residual = compute_residual or residual_node is not None
+        self.uncertainty_node = uncertainty_node
+        self.compute_uncertainty = compute_uncertainty or uncertainty_node is not None
         self.python = python
         self.worker = worker
         self.library_parent = library_parent if library_parent is not None else Path(__file__).resolve().parents[1]
         self.temp_parent = temp_parent
-        self.noise_model = noise_model
         self.folder: Optional[Path] = None
         self.run: Optional[BackgroundRun] = None
         self._grid: Any = None
@@ -388,21 +419,34 @@ class NodeDenoiseJob:
         return self.run is not None and self.run.finished
 
     def start(self) -> None:
-        """Check the nodes, write the input and configuration, and start the worker."""
+        """Check the nodes and settings, write the input and configuration, and start the worker."""
         import slicer
 
         check_scalar_volume(self.input_node)
         if self.input_node.GetScene() is None:
             raise InputError(f"'{self.input_node.GetName()}' is not in a scene")
-        for role, node in (("output volume", self.output_node), ("residual volume", self.residual_node)):
+        outputs = {
+            "output volume": self.output_node,
+            "residual volume": self.residual_node,
+            "uncertainty volume": self.uncertainty_node,
+        }
+        for role, node in outputs.items():
             if node is None:
                 continue
             if node is self.input_node:
                 raise InputError(f"the {role} must differ from the input volume; choose or create another one")
             if node.IsA("vtkMRMLLabelMapVolumeNode") or not node.IsA("vtkMRMLScalarVolumeNode"):
                 raise InputError(f"the {role} '{node.GetName()}' must be a scalar volume")
-        if self.output_node is not None and self.output_node is self.residual_node:
-            raise InputError("the output and residual volumes must be different nodes")
+        chosen = [(role, node) for role, node in outputs.items() if node is not None]
+        for index, (role, node) in enumerate(chosen):
+            for other_role, other in chosen[index + 1 :]:
+                if node is other:
+                    raise InputError(f"the {role} and the {other_role} must be different nodes")
+        if self.compute_uncertainty and not self.config.prediction.tta:
+            raise ValueError(
+                "the uncertainty volume is the spread across test-time augmentations: "
+                "turn test-time augmentation on (prediction.tta), or leave the uncertainty volume out"
+            )
         # The grid as the worker sees it, kept apart from the input node in case that changes meanwhile.
         self._grid = slicer.vtkMRMLScalarVolumeNode()
         self._grid.CopyOrientation(self.input_node)
@@ -413,9 +457,10 @@ class NodeDenoiseJob:
             self.config.save(self.folder / "config.json")
             command = denoise_command(
                 self.folder / "input.nrrd",
-                self.folder / "output.nrrd",
+                self._result_path("output"),
                 self.folder / "config.json",
-                self.folder / "residual.nrrd" if self.compute_residual else None,
+                self._result_path("residual") if self.compute_residual else None,
+                self._result_path("uncertainty") if self.compute_uncertainty else None,
                 python=self.python,
                 worker=self.worker,
             )
@@ -439,7 +484,7 @@ class NodeDenoiseJob:
         self._remove_folder()
 
     def finish(self) -> JobResult:
-        """After the worker ended: put its result into the scene, or raise with the scene unchanged."""
+        """After the worker ended: put its results into the scene, or raise with the scene unchanged."""
         run = self._started()
         if not run.finished:
             raise RuntimeError("the worker is still running; wait for it or cancel it first")
@@ -448,31 +493,40 @@ class NodeDenoiseJob:
                 raise Cancelled("the run was cancelled")
             if run.state == FAILED:
                 raise WorkerError(run.error_message, run.details)
-            assert self.folder is not None
             target = ijk_to_ras(self._grid)
+            arrays = {}
             try:
-                denoised = array_on_grid(read_file_node(self.folder / "output.nrrd"), target)
-                residual = (
-                    array_on_grid(read_file_node(self.folder / "residual.nrrd"), target)
-                    if self.compute_residual
-                    else None
-                )
+                for name in self._result_names():
+                    arrays[name] = array_on_grid(read_file_node(self._result_path(name)), target)
             except (OSError, ValueError) as error:
                 raise WorkerError(f"the worker finished but its result is unusable: {error}", run.details) from error
-            if denoised.shape != self._shape or (residual is not None and residual.shape != self._shape):
-                raise WorkerError(
-                    f"the worker's result has {denoised.shape} voxels where the input has {self._shape}", run.details
-                )
+            for name, array in arrays.items():
+                if array.shape != self._shape:
+                    raise WorkerError(
+                        f"the worker's {name} has {array.shape} voxels where the input has {self._shape}", run.details
+                    )
             if self.input_node.GetScene() is None:
                 raise InputError("the input volume was removed from the scene while it was being denoised")
-            summary = dict(run.summary)
-            if self.noise_model is not None:
-                summary["noise_model"] = self.noise_model
-            output_node = self._store(self.output_node, denoised, "denoised", display_like=self.input_node)
-            residual_node = self._store(self.residual_node, residual, "residual") if residual is not None else None
-            return JobResult(output_node, residual_node, summary)
+            result = JobResult(
+                self._store(self.output_node, arrays["output"], "denoised", display_like=self.input_node),
+                summary=dict(run.summary),
+            )
+            if "residual" in arrays:
+                result.residual_node = self._store(self.residual_node, arrays["residual"], "residual")
+            if "uncertainty" in arrays:
+                result.uncertainty_node = self._store(self.uncertainty_node, arrays["uncertainty"], "uncertainty")
+            return result
         finally:
             self._remove_folder()
+
+    def _result_names(self) -> list[str]:
+        """The worker's result files by name: ``output``, then ``residual`` and ``uncertainty`` if asked for."""
+        optional = (("residual", self.compute_residual), ("uncertainty", self.compute_uncertainty))
+        return ["output"] + [name for name, wanted in optional if wanted]
+
+    def _result_path(self, name: str) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{name}.nrrd"
 
     def _store(self, node: Optional[Any], array: np.ndarray, suffix: str, display_like: Optional[Any] = None) -> Any:
         scene = self.input_node.GetScene()

@@ -3,8 +3,9 @@
 It takes the real command line after ``--mode MODE`` and speaks the real JSON-lines protocol, so the
 background runner and the Slicer job can be tested quickly and deterministically:
 
-* ``ok``: reads the input, "denoises" it to ``input * 0.5`` (residual ``input - output``), writes
-  atomically, ends with a ``done`` event whose summary echoes the configuration it was given.
+* ``ok``: reads the input, "denoises" it to ``input * 0.5`` (residual ``input - output``,
+  uncertainty ``|input| * 0.25``), writes atomically, ends with a ``done`` event whose summary echoes
+  the configuration it was given.
 * ``error``: reports stage ``error`` with a message and exits with code 2, as the CLI does.
 * ``crash``: leaves a half-written output file, then dies of an uncaught exception (traceback only).
 * ``hang``: starts two child processes (one in a session of its own), then reports training progress
@@ -36,6 +37,7 @@ def main() -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--progress", choices=("json",), required=True)
     parser.add_argument("--residual")
+    parser.add_argument("--uncertainty")
     args = parser.parse_args()
     report = JsonLinesReporter()
 
@@ -74,6 +76,8 @@ def main() -> int:
     write_volume(denoised, args.output)
     if args.residual:
         write_volume(noisy.with_array(noisy.array.astype("float32") - denoised.array), args.residual)
+    if args.uncertainty:
+        write_volume(noisy.with_array(abs(noisy.array.astype("float32")) * 0.25), args.uncertainty)
     summary = {
         "seconds": 0.1,
         "method": config.method,
@@ -81,6 +85,7 @@ def main() -> int:
         "budget_seconds": config.training.budget_seconds,
         "device": config.training.device,
         "tta": config.prediction.tta,
+        "noise_model": config.noise.model,
     }
     report(ProgressEvent("done", 1.0, summary=summary))
     return 0

@@ -26,6 +26,7 @@ from DeepDenoiseLib.background import (
     remove_work_folder,
     worker_environment,
 )
+from DeepDenoiseLib.cli import build_parser
 from DeepDenoiseLib.config import DenoiseConfig
 from DeepDenoiseLib.volume import Volume
 from DeepDenoiseLib.volume_io import read_volume, write_volume
@@ -77,12 +78,19 @@ def wait_for_event(run: BackgroundRun, stage: str, timeout: float = 20.0):
 
 
 def test_denoise_command_is_the_cli_contract():
-    command = denoise_command("in.nrrd", "out.nrrd", "c.json", "res.nrrd", python="/opt/PythonSlicer")
+    command = denoise_command("in.nrrd", "out.nrrd", "c.json", "res.nrrd", "unc.nrrd", python="/opt/PythonSlicer")
     assert command == [
         "/opt/PythonSlicer", "-m", "DeepDenoiseLib", "denoise", "in.nrrd", "out.nrrd",
-        "--config", "c.json", "--progress", "json", "--residual", "res.nrrd",
+        "--config", "c.json", "--progress", "json", "--residual", "res.nrrd", "--uncertainty", "unc.nrrd",
     ]  # fmt: skip
-    assert "--residual" not in denoise_command("in.nrrd", "out.nrrd", "c.json")
+    # The real command line understands it.
+    args = build_parser().parse_args(command[3:])
+    assert (args.command, args.input, args.output, args.config) == ("denoise", Path("in.nrrd"), Path("out.nrrd"), Path("c.json"))
+    assert (args.progress, args.residual, args.uncertainty) == ("json", Path("res.nrrd"), Path("unc.nrrd"))
+    plain = denoise_command("in.nrrd", "out.nrrd", "c.json")
+    assert "--residual" not in plain and "--uncertainty" not in plain
+    args = build_parser().parse_args(plain[3:])
+    assert args.residual is None and args.uncertainty is None
 
 
 def test_worker_environment_puts_the_library_first_and_unbuffers_output():
@@ -90,6 +98,9 @@ def test_worker_environment_puts_the_library_first_and_unbuffers_output():
     assert environment["PYTHONPATH"] == os.pathsep.join(["/lib/parent", "/other"])
     assert environment["PYTHONUNBUFFERED"] == "1"
     assert environment["HOME"] == "/home/x"
+    # Threads that do not spin while they wait, unless the user chose otherwise.
+    assert environment["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert worker_environment(base={"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_successful_run_reports_stages_in_order_and_writes_the_result(tmp_path):

@@ -1,12 +1,13 @@
 """The MRML bridge against real Slicer MRML (the slicer-core wheel): geometry through IJK-to-RAS,
 refused node kinds, and denoising jobs on nodes that succeed, fail, crash or are cancelled.
 
-The jobs run a scripted stand-in for the CLI (fake_worker.py: output = input * 0.5) except the one
-end-to-end test, which trains the real Noise2Void for two seconds on a tiny volume.
+The jobs run a scripted stand-in for the CLI (fake_worker.py: output = input * 0.5) except the
+end-to-end tests, which train the real networks for two seconds on a tiny volume.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -19,8 +20,12 @@ sys.path.insert(0, str(TESTING))
 from slicer_scene import add_volume, headless_scene, ijk_to_ras_array, slicer, vtk  # noqa: E402
 
 import fake_worker  # noqa: E402
-from DeepDenoiseLib.config import DenoiseConfig  # noqa: E402
+from DeepDenoiseLib.config import METHODS, NOISE_MODELS, DenoiseConfig  # noqa: E402
 from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
+    DIMENSION_NAMES,
+    METHOD_NAMES,
+    METHODS_2D_ONLY,
+    MODALITY_NOISE_MODELS,
     NodeDenoiseJob,
     PanelSettings,
     WorkerError,
@@ -185,9 +190,7 @@ def test_panel_settings_become_a_validated_config():
     assert (config.training.patch_size, config.training.batch_size, config.training.seed) == (32, 8, 7)
     assert config.training.learning_rate == 4e-4 and config.masking.masked_fraction == 0.05
     assert config.prediction.tta is True
-    assert settings.noise_model == "rician"
-    assert PanelSettings(method="N2V2").to_config().model.blurpool is True
-    assert PanelSettings().to_config() == DenoiseConfig.for_method(DenoiseConfig().method)
+    assert config.noise.model == "rician" and config.noise.sigma is None
 
     with pytest.raises(ValueError, match="unknown setting"):
         PanelSettings.from_parameters({"budget": 3})
@@ -197,10 +200,60 @@ def test_panel_settings_become_a_validated_config():
         PanelSettings(budget_minutes=0.001).to_config()
 
 
+def test_panel_defaults_are_the_library_defaults():
+    settings = PanelSettings()
+    assert settings.method == next(iter(METHOD_NAMES)) == "Blind-spot N2V"  # the default comes first
+    assert settings.to_config() == DenoiseConfig()  # every panel setting, noise model included
+
+
+def test_panel_choices_cover_the_library():
+    assert sorted(METHOD_NAMES.values()) == sorted(METHODS)
+    assert sorted(DIMENSION_NAMES.values()) == ["2d", "3d"]
+    assert set(MODALITY_NOISE_MODELS.values()) <= set(NOISE_MODELS)
+    # The panel calls 2D-only exactly the methods the library refuses in 3D.
+    for name, method in METHOD_NAMES.items():
+        if name in METHODS_2D_ONLY:
+            with pytest.raises(ValueError):
+                DenoiseConfig.for_method(method, model={"dimensions": "3d"})
+        else:
+            assert DenoiseConfig.for_method(method, model={"dimensions": "3d"}).model.dimensions == "3d"
+
+
+@pytest.mark.parametrize("name", list(METHOD_NAMES))
+@pytest.mark.parametrize("dimensions", list(DIMENSION_NAMES))
+def test_every_method_and_dimension_maps_to_the_library_or_is_refused_clearly(name, dimensions):
+    if name in METHODS_2D_ONLY and dimensions == "3D":
+        with pytest.raises(ValueError) as refusal:
+            PanelSettings(method=name, dimensions=dimensions)
+        message = str(refusal.value)
+        assert f"{name} is a 2D method" in message and "choose 2D" in message
+        assert all(other in message for other in METHOD_NAMES if other not in METHODS_2D_ONLY)
+        return
+    settings = PanelSettings(method=name, dimensions=dimensions, masked_fraction=0.03)
+    config = settings.to_config()
+    library = DenoiseConfig.for_method(METHOD_NAMES[name], model={"dimensions": DIMENSION_NAMES[dimensions]})
+    assert config.method == METHOD_NAMES[name]
+    assert config.model == library.model  # N2V2's blur-pool and missing top skip come with the method
+    assert config.masking == dataclasses.replace(library.masking, masked_fraction=0.03)
+
+
+@pytest.mark.parametrize(
+    "modality, noise_model",
+    [("MRI", "rician"), ("CT", "gaussian"), ("PET", "gaussian"), ("ultrasound", "gaussian"), ("generic", "gaussian")],
+)
+def test_every_modality_preset_sets_the_noise_model(modality, noise_model):
+    assert list(MODALITY_NOISE_MODELS) == ["MRI", "CT", "PET", "ultrasound", "generic"]
+    settings = PanelSettings(modality=modality)
+    config = settings.to_config()
+    assert settings.noise_model == config.noise.model == noise_model
+    assert config.noise.sigma is None  # estimated from the volume's foreground
+    assert DenoiseConfig.from_json(config.to_json()).noise.model == noise_model  # the worker gets it
+
+
 # --- Jobs on nodes ---------------------------------------------------------------------------------
 
 
-def test_job_creates_denoised_and_residual_nodes_with_bit_identical_geometry(scene, tmp_path):
+def test_job_creates_denoised_residual_and_uncertainty_nodes_with_bit_identical_geometry(scene, tmp_path):
     study = scene.GetSubjectHierarchyNode()
     patient = study.CreateSubjectItem(study.GetSceneItemID(), "patient")
     study_item = study.CreateStudyItem(patient, "study")
@@ -210,35 +263,46 @@ def test_job_creates_denoised_and_residual_nodes_with_bit_identical_geometry(sce
     node.GetDisplayNode().SetAutoWindowLevel(False)
     node.GetDisplayNode().SetWindowLevel(40.0, 100.0)
 
-    config = DenoiseConfig.for_method("n2v2", training={"budget_seconds": 30.0})
-    job = NodeDenoiseJob(node, config, compute_residual=True, worker=fake("ok"), temp_parent=tmp_path, noise_model="rician")
+    config = PanelSettings(method="N2V2", modality="CT", budget_minutes=0.5, test_time_augmentation=True).to_config()
+    job = NodeDenoiseJob(node, config, compute_residual=True, compute_uncertainty=True, worker=fake("ok"), temp_parent=tmp_path)
     result = run_job(job)
 
     assert result.output_node.GetName() == "MRHead denoised"
     assert result.residual_node.GetName() == "MRHead residual"
-    for output in (result.output_node, result.residual_node):
+    assert result.uncertainty_node.GetName() == "MRHead uncertainty"
+    for output in (result.output_node, result.residual_node, result.uncertainty_node):
         assert np.array_equal(ijk_to_ras_array(output), ijk_to_ras_array(node))  # bit-identical
         assert study.GetItemParent(study.GetItemByDataNode(output)) == study_item
         assert output.GetDisplayNode() is not None
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(result.output_node), array * 0.5)
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(result.residual_node), array - array * 0.5)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(result.uncertainty_node), np.abs(array) * 0.25)
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), array)
     assert (result.output_node.GetDisplayNode().GetWindow(), result.output_node.GetDisplayNode().GetLevel()) == (40.0, 100.0)
+    # The worker read the panel's choices from the configuration file, noise model included.
     assert result.summary["method"] == "n2v2" and result.summary["budget_seconds"] == 30.0
-    assert result.summary["noise_model"] == "rician"
+    assert result.summary["tta"] is True and result.summary["noise_model"] == "gaussian"
     assert list(tmp_path.iterdir()) == []  # the temporary folder is gone
 
 
-def test_job_fills_an_existing_output_node_with_the_inputs_geometry(scene, tmp_path):
+def test_job_fills_existing_output_nodes_with_the_inputs_geometry(scene, tmp_path):
     array = noisy_array()
     node = add_volume(scene, "input", array, spacing=(0.5, 0.5, 3.0), directions=OBLIQUE)
     existing = add_volume(scene, "existing", np.zeros((2, 2, 2), np.float32), spacing=(9.0, 9.0, 9.0))
     nodes_before = scene.GetNumberOfNodes()
     result = run_job(NodeDenoiseJob(node, DenoiseConfig(), output_node=existing, worker=fake("ok"), temp_parent=tmp_path))
-    assert result.output_node is existing and result.residual_node is None
+    assert result.output_node is existing and result.residual_node is None and result.uncertainty_node is None
     assert scene.GetNumberOfNodes() == nodes_before
     assert np.array_equal(ijk_to_ras_array(existing), ijk_to_ras_array(node))
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(existing), array * 0.5)
+
+    # An existing uncertainty node is filled as well (choosing one asks for the uncertainty).
+    spread = add_volume(scene, "spread", np.zeros((2, 2, 2), np.float32))
+    config = DenoiseConfig.for_method("n2v", prediction={"tta": True})
+    result = run_job(NodeDenoiseJob(node, config, uncertainty_node=spread, worker=fake("ok"), temp_parent=tmp_path))
+    assert result.uncertainty_node is spread and result.residual_node is None
+    assert np.array_equal(ijk_to_ras_array(spread), ijk_to_ras_array(node))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(spread), np.abs(array) * 0.25)
 
 
 def test_left_handed_nifti_loaded_by_slicer_round_trips(scene, tmp_path):
@@ -318,43 +382,63 @@ def test_failing_worker_surfaces_its_message_and_leaves_the_scene_unchanged(scen
 def test_job_refuses_bad_nodes_before_starting_anything(scene, tmp_path):
     node = add_volume(scene, "input", noisy_array())
     labels = add_volume(scene, "labels", np.ones((3, 4, 5), np.int16), node_class="vtkMRMLLabelMapVolumeNode")
+    other = add_volume(scene, "other", noisy_array())
     nodes_before = scene.GetNumberOfNodes()
-    for kwargs, words in [
-        ({"input_node": labels}, "label map"),
-        ({"input_node": node, "output_node": node}, "must differ from the input"),
-        ({"input_node": node, "output_node": labels}, "must be a scalar volume"),
-    ]:
-        job = NodeDenoiseJob(config=DenoiseConfig(), worker=fake("ok"), temp_parent=tmp_path, **kwargs)
-        with pytest.raises(InputError, match=words):
+    with_tta = DenoiseConfig.for_method("n2v", prediction={"tta": True})
+    for kwargs, error, words in [
+        ({"input_node": labels}, InputError, "label map"),
+        ({"input_node": node, "output_node": node}, InputError, "must differ from the input"),
+        ({"input_node": node, "output_node": labels}, InputError, "must be a scalar volume"),
+        ({"input_node": node, "uncertainty_node": labels, "config": with_tta}, InputError, "uncertainty volume 'labels' must be a scalar"),
+        ({"input_node": node, "residual_node": other, "uncertainty_node": other, "config": with_tta}, InputError,
+         "residual volume and the uncertainty volume must be different"),
+        ({"input_node": node, "output_node": other, "uncertainty_node": other, "config": with_tta}, InputError,
+         "output volume and the uncertainty volume must be different"),
+        ({"input_node": node, "compute_uncertainty": True}, ValueError, "turn test-time augmentation on"),
+    ]:  # fmt: skip
+        kwargs.setdefault("config", DenoiseConfig())
+        job = NodeDenoiseJob(worker=fake("ok"), temp_parent=tmp_path, **kwargs)
+        with pytest.raises(error, match=words):
             job.start()
         assert job.run is None
     assert scene.GetNumberOfNodes() == nodes_before
     assert list(tmp_path.iterdir()) == []
 
 
-def test_real_cli_denoises_a_tiny_volume_end_to_end(scene, tmp_path):
+@pytest.mark.parametrize(
+    "method, model",
+    [("blindspot", {}), ("n2v", {"dimensions": "3d"})],
+    ids=["blindspot-2d", "n2v-3d"],
+)
+def test_real_cli_denoises_a_tiny_volume_with_residual_and_uncertainty(scene, tmp_path, method, model):
     pytest.importorskip("torch")
     rng = np.random.default_rng(0)
     k, j, i = np.mgrid[:24, :24, :24]
     clean = 100.0 * ((k - 12) ** 2 + (j - 12) ** 2 + (i - 12) ** 2 < 49)
     noisy = (clean + rng.normal(0.0, 20.0, clean.shape)).astype(np.float32)
     node = add_volume(scene, "tiny", noisy, spacing=(0.9, 0.9, 1.4), origin=(3.0, -4.0, 5.0), directions=OBLIQUE)
+    # Tiny and brief; patches of 16 suit both networks' two poolings (the blind-spot one needs sides
+    # divisible by 4). One thread keeps the time steady on a busy two-core machine.
     config = DenoiseConfig.for_method(
-        "n2v",
-        model={"dimensions": "3d", "base_channels": 8},
-        training={"budget_seconds": 2.0, "patch_size": 16, "batch_size": 4, "steps_per_epoch": 5, "max_epochs": 1, "threads": 2},
-        prediction={"tile_size": 24, "tile_overlap": 4},
+        method,
+        model={"base_channels": 4, **model},
+        training={"budget_seconds": 2.0, "patch_size": 16, "batch_size": 4, "steps_per_epoch": 5, "max_epochs": 1, "threads": 1},
+        prediction={"tile_size": 24, "tile_overlap": 4, "tta": True},
+        noise={"model": "gaussian"},
     )
-    job = NodeDenoiseJob(node, config, compute_residual=True, temp_parent=tmp_path)
+    job = NodeDenoiseJob(node, config, compute_residual=True, compute_uncertainty=True, temp_parent=tmp_path)
     stages = []
     job.start()
     assert job.wait(on_event=lambda event: stages.append(event.stage)) == "succeeded", job.run.details
     result = job.finish()
     assert stages[-1] == "done" and "training" in stages and "predicting" in stages
-    assert np.array_equal(ijk_to_ras_array(result.output_node), ijk_to_ras_array(node))
-    denoised = slicer.util.arrayFromVolume(result.output_node)
-    residual = slicer.util.arrayFromVolume(result.residual_node)
-    assert denoised.shape == noisy.shape and np.isfinite(denoised).all()
+    outputs = (result.output_node, result.residual_node, result.uncertainty_node)
+    for output in outputs:
+        assert np.array_equal(ijk_to_ras_array(output), ijk_to_ras_array(node))
+    denoised, residual, uncertainty = (slicer.util.arrayFromVolume(output) for output in outputs)
+    assert denoised.shape == uncertainty.shape == noisy.shape and np.isfinite(denoised).all()
     np.testing.assert_allclose(denoised + residual, noisy, atol=1e-3)
-    assert "seconds" in result.summary
+    # The spread across the test-time augmentations: finite, never negative, not all zero.
+    assert np.isfinite(uncertainty).all() and uncertainty.min() >= 0.0 and uncertainty.max() > 0.0
+    assert result.summary["method"] == method and result.summary["noise_model"] == "gaussian"
     assert list(tmp_path.iterdir()) == []

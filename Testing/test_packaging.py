@@ -137,6 +137,38 @@ def test_catalog_entry_matches_the_cmake_metadata():
     assert 1 <= entry["tier"] <= 5
 
 
+def test_the_repository_address_is_one_edit_per_file():
+    """The repository address is a placeholder until the repository is published: it sits in one
+    place per file (the CMake file needs it three times, as the Extensions Index checker reads each
+    URL literally), and every URL agrees with the catalog entry's scm_url."""
+    (project,) = cmake_commands(TOP_CMAKE, "project")
+    entry = json.loads((REPO / f"{project[0]}.json").read_text(encoding="utf-8"))
+    slug = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?", entry["scm_url"]).group(1)
+    module_source = (MODULE / "DeepDenoise.py").read_text(encoding="utf-8")
+    docs = (REPO / "docs" / "slicer.md").read_text(encoding="utf-8")
+    for text in (json.dumps(entry), module_source, docs):
+        assert text.count(slug) == 1
+    assert TOP_CMAKE.count(slug) == 3
+    assert f'HOMEPAGE = "https://github.com/{slug}"' in module_source
+    assert f"git clone https://github.com/{slug}.git" in docs
+    assert cmake_set(TOP_CMAKE, "EXTENSION_HOMEPAGE")[0] == f"https://github.com/{slug}#readme"
+    for variable in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        for url in cmake_set(TOP_CMAKE, variable):
+            assert url.startswith(f"https://raw.githubusercontent.com/{slug}/main/"), url
+
+
+def test_metadata_images_exist_or_the_docs_say_they_are_still_to_be_taken():
+    icon = cmake_set(TOP_CMAKE, "EXTENSION_ICONURL")[0].split("/main/", 1)[1]
+    assert (REPO / icon).is_file(), f"the icon URL names {icon}, which the repository lacks"
+    docs = (REPO / "docs" / "slicer.md").read_text(encoding="utf-8")
+    for url in cmake_set(TOP_CMAKE, "EXTENSION_SCREENSHOTURLS"):
+        path = url.split("/main/", 1)[1]
+        if not (REPO / path).is_file():
+            assert re.search(rf"`{re.escape(path)}`[^.]*still to be taken", docs), (
+                f"{path} does not exist: docs/slicer.md must say that the screenshot is still to be taken"
+            )
+
+
 def test_icon_licence_and_line_endings():
     image = pytest.importorskip("PIL.Image")
     with image.open(REPO / "DeepDenoise.png") as icon:

@@ -8,6 +8,7 @@ import ast
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -44,7 +45,9 @@ CONNECTABLE = {
 }
 CHOICE_WIDGETS = {"QComboBox", "ctkComboBox"}
 # Parameters that are nodes or panel-only switches rather than library settings.
-NODE_AND_PANEL_FIELDS = {"inputVolume", "outputVolume", "residualVolume", "computeResidual"}
+NODE_AND_PANEL_FIELDS = {
+    "inputVolume", "outputVolume", "residualVolume", "computeResidual", "uncertaintyVolume", "computeUncertainty",
+}  # fmt: skip
 CHOICE_SOURCES = {
     "method": "METHOD_NAMES",
     "dimensions": "DIMENSION_NAMES",
@@ -133,7 +136,12 @@ def fitting_classes(name: str) -> set[str]:
 def test_every_ui_name_the_module_uses_exists_with_a_fitting_class():
     widgets = ui_widgets()
     used = ui_names_used_by_the_module()
-    assert {"applyButton", "progressBar", "statusLabel", "residualSelector"} <= used
+    # Besides Apply and progress, the widget logic enables the optional outputs and locks the
+    # settings that a method or an output imposes.
+    assert {
+        "applyButton", "progressBar", "statusLabel", "residualSelector", "uncertaintySelector",
+        "dimensionsComboBox", "testTimeAugmentationCheckBox", "maskedFractionSpinBox",
+    } <= used  # fmt: skip
     for name in sorted(used):
         assert name in widgets, f"DeepDenoise.py uses self.ui.{name}, which the .ui does not have"
         assert widgets[name].get("class") in fitting_classes(name), f"{name} is a {widgets[name].get('class')}"
@@ -193,6 +201,125 @@ def test_every_value_the_panel_allows_makes_a_valid_config(name):
     for bound in within_range.args:
         value = eval(compile(ast.Expression(bound), "<bound>", "eval"), {"__builtins__": {}})
         PanelSettings.from_parameters({name: value}).to_config()
+
+
+def test_choice_combo_boxes_take_their_items_from_the_parameter_node():
+    # The parameter node's combo-box connector clears the box and adds the Choice values, so the
+    # .ui holds no items of its own that could drift from them.
+    fields = parameter_fields()
+    for name, widget in parameter_bindings().items():
+        if widget.get("class") in CHOICE_WIDGETS:
+            assert "Choice" in validators(fields[name].annotation)
+            assert widget.findall("item") == [], f"{widget.get('name')} lists items in the .ui"
+
+
+def test_outputs_offer_residual_and_uncertainty_volumes_alike():
+    outputs = next(w for w in ui_widgets().values() if w.get("name") == "outputsCollapsibleButton")
+    inside = {w.get("name"): w for w in outputs.iter("widget")}
+    assert {"outputSelector", "computeResidualCheckBox", "residualSelector", "computeUncertaintyCheckBox",
+            "uncertaintySelector"} <= set(inside)  # fmt: skip
+    for prop in ("nodeTypes", "noneEnabled", "addEnabled", "noneDisplay", "showChildNodeTypes"):
+        residual, uncertainty = (ET.tostring(widget_property(inside[n], prop)) for n in ("residualSelector", "uncertaintySelector"))
+        assert residual == uncertainty, prop
+    assert widget_property(inside["uncertaintySelector"], "noneDisplay").findtext("string") == "Create new volume"
+    assert "test-time augmentation" in widget_property(inside["computeUncertaintyCheckBox"], "toolTip").findtext("string")
+
+
+def function_source(class_name: str, function_name: str) -> str:
+    function = next(f for f in class_def(class_name).body if getattr(f, "name", "") == function_name)
+    return ast.get_source_segment(MODULE_SOURCE, function)
+
+
+def widget_function(name: str):
+    """A DeepDenoiseWidget method compiled on its own, with the module's names it uses."""
+    function = next(f for f in class_def("DeepDenoiseWidget").body if getattr(f, "name", "") == name)
+    namespace = {name: getattr(mrml_bridge, name) for name in ("METHODS_2D_ONLY", "MASKING_METHODS")}
+    namespace["_"] = str
+    exec(compile(ast.Module(body=[function], type_ignores=[]), str(MODULE_PATH), "exec"), namespace)
+    return namespace[name]
+
+
+def fake_widget(**parameters) -> SimpleNamespace:
+    """What the widget methods touch: ``self.ui`` widgets, the logic, and a parameter node."""
+    names = {"applyButton", "residualSelector", "uncertaintySelector", "dimensionsComboBox",
+             "testTimeAugmentationCheckBox", "maskedFractionSpinBox"}  # fmt: skip
+    names |= {w.get("name") for w in ui_widgets().values() if w.get("class") == "ctkCollapsibleButton"}
+    values = dict(vars(PanelSettings()), computeResidual=False, computeUncertainty=False, inputVolume=object())
+    node = SimpleNamespace(**{camel: values[snake] for snake, camel in zip(values, PanelSettings.parameter_names())})
+    for name in ("computeResidual", "computeUncertainty", "inputVolume"):
+        setattr(node, name, values[name])
+    for name, value in parameters.items():
+        setattr(node, name, value)
+    return SimpleNamespace(
+        ui=SimpleNamespace(**{name: SimpleNamespace(enabled=None) for name in names}),
+        logic=SimpleNamespace(isRunning=False),
+        _parameterNode=node,
+    )
+
+
+def test_choosing_a_2d_only_method_sets_2d_and_locks_it_while_it_holds():
+    on_method_chosen, update_gui = widget_function("onMethodChosen"), widget_function("_updateGui")
+    # The user's own choice (activated), not the connector refilling the box, triggers the rule.
+    assert 'self.ui.methodComboBox.connect("activated(int)", self.onMethodChosen)' in function_source("DeepDenoiseWidget", "setup")
+    for method in mrml_bridge.METHOD_NAMES:
+        widget = fake_widget(method=method, dimensions="3D")
+        on_method_chosen(widget, 0)
+        two_d_only = method in mrml_bridge.METHODS_2D_ONLY
+        assert widget._parameterNode.dimensions == ("2D" if two_d_only else "3D")
+        update_gui(widget)
+        assert widget.ui.dimensionsComboBox.enabled is not two_d_only
+        assert widget.ui.maskedFractionSpinBox.enabled is (method in mrml_bridge.MASKING_METHODS)
+        PanelSettings.from_parameters({"method": method, "dimensions": widget._parameterNode.dimensions}).to_config()
+    # A scene saved with a 2D-only method in 3D keeps the dimensions editable, so it can be mended.
+    widget = fake_widget(method=mrml_bridge.METHODS_2D_ONLY[0], dimensions="3D")
+    update_gui(widget)
+    assert widget.ui.dimensionsComboBox.enabled is True
+
+
+def test_asking_for_the_uncertainty_turns_test_time_augmentation_on_and_locks_it():
+    on_clicked, update_gui = widget_function("onComputeUncertaintyClicked"), widget_function("_updateGui")
+    assert 'self.ui.computeUncertaintyCheckBox.connect("clicked(bool)", self.onComputeUncertaintyClicked)' in (
+        function_source("DeepDenoiseWidget", "setup")
+    )
+    widget = fake_widget(computeUncertainty=True, testTimeAugmentation=False)
+    update_gui(widget)
+    assert widget.ui.uncertaintySelector.enabled is True
+    assert widget.ui.testTimeAugmentationCheckBox.enabled is True  # a saved scene's mismatch stays mendable
+    on_clicked(widget, True)
+    assert widget._parameterNode.testTimeAugmentation is True
+    update_gui(widget)
+    assert widget.ui.testTimeAugmentationCheckBox.enabled is False
+    # Unticking leaves test-time augmentation on, and free to change again.
+    widget._parameterNode.computeUncertainty = False
+    on_clicked(widget, False)
+    update_gui(widget)
+    assert widget._parameterNode.testTimeAugmentation is True
+    assert widget.ui.testTimeAugmentationCheckBox.enabled is True and widget.ui.uncertaintySelector.enabled is False
+
+
+def test_apply_passes_the_optional_outputs_only_when_asked_for():
+    apply = function_source("DeepDenoiseWidget", "onApplyButton")
+    assert "residualVolume=parameters.residualVolume if parameters.computeResidual else None" in apply
+    assert "uncertaintyVolume=parameters.uncertaintyVolume if parameters.computeUncertainty else None" in apply
+    assert "computeUncertainty=parameters.computeUncertainty" in apply
+
+
+def help_text() -> str:
+    init = next(f for f in class_def("DeepDenoise").body if getattr(f, "name", "") == "__init__")
+    for statement in ast.walk(init):
+        if isinstance(statement, ast.Assign) and ast.unparse(statement.targets[0]) == "self.parent.helpText":
+            call = statement.value.func.value  # _("...").format(...)
+            return ast.literal_eval(call.args[0])
+    raise AssertionError("no helpText")
+
+
+def test_help_text_describes_every_method_and_is_honest_about_noise_models():
+    text = help_text()
+    for name in mrml_bridge.METHOD_NAMES:
+        assert f"<b>{name}</b>" in text, f"the help text does not describe {name}"
+    assert text.index("<b>Blind-spot N2V</b> (default)") < text.index("<b>N2V</b>")
+    for words in ("Rician for MRI", "Poisson", "speckle", "planned (issue 4)", "approximation", "uncertainty"):
+        assert words in text, words
 
 
 def test_every_node_selector_receives_the_scene():
