@@ -133,9 +133,10 @@ class NormalizationConfig:
 
 @dataclass
 class NoiseConfig:
-    """The noise the fusion step assumes. ``gaussian`` and ``rician`` (magnitude MRI, Gaussian where
-    there is signal) are modelled; ``sigma`` in the volume's intensity units, or ``None`` to estimate
-    it from the volume's foreground."""
+    """The noise in the volume. The fusion step treats it as Gaussian with ``sigma`` (in the volume's
+    intensity units; ``None`` estimates it from the volume's foreground, where Rician noise is close
+    to Gaussian). ``rician`` (magnitude MRI) also removes the Rician bias from the result, which
+    lifts dark regions off the noise floor (rician.py); ``gaussian`` does not."""
 
     model: str = "rician"
     sigma: Optional[float] = None

@@ -18,6 +18,7 @@ from DeepDenoiseLib.config import DenoiseConfig
 from DeepDenoiseLib.inference import predict_volume
 from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.normalization import PercentileNormalizer
+from DeepDenoiseLib.rician import rician_unbias
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.training import TrainingHistory, train_noise2void
 from DeepDenoiseLib.validation import check_volume_object
@@ -49,7 +50,8 @@ def denoise_volume(
 ) -> DenoiseResult:
     """Trains Noise2Void on ``volume`` itself and returns it denoised, on exactly the same grid.
 
-    A constant volume comes back unchanged with a warning in ``summary["warnings"]``.
+    A constant volume comes back unchanged with a warning in ``summary["warnings"]``. With the
+    ``rician`` noise model the result is corrected for the Rician bias of magnitude images.
 
     >>> result = denoise_volume(read_volume("noisy.nii.gz"), DenoiseConfig.for_method("n2v2"))
     >>> result.summary["seconds"], result.summary["noise_sigma_after"]
@@ -68,7 +70,9 @@ def denoise_volume(
     }
     if check.is_constant:
         summary.update(seconds=time.perf_counter() - start, training_steps=0)
-        return DenoiseResult(volume.with_array(array.copy()), volume.with_array(np.zeros_like(array)), None, summary)
+        zeros = volume.with_array(np.zeros_like(array))
+        uncertainty = zeros if config.prediction.tta else None
+        return DenoiseResult(volume.with_array(array.copy()), zeros, uncertainty, summary)
 
     normalizer = PercentileNormalizer.fit(
         array, config.normalization.low_percentile, config.normalization.high_percentile
@@ -83,6 +87,8 @@ def denoise_volume(
     predict_start = time.perf_counter()
     prediction = predict_volume(model, normalized, config.prediction, progress, cancel)
     denoised = normalizer.inverse(prediction.denoised)
+    if config.noise.model == "rician":
+        denoised = rician_unbias(denoised, noise_sigma)
     residual = (array - denoised).astype(np.float32)
     uncertainty = None
     if prediction.spread is not None:
