@@ -43,12 +43,11 @@ def stratified_coordinates(
     count = origins.shape[0]
     batch_index = torch.arange(batch_size).repeat_interleave(count)
     origins = origins.repeat(batch_size, 1)
-    jitter = torch.randint(0, box, origins.shape, generator=generator)
-    coords = origins + jitter
-    limits = torch.tensor(spatial_shape)
-    inside = (coords < limits).all(dim=1)
-    coords = coords[inside]
-    return batch_index[inside], tuple(coords[:, d] for d in range(ndim))
+    # boxes at the far edge may be cut by the patch border: jitter only within the part inside
+    extent = torch.clamp(torch.tensor(spatial_shape) - origins, max=box)
+    jitter = (torch.rand(origins.shape, generator=generator) * extent).long()
+    coords = origins + torch.minimum(jitter, extent - 1)
+    return batch_index, tuple(coords[:, d] for d in range(ndim))
 
 
 def neighbour_offsets(ndim: int, radius: int) -> torch.Tensor:
@@ -59,12 +58,14 @@ def neighbour_offsets(ndim: int, radius: int) -> torch.Tensor:
 
 
 def _shifted(index: tuple[torch.Tensor, ...], offset: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-    """Index plus offset, reflected at the patch borders (so border voxels have full neighbourhoods)."""
+    """Index plus offset; where that leaves the patch along an axis, the offset's sign flips on that
+    axis. The neighbour then still differs from the voxel along that axis, so a hidden voxel is never
+    shown its own value (mirroring about the border could land on the voxel itself)."""
     shifted = []
     for axis, (position, size) in enumerate(zip(index, shape)):
-        moved = position + offset[..., axis]
-        moved = torch.where(moved < 0, -moved, moved)
-        moved = torch.where(moved >= size, 2 * (size - 1) - moved, moved)
+        step = offset[..., axis]
+        moved = position + step
+        moved = torch.where((moved < 0) | (moved >= size), position - step, moved)
         shifted.append(moved.clamp(0, size - 1))
     return tuple(shifted)
 
@@ -125,8 +126,9 @@ def _hide_struct_line(
             )
             values = inputs[(batch_index, torch.full_like(batch_index, target_channel), *random_source)]
             if ndim == 2 and axis_name == "z":
-                channel = target_channel + sign * step
-                if 0 <= channel < inputs.shape[1]:
+                # context_stack orders the channels z, z-1, z+1, z-2, z+2, ...
+                channel = target_channel + 2 * step - (1 if sign < 0 else 0)
+                if channel < inputs.shape[1]:
                     inputs[(batch_index, torch.full_like(batch_index, channel), *spatial_index)] = values
                 continue
             axis = AXIS_INDEX[axis_name] - (3 - ndim)
@@ -143,7 +145,8 @@ def _hide_struct_line(
 
 
 def expected_masked_count(spatial_shape: tuple[int, ...], masked_fraction: float) -> int:
-    """How many voxels :func:`stratified_coordinates` hides per patch (for tests and docs)."""
+    """How many voxels :func:`stratified_coordinates` hides per patch: one per grid box, partial
+    boxes at the far edges included."""
     ndim = len(spatial_shape)
     box = max(1, int(round((1.0 / masked_fraction) ** (1.0 / ndim))))
     return math.prod(math.ceil(size / box) for size in spatial_shape)
