@@ -78,7 +78,7 @@ def test_time_budget_stops_training(volume: np.ndarray) -> None:
     history = model.history
     assert history.stopped_by == "budget"
     assert 1.0 <= history.seconds < 4.0  # the budget is checked before each (millisecond) step
-    assert wall < 10.0
+    assert wall < 30.0  # (set-up and the final validation pass included, on a loaded machine)
     assert 0 < history.steps < 100000
 
 
