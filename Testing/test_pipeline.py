@@ -116,6 +116,14 @@ def test_other_bad_inputs_are_refused() -> None:
         denoise_volume(Volume(np.random.default_rng(0).random((2, 4, 16, 16))), tiny_config("n2v"))
 
 
+@pytest.mark.parametrize("method, shape", [("n2v", (4, 3, 40)), ("blindspot", (4, 40, 3)), ("n2v", (4, 2, 40))])
+def test_volume_too_small_for_the_network_gives_a_clear_error(method: str, shape: tuple) -> None:
+    volume = Volume(np.random.default_rng(0).random(shape).astype(np.float32))
+    with pytest.raises(ValueError, match="too small for this network") as error:
+        denoise_volume(volume, tiny_config(method, model={"depth": 2}))
+    assert "smaller depth" in str(error.value)
+
+
 # --- files -----------------------------------------------------------------------------------------
 
 
