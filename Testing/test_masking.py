@@ -74,6 +74,12 @@ def test_partial_boxes_at_the_edge_also_get_one_voxel() -> None:
     for seed in range(5):
         batch_index, coords = stratified_coordinates(1, shape, fraction, generator(seed))
         assert batch_index.shape[0] == expected_masked_count(shape, fraction) == 9
+        points = torch.stack(coords, dim=1)
+        assert ((points >= 0) & (points < 10)).all()
+        assert {tuple(p) for p in (points // 4).tolist()} == set(itertools.product(range(3), range(3)))
+    # the default: 64x64 patches at 2 % use 7x7 boxes, the last ones cut to 1 voxel
+    batch_index, _ = stratified_coordinates(4, (64, 64), 0.02, generator(0))
+    assert batch_index.shape[0] == 4 * expected_masked_count((64, 64), 0.02) == 4 * 100
 
 
 def test_neighbour_offsets_exclude_the_centre() -> None:
