@@ -5,6 +5,8 @@ pixel do; the noise-fusion posterior and likelihood match their closed forms."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +22,9 @@ from DeepDenoiseLib.blindspot import (
     shift_down,
 )
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from phantoms import single_thread  # noqa: E402,F401
+
 
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 

@@ -22,7 +22,7 @@ from DeepDenoiseLib.volume_io import read_volume, write_volume
 TESTING = Path(__file__).resolve().parent
 REPO_ROOT = TESTING.parent
 sys.path.insert(0, str(TESTING))
-from phantoms import noisy_phantom, tiny_config  # noqa: E402
+from phantoms import single_thread, noisy_phantom, tiny_config  # noqa: E402,F401
 
 
 @pytest.fixture()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from DeepDenoiseLib.demo import run_demo
 from DeepDenoiseLib.figure import save_comparison_figure
@@ -18,9 +17,8 @@ from DeepDenoiseLib.sample_data import sample_paths
 from DeepDenoiseLib.volume_io import read_volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantoms import tiny_config  # noqa: E402
+from phantoms import single_thread, tiny_config  # noqa: E402,F401
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -21,9 +21,8 @@ from DeepDenoiseLib.progress import Cancelled, CancelToken, ProgressEvent
 from DeepDenoiseLib.training import TrainedModel, TrainingHistory, build_network, train_noise2void
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantoms import noisy_phantom, tiny_config  # noqa: E402
+from phantoms import single_thread, noisy_phantom, tiny_config  # noqa: E402,F401
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 def untrained_model(
@@ -78,10 +77,11 @@ def trained_3d() -> tuple[TrainedModel, np.ndarray]:
 
 
 def test_several_blended_tiles_stay_close_to_a_single_tile(trained_3d) -> None:
-    """Measured on this phantom (depth-2 net, 20 steps), relative to the output's range: 32^3 tiles
-    overlapping by 16 differ from one whole-volume tile by 0.7 % on average and 12 % at most (tile
-    borders see mirrored context instead of the real neighbours); asserted below 2 % and 30 %.
-    Without overlap the seams are much worse (3.8 % mean, 78 % max): that is what blending is for."""
+    """Measured on this phantom (depth-2 net, 20 steps, training seeds 0-5), relative to the output's
+    range: 32^3 tiles overlapping by 16 differ from one whole-volume tile by 0.3-1.1 % on average and
+    4.5-18 % at most (tile borders see mirrored context instead of the real neighbours); asserted
+    below 2.5 % and 40 %. Without overlap the seams are much worse (2.6-5 % mean, 62-99 % max): that
+    is what blending is for."""
     model, volume = trained_3d
     single = predict_volume(model, volume, PredictionConfig(tile_size=64, tile_overlap=0)).denoised
     value_range = float(np.ptp(single))
@@ -97,9 +97,9 @@ def test_several_blended_tiles_stay_close_to_a_single_tile(trained_3d) -> None:
 
     blended_mean, blended_max = deviation(32, 16)
     seams_mean, seams_max = deviation(32, 0)
-    assert blended_mean < 0.02
-    assert blended_max < 0.3
-    assert blended_mean < seams_mean and blended_max < seams_max
+    assert blended_mean < 0.025
+    assert blended_max < 0.4
+    assert blended_mean < 0.6 * seams_mean and blended_max < 0.5 * seams_max
 
 
 def test_tta_gives_mean_and_spread_of_the_volume_shape(trained_3d) -> None:

@@ -4,6 +4,8 @@ replacement, structN2V line masks (including along Z) and a loss computed at mas
 from __future__ import annotations
 
 import itertools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,8 @@ from DeepDenoiseLib.config import DenoiseConfig, MaskingConfig
 from DeepDenoiseLib.masking import expected_masked_count, mask_batch, neighbour_offsets, stratified_coordinates
 from DeepDenoiseLib.training import _training_loss
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from phantoms import single_thread  # noqa: E402,F401
 
 
 def generator(seed: int = 0) -> torch.Generator:

@@ -25,9 +25,8 @@ from DeepDenoiseLib.training import (
 from DeepDenoiseLib.unet import UNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantoms import noisy_phantom, tiny_config  # noqa: E402
+from phantoms import single_thread, noisy_phantom, tiny_config  # noqa: E402,F401
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 SHAPE = (8, 32, 32)
 

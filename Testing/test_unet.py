@@ -4,6 +4,9 @@ pooling along the slice axis."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -12,7 +15,9 @@ from DeepDenoiseLib.config import DenoiseConfig
 from DeepDenoiseLib.training import build_network
 from DeepDenoiseLib.unet import ConvBlock, Downsample, UNet, plan_pool_z, required_multiple
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from phantoms import single_thread  # noqa: E402,F401
+
 
 NORM_TYPES = {
     ("batch", 2): nn.BatchNorm2d,
