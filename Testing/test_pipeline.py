@@ -154,15 +154,17 @@ def test_denoise_file_writes_outputs_and_reports_stages(input_file: Path) -> Non
     assert events[-1].summary["output"] == summary["output"]
 
 
-@pytest.mark.parametrize("cancel_at", ["training", "predicting"])
+@pytest.mark.parametrize("cancel_at", ["training", "predicting", "end of predicting"])
 def test_cancelled_run_leaves_no_file_behind(input_file: Path, cancel_at: str) -> None:
+    """Cancelled from the progress callback during training, during prediction, or just after its
+    last slice (before anything is written): no output, residual or temporary file is left."""
     folder = input_file.parent
     token = CancelToken()
     stages: list[str] = []
 
     def progress(event: ProgressEvent) -> None:
         stages.append(event.stage)
-        if event.stage == cancel_at:
+        if event.stage == cancel_at or (cancel_at == "end of predicting" and event.stage == "predicting" and event.fraction >= 1.0):
             token.cancel()
 
     config = tiny_config("n2v", training={"steps_per_epoch": 20}, prediction={"batch_size": 1})
