@@ -89,7 +89,7 @@ class DeepDenoise(ScriptedLoadableModule):
             "</ul>"
             "The modality preset sets the noise model: Rician for MRI, Gaussian for CT, PET, ultrasound "
             "and generic images. Poisson (CT, PET) and speckle (ultrasound) models with variance-"
-            "stabilising transforms are planned (issue 4); until then those presets use the Gaussian "
+            "stabilising transforms are planned; until then those presets use the Gaussian "
             "model with a noise level estimated from the volume's foreground, which is an approximation. "
             "The optional uncertainty volume is the per-voxel spread of the test-time augmented "
             "predictions; asking for it turns test-time augmentation on. "

@@ -232,7 +232,7 @@ def estimate_foreground_noise_sigma(image: np.ndarray, foreground_fraction: floa
     """
     from scipy import ndimage
 
-    image = np.asarray(image, dtype=np.float32)
+    image = np.squeeze(np.asarray(image, dtype=np.float32))  # a single slice is a 2D image
     smoothed = ndimage.uniform_filter(image, size=5)
     threshold = foreground_fraction * float(np.percentile(image, 99.5))
     foreground = smoothed > threshold

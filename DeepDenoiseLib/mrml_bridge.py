@@ -56,8 +56,8 @@ _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 #: The modality presets of the panel and the noise model (``noise.model``) each one sets. CT and PET
 #: (Poisson-like) and ultrasound (speckle) use the Gaussian model, with the noise sigma estimated from
-#: the volume's foreground, until their own noise models with variance-stabilising transforms exist
-#: (issue 4): an approximation.
+#: the volume's foreground, until their own noise models with variance-stabilising transforms exist:
+#: an approximation.
 MODALITY_NOISE_MODELS = {
     "MRI": "rician",
     "CT": "gaussian",

@@ -55,22 +55,23 @@ class TrainedModel:
 
 
 ISOTROPY_TOLERANCE = 1.2
-MIN_ORIENTED_EXTENT = 32
 
 
 def resolve_slice_axes(
     config: DenoiseConfig, volume_shape: tuple[int, int, int], spacing_zyx: tuple[float, float, float]
 ) -> tuple[int, ...]:
     """The array axes a 2D network cuts slices across (3D networks: just the first). ``auto`` uses
-    all three only for near-isotropic voxels and when every axis is long enough to give slices of
-    at least ``MIN_ORIENTED_EXTENT`` voxels (a thin slab keeps its own slices)."""
+    all three only for near-isotropic voxels and when every axis holds a full training patch: a
+    thin slab keeps its own slices, since cutting the patch down to its thickness would leave a
+    blind-spot network (whose field of view is ~47 pixels at depth 2) training on patches where
+    every pixel sees the border, unlike the whole slices it predicts."""
     setting = config.model.slice_axes
     if config.model.dimensions == "3d" or setting == "k":
         return (0,)
     if setting == "kji":
         return (0, 1, 2)
     isotropic = max(spacing_zyx) <= ISOTROPY_TOLERANCE * min(spacing_zyx)
-    return (0, 1, 2) if isotropic and min(volume_shape) >= MIN_ORIENTED_EXTENT else (0,)
+    return (0, 1, 2) if isotropic and min(volume_shape) >= config.training.patch_size else (0,)
 
 
 def build_network(

@@ -145,7 +145,7 @@ def test_the_repository_address_is_one_edit_per_file():
     entry = json.loads((REPO / f"{project[0]}.json").read_text(encoding="utf-8"))
     slug = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?", entry["scm_url"]).group(1)
     module_source = (MODULE / "DeepDenoise.py").read_text(encoding="utf-8")
-    docs = (REPO / "docs" / "slicer.md").read_text(encoding="utf-8")
+    docs = (REPO / "README.md").read_text(encoding="utf-8")
     for text in (json.dumps(entry), module_source, docs):
         assert text.count(slug) == 1
     assert TOP_CMAKE.count(slug) == 3
@@ -160,12 +160,12 @@ def test_the_repository_address_is_one_edit_per_file():
 def test_metadata_images_exist_or_the_docs_say_they_are_still_to_be_taken():
     icon = cmake_set(TOP_CMAKE, "EXTENSION_ICONURL")[0].split("/main/", 1)[1]
     assert (REPO / icon).is_file(), f"the icon URL names {icon}, which the repository lacks"
-    docs = (REPO / "docs" / "slicer.md").read_text(encoding="utf-8")
+    docs = (REPO / "README.md").read_text(encoding="utf-8")
     for url in cmake_set(TOP_CMAKE, "EXTENSION_SCREENSHOTURLS"):
         path = url.split("/main/", 1)[1]
         if not (REPO / path).is_file():
             assert re.search(rf"`{re.escape(path)}`[^.]*still to be taken", docs), (
-                f"{path} does not exist: docs/slicer.md must say that the screenshot is still to be taken"
+                f"{path} does not exist: README.md must say that the screenshot is still to be taken"
             )
 
 

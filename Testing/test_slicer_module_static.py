@@ -318,7 +318,7 @@ def test_help_text_describes_every_method_and_is_honest_about_noise_models():
     for name in mrml_bridge.METHOD_NAMES:
         assert f"<b>{name}</b>" in text, f"the help text does not describe {name}"
     assert text.index("<b>Blind-spot N2V</b> (default)") < text.index("<b>N2V</b>")
-    for words in ("Rician for MRI", "Poisson", "speckle", "planned (issue 4)", "approximation", "uncertainty"):
+    for words in ("Rician for MRI", "Poisson", "speckle", "planned; until then", "approximation", "uncertainty"):
         assert words in text, words
 
 

@@ -181,9 +181,10 @@ def test_configure_threads() -> None:
 @pytest.mark.parametrize(
     "sections, shape, spacing, expected",
     [
-        ({}, (40, 40, 40), (1.0, 1.0, 1.0), (0, 1, 2)),  # auto: isotropic and thick enough
-        ({}, (40, 40, 40), (3.0, 1.0, 1.0), (0,)),  # auto: thick slices
-        ({}, (8, 64, 64), (1.0, 1.0, 1.0), (0,)),  # auto: a thin slab keeps its own slices
+        ({}, (64, 80, 72), (1.0, 1.0, 1.0), (0, 1, 2)),  # auto: isotropic, every axis holds a 64 patch
+        ({}, (64, 64, 64), (3.0, 1.0, 1.0), (0,)),  # auto: thick slices
+        ({}, (48, 120, 104), (1.0, 1.0, 1.0), (0,)),  # auto: thinner than a patch keeps its own slices
+        ({"training": {"patch_size": 32}}, (48, 120, 104), (1.0, 1.0, 1.0), (0, 1, 2)),
         ({"model": {"slice_axes": "kji"}}, (8, 64, 64), (3.0, 1.0, 1.0), (0, 1, 2)),
         ({"model": {"slice_axes": "k"}}, (40, 40, 40), (1.0, 1.0, 1.0), (0,)),
         ({"model": {"dimensions": "3d", "slice_axes": "kji"}}, (40, 40, 40), (1.0, 1.0, 1.0), (0,)),
