@@ -74,7 +74,8 @@ def predict_volume(
     for index, axis in enumerate(model.slice_axes):
         stage_progress = _sub_progress(progress, index, len(model.slice_axes))
         prediction = _predict_slices(model, oriented(volume, axis), config, stage_progress, cancel)
-        predictions.append((restored(prediction.denoised, axis), None if prediction.spread is None else restored(prediction.spread, axis)))
+        spread = None if prediction.spread is None else restored(prediction.spread, axis)
+        predictions.append((restored(prediction.denoised, axis), spread))
     if len(predictions) == 1:
         return Prediction(*predictions[0])
     denoised = np.mean([p[0] for p in predictions], axis=0, dtype=np.float64).astype(np.float32)
