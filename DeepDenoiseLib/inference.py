@@ -8,6 +8,7 @@ augmentation), which also gives a per-voxel spread usable as an uncertainty map.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -94,7 +95,7 @@ def _sub_progress(progress: Optional[ProgressCallback], index: int, count: int) 
         return None
 
     def forward(event: ProgressEvent) -> None:
-        progress(ProgressEvent(event.stage, (index + event.fraction) / count, event.message, event.loss, event.eta_seconds))
+        progress(dataclasses.replace(event, fraction=(index + event.fraction) / count))
 
     return forward
 

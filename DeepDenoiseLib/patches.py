@@ -90,12 +90,13 @@ class PatchSampler:
         self.spatial_dims = len(geometry.spatial)
         self.slice_axes = slice_axes if self.spatial_dims == 2 else (0,)
         self.views = [oriented(volume, axis) for axis in self.slice_axes]
+        # the patch as a 3D box in a view: a 2D patch is one slice thick
+        self.patch_shape: tuple[int, ...] = (1, *geometry.spatial) if self.spatial_dims == 2 else geometry.spatial
         held_axis = int(np.argmax(volume.shape))
         # where the held-out axis lies in each view (oriented() puts the slice axis first)
         self.held_axes = [([axis] + [a for a in range(3) if a != axis]).index(held_axis) for axis in self.slice_axes]
-        patch = self._full_patch_shape()
         length = volume.shape[held_axis]
-        needed = max(patch[view_axis] for view_axis in self.held_axes)
+        needed = max(self.patch_shape[view_axis] for view_axis in self.held_axes)
         held_out = int(round(length * validation_fraction))
         if held_out:
             held_out = max(held_out, needed)
@@ -104,21 +105,15 @@ class PatchSampler:
         self.train_stop = length - held_out
         self.held_out = held_out
 
-    def _full_patch_shape(self) -> tuple[int, int, int]:
-        if self.spatial_dims == 2:
-            return (1, *self.geometry.spatial)  # type: ignore[return-value]
-        return self.geometry.spatial  # type: ignore[return-value]
-
     def _random_corner(self, view: int, region: tuple[int, int]) -> tuple[int, int, int]:
-        shape = self._full_patch_shape()
         corner = []
-        for axis, (extent, size) in enumerate(zip(self.views[view].shape, shape)):
+        for axis, (extent, size) in enumerate(zip(self.views[view].shape, self.patch_shape)):
             low, high = region if axis == self.held_axes[view] else (0, extent)
             corner.append(int(self.rng.integers(low, max(low, high - size) + 1)))
         return tuple(corner)  # type: ignore[return-value]
 
     def _extract(self, view: int, corner: tuple[int, int, int]) -> np.ndarray:
-        shape = self._full_patch_shape()
+        shape = self.patch_shape
         z, y, x = corner
         volume = self.views[view]
         if self.spatial_dims == 3:

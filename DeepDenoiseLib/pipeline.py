@@ -18,8 +18,8 @@ from DeepDenoiseLib.config import DenoiseConfig
 from DeepDenoiseLib.inference import predict_volume
 from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.normalization import PercentileNormalizer
-from DeepDenoiseLib.rician import rician_unbias
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
+from DeepDenoiseLib.rician import rician_unbias
 from DeepDenoiseLib.training import TrainingHistory, train_noise2void
 from DeepDenoiseLib.validation import check_volume_object
 from DeepDenoiseLib.volume import Volume
