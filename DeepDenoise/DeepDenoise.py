@@ -87,10 +87,9 @@ class DeepDenoise(ScriptedLoadableModule):
             "<li><b>structN2V</b>: hides a short line of voxels instead of one, for noise correlated along "
             "an axis (streaks).</li>"
             "</ul>"
-            "The modality preset sets the noise model: Rician for MRI, Gaussian for CT, PET, ultrasound "
-            "and generic images. Poisson (CT, PET) and speckle (ultrasound) models with variance-"
-            "stabilising transforms are planned; until then those presets use the Gaussian "
-            "model with a noise level estimated from the volume's foreground, which is an approximation. "
+            "The modality preset sets the noise model: Rician for MRI, Gaussian for CT and generic "
+            "images, Poisson for PET (denoised after a variance-stabilising transform) and speckle for "
+            "ultrasound (denoised in the log domain); the noise parameters are estimated from the volume. "
             "The optional uncertainty volume is the per-voxel spread of the test-time augmented "
             "predictions; asking for it turns test-time augmentation on. "
             'See the <a href="{homepage}#readme">DeepDenoise documentation</a>.'

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from DeepDenoiseLib.config import DEVICES, DIMENSIONS, METHODS, DenoiseConfig, deep_merge
+from DeepDenoiseLib.config import DEVICES, DIMENSIONS, METHODS, NOISE_MODELS, DenoiseConfig, deep_merge
 from DeepDenoiseLib.progress import Cancelled, JsonLinesReporter, ProgressCallback, ProgressEvent, TextProgressBar
 from DeepDenoiseLib.validation import InputError
 
@@ -35,6 +35,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, help="training patches per step")
     group.add_argument("--learning-rate", type=float, help="initial learning rate")
     group.add_argument("--masked-fraction", type=float, help="share of voxels hidden per patch")
+    group.add_argument("--noise-model", choices=NOISE_MODELS, help="rician (MRI, default), gaussian (CT), poisson (PET), speckle (ultrasound)")
+    group.add_argument("--noise-sigma", type=float, help="noise sigma (poisson: read noise; speckle: relative spread); default: estimated")
+    group.add_argument("--noise-gain", type=float, help="poisson only: intensity per photon; default: estimated")
     group.add_argument("--tta", action="store_true", default=None, help="average 8 in-plane flips/rotations at prediction")
     group.add_argument("--force", action="store_true", help="denoise even if the volume looks like a label map")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
@@ -81,6 +84,9 @@ def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
     put("training", "learning_rate", args.learning_rate)
     put("masking", "masked_fraction", args.masked_fraction)
     put("prediction", "tta", args.tta)
+    put("noise", "model", args.noise_model)
+    put("noise", "sigma", args.noise_sigma)
+    put("noise", "gain", args.noise_gain)
     if args.force:
         overrides["allow_label_map"] = True
     return DenoiseConfig.from_dict(deep_merge(base, overrides))

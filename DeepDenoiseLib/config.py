@@ -19,7 +19,7 @@ NORMS = ("batch", "instance", "group", "none")
 SLICE_AXES = ("auto", "k", "kji")
 REPLACEMENTS = ("uniform", "median")
 AXES = ("x", "y", "z")
-NOISE_MODELS = ("gaussian", "rician")
+NOISE_MODELS = ("gaussian", "rician", "poisson", "speckle")
 
 
 @dataclass
@@ -133,18 +133,32 @@ class NormalizationConfig:
 
 @dataclass
 class NoiseConfig:
-    """The noise in the volume. The fusion step treats it as Gaussian with ``sigma`` (in the volume's
-    intensity units; ``None`` estimates it from the volume's foreground, where Rician noise is close
-    to Gaussian). ``rician`` (magnitude MRI) also removes the Rician bias from the result, which
-    lifts dark regions off the noise floor (rician.py); ``gaussian`` does not."""
+    """The noise in the volume (noise_models.py); parameters left ``None`` are estimated from the volume.
+
+    - ``gaussian``: additive, ``sigma`` in intensity units (reconstructed CT, generic images).
+    - ``rician``: magnitude MRI; denoised like Gaussian noise of ``sigma`` (close to it in tissue) and
+      then corrected for the Rician bias, which lifts dark regions off the noise floor (rician.py).
+    - ``poisson``: photon counting (PET, SPECT, low-dose imaging, microscopy), ``variance = gain *
+      intensity + sigma**2`` (``gain``: intensity per photon; ``sigma``: Gaussian read noise);
+      denoised after the generalised Anscombe transform, inverted without bias (vst.py).
+    - ``speckle``: multiplicative ultrasound speckle, ``sigma`` its relative std (1/sqrt(looks));
+      denoised in the log domain, inverted without bias.
+    """
 
     model: str = "rician"
     sigma: Optional[float] = None
+    gain: Optional[float] = None
 
     def validate(self) -> None:
         _choice("noise.model", self.model, NOISE_MODELS)
         if self.sigma is not None:
             _range("noise.sigma", self.sigma, 0.0, float("inf"))
+            if self.model == "speckle" and not self.sigma > 0:
+                raise ValueError("noise.sigma for speckle is its relative spread and must be positive")
+        if self.gain is not None:
+            if self.model != "poisson":
+                raise ValueError("noise.gain (intensity per photon) applies to the poisson model only")
+            _range("noise.gain", self.gain, 1e-30, float("inf"))
 
 
 @dataclass

@@ -168,22 +168,32 @@ def estimate_noise_sigma(image: np.ndarray, mask: Optional[np.ndarray] = None) -
     by 0.655.
     """
     img = np.asarray(image, dtype=np.float64)
-    if img.ndim == 0 or min(img.shape) < 2:
-        raise ValueError(f"every axis needs at least 2 voxels; got shape {img.shape}")
-    even = tuple(slice(0, s - s % 2) for s in img.shape)
-    img = img[even]
-    detail = np.zeros(tuple(s // 2 for s in img.shape))
+    detail, _ = haar_detail_and_mean(img)
     inside = np.ones(detail.shape, dtype=bool)
-    region = None if mask is None else _select(mask, np.asarray(image).shape)[even]
-    for corner in np.ndindex(*(2,) * img.ndim):
-        sample = tuple(slice(offset, None, 2) for offset in corner)
-        detail += (-1) ** sum(corner) * img[sample]
-        if region is not None:
-            inside &= region[sample]
-    detail /= 2.0 ** (img.ndim / 2.0)
+    if mask is not None:
+        region = _select(mask, img.shape)[tuple(slice(0, s - s % 2) for s in img.shape)]
+        for corner in np.ndindex(*(2,) * img.ndim):
+            inside &= region[tuple(slice(offset, None, 2) for offset in corner)]
     if not np.any(inside):
         raise ValueError("the mask holds no complete 2x2(x2) block of voxels")
     return float(np.median(np.abs(detail[inside])) / _MAD_TO_SIGMA)
+
+
+def haar_detail_and_mean(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The finest diagonal Haar detail (orthonormal: white noise of sigma keeps sigma) and the mean of
+    each 2x2(x2) block; an odd trailing row, column or slice is ignored. The detail is where noise
+    estimators look, the mean says at which intensity (for signal-dependent noise)."""
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim == 0 or min(img.shape) < 2:
+        raise ValueError(f"every axis needs at least 2 voxels; got shape {img.shape}")
+    img = img[tuple(slice(0, s - s % 2) for s in img.shape)]
+    detail = np.zeros(tuple(s // 2 for s in img.shape))
+    total = np.zeros_like(detail)
+    for corner in np.ndindex(*(2,) * img.ndim):
+        block = img[tuple(slice(offset, None, 2) for offset in corner)]
+        detail += (-1) ** sum(corner) * block
+        total += block
+    return detail / 2.0 ** (img.ndim / 2.0), total / 2.0**img.ndim
 
 
 def _pair(reference: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -54,15 +54,13 @@ from DeepDenoiseLib.volume import Volume
 # RAS (Slicer) and LPS (ITK, files, Volume) differ by the sign of the first two axes.
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
-#: The modality presets of the panel and the noise model (``noise.model``) each one sets. CT and PET
-#: (Poisson-like) and ultrasound (speckle) use the Gaussian model, with the noise sigma estimated from
-#: the volume's foreground, until their own noise models with variance-stabilising transforms exist:
-#: an approximation.
+#: The modality presets of the panel and the noise model (``noise.model``) each one sets. Reconstructed
+#: CT noise is close to Gaussian; PET counts are Poisson-like; ultrasound has multiplicative speckle.
 MODALITY_NOISE_MODELS = {
     "MRI": "rician",
     "CT": "gaussian",
-    "PET": "gaussian",
-    "ultrasound": "gaussian",
+    "PET": "poisson",
+    "ultrasound": "speckle",
     "generic": "gaussian",
 }
 #: The panel's method names and the configuration's; the library's default method first.

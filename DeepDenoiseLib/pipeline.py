@@ -17,9 +17,9 @@ import numpy as np
 from DeepDenoiseLib.config import DenoiseConfig
 from DeepDenoiseLib.inference import predict_volume
 from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma
+from DeepDenoiseLib.noise_models import fit_noise_model
 from DeepDenoiseLib.normalization import PercentileNormalizer
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
-from DeepDenoiseLib.rician import rician_unbias
 from DeepDenoiseLib.training import TrainingHistory, train_noise2void
 from DeepDenoiseLib.validation import check_volume_object
 from DeepDenoiseLib.volume import Volume
@@ -74,25 +74,26 @@ def denoise_volume(
         uncertainty = zeros if config.prediction.tta else None
         return DenoiseResult(volume.with_array(array.copy()), zeros, uncertainty, summary)
 
+    noise = fit_noise_model(array, config.noise)
+    stabilised = noise.forward(array)
     normalizer = PercentileNormalizer.fit(
-        array, config.normalization.low_percentile, config.normalization.high_percentile
+        stabilised, config.normalization.low_percentile, config.normalization.high_percentile
     )
-    normalized = normalizer.forward(array)
+    normalized = normalizer.forward(stabilised)
     spacing_zyx = tuple(reversed(volume.spacing))
-    noise_sigma = config.noise.sigma if config.noise.sigma is not None else estimate_foreground_noise_sigma(array)
     model = train_noise2void(
-        normalized, config, spacing_zyx, progress, cancel, noise_sigma=noise_sigma / normalizer.scale  # type: ignore[arg-type]
+        normalized, config, spacing_zyx, progress, cancel, noise_sigma=noise.sigma / normalizer.scale  # type: ignore[arg-type]
     )
     check_cancelled(cancel)
     predict_start = time.perf_counter()
     prediction = predict_volume(model, normalized, config.prediction, progress, cancel)
-    denoised = normalizer.inverse(prediction.denoised)
-    if config.noise.model == "rician":
-        denoised = rician_unbias(denoised, noise_sigma)
+    denoised_stabilised = normalizer.inverse(prediction.denoised)
+    denoised = noise.inverse(denoised_stabilised)
     residual = (array - denoised).astype(np.float32)
     uncertainty = None
     if prediction.spread is not None:
-        uncertainty = volume.with_array((prediction.spread * np.float32(normalizer.scale)).astype(np.float32))
+        spread = prediction.spread * np.float32(normalizer.scale)
+        uncertainty = volume.with_array(noise.inverse_spread(denoised_stabilised, spread))
     summary.update(
         seconds=round(time.perf_counter() - start, 2),
         training_seconds=round(model.history.seconds, 2),
@@ -102,7 +103,8 @@ def denoise_volume(
         best_validation_loss=model.history.best_validation_loss,
         device=str(model.device),
         noise_model=config.noise.model,
-        noise_sigma_before=noise_sigma,
+        noise_parameters=noise.parameters,
+        noise_sigma_before=estimate_foreground_noise_sigma(array),
         noise_sigma_after=estimate_foreground_noise_sigma(denoised),
         residual_std=float(np.std(residual)),
     )

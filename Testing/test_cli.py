@@ -244,3 +244,11 @@ def test_without_a_config_file_the_library_defaults_apply() -> None:
     assert parse("--method", "n2v2").model.blurpool
     with pytest.raises(ValueError, match="blindspot"):
         parse("--method", "blindspot", "--dims", "3d")
+
+
+def test_noise_model_flags_set_the_noise_settings() -> None:
+    config = parse("--noise-model", "poisson", "--noise-gain", "0.02", "--noise-sigma", "0.01")
+    assert (config.noise.model, config.noise.gain, config.noise.sigma) == ("poisson", 0.02, 0.01)
+    assert parse("--noise-model", "speckle").noise.model == "speckle"
+    with pytest.raises(ValueError, match="gain"):
+        parse("--noise-model", "gaussian", "--noise-gain", "0.02")

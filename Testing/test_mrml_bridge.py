@@ -239,7 +239,7 @@ def test_every_method_and_dimension_maps_to_the_library_or_is_refused_clearly(na
 
 @pytest.mark.parametrize(
     "modality, noise_model",
-    [("MRI", "rician"), ("CT", "gaussian"), ("PET", "gaussian"), ("ultrasound", "gaussian"), ("generic", "gaussian")],
+    [("MRI", "rician"), ("CT", "gaussian"), ("PET", "poisson"), ("ultrasound", "speckle"), ("generic", "gaussian")],
 )
 def test_every_modality_preset_sets_the_noise_model(modality, noise_model):
     assert list(MODALITY_NOISE_MODELS) == ["MRI", "CT", "PET", "ultrasound", "generic"]
