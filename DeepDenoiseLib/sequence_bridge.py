@@ -22,6 +22,7 @@ from typing import Any, Optional
 import numpy as np
 
 from DeepDenoiseLib.background import BackgroundRun
+from DeepDenoiseLib.config import DenoiseConfig
 from DeepDenoiseLib.mrml_bridge import (
     JobResult,
     NodeDenoiseJob,
@@ -159,6 +160,23 @@ def browser_of(sequence: Any) -> Optional[Any]:
         if browser.GetMasterSequenceNode() is sequence:
             return browser
     return None
+
+
+def make_job(input_node: Any, config: Optional[DenoiseConfig], **options: Any) -> NodeDenoiseJob:
+    """The job for ``input_node``: a :class:`SequenceDenoiseJob` for a sequence, else a
+    :class:`~DeepDenoiseLib.mrml_bridge.NodeDenoiseJob`; ``options`` are the jobs' keyword arguments."""
+    if input_node is not None and input_node.IsA("vtkMRMLSequenceNode"):
+        return SequenceDenoiseJob(input_node, config, **options)
+    return NodeDenoiseJob(input_node, config, **options)
+
+
+def shown_node(node: Any) -> Any:
+    """The volume node that shows ``node`` in the views: for a sequence, the proxy node of the browser
+    whose master it is (the current frame); any other node is itself."""
+    if node is None or not node.IsA("vtkMRMLSequenceNode"):
+        return node
+    browser = browser_of(node)
+    return browser.GetProxyNode(node) if browser is not None else None
 
 
 class SequenceDenoiseJob(NodeDenoiseJob):

@@ -28,6 +28,8 @@ from DeepDenoiseLib.sequence_bridge import (  # noqa: E402
     browser_of,
     check_volume_sequence,
     frames_of,
+    make_job,
+    shown_node,
     volume_from_sequence,
 )
 from DeepDenoiseLib.validation import InputError  # noqa: E402
@@ -210,7 +212,9 @@ def test_sequence_job_adds_new_sequences_with_the_inputs_layout(scene, tmp_path,
         assert_same_sequence_layout(sequence, source)
         np.testing.assert_array_equal(volume_from_sequence(sequence).array, expected[name])
     browser = result.browser_node
-    assert browser.GetMasterSequenceNode() is result.output_node
+    assert browser.GetMasterSequenceNode() is result.output_node and browser_of(result.output_node) is browser
+    assert shown_node(result.output_node) is browser.GetProxyNode(result.output_node)
+    assert shown_node(source) is input_proxy and shown_node(input_proxy) is input_proxy
     assert browser.IsSynchronizedSequenceNode(result.residual_node.GetID()) and browser.IsSynchronizedSequenceNode(result.uncertainty_node.GetID())
     proxy = browser.GetProxyNode(result.output_node)
     assert (proxy.GetDisplayNode().GetWindow(), proxy.GetDisplayNode().GetLevel()) == (40.0, 100.0)
@@ -234,6 +238,8 @@ def test_sequence_job_refusals_and_cancel_leave_the_scene_unchanged(scene, tmp_p
             job.start()
     with pytest.raises(InputError, match="sequence"):
         NodeDenoiseJob(source, DenoiseConfig(), worker=fake("ok"), temp_parent=tmp_path).start()
+    assert type(make_job(source, DenoiseConfig())) is SequenceDenoiseJob
+    assert type(make_job(volume, DenoiseConfig(), compute_residual=True)) is NodeDenoiseJob
 
     job = SequenceDenoiseJob(source, DenoiseConfig(), compute_residual=True, worker=fake("hang"), temp_parent=tmp_path)
     job.start()

@@ -45,7 +45,7 @@ def run_file(path: Path, config: DenoiseConfig) -> dict[str, Any]:
     shared = denoise_series(series, config)
     shared_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    single = denoise_volume(series.with_array(series.array[0]), config)
+    denoise_volume(series.with_array(series.array[0]), config)
     single_seconds = time.perf_counter() - start
     before = series.array.astype(np.float64)
     mask = mean_image_mask(before)
