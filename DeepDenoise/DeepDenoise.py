@@ -448,9 +448,10 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
             test-time augmentations; the parameters must turn test-time augmentation on.
         :param progressCallback: called with each ProgressEvent (stage, fraction, loss, ETA).
         :param showResult: show the result over the input in the slice views, half transparent.
-        :param modelPath: apply this saved model (a .safetensors file, see ``savedModels``) instead of
-            training one; only the parameters' test-time augmentation and device then matter.
-        :param saveModelPath: also save the model the run trains to this .safetensors file.
+        :param modelPath: apply this saved model (a .safetensors path, or a name from ``savedModels``)
+            instead of training one; only the parameters' test-time augmentation and device then matter.
+        :param saveModelPath: also save the model the run trains (a .safetensors path, or a name kept
+            in the per-user folder ``modelFolder``).
 
         The scene changes only when the worker succeeded: on failure or cancel nothing was added or
         filled. Temporary files go to a folder that is always removed.

@@ -56,13 +56,20 @@ def default_model_folder() -> Path:
     return base / "DeepDenoise" / "models"
 
 
+def is_model_name(name_or_path: PathLike) -> bool:
+    """True when ``name_or_path`` stands for a model in the model folder rather than a file path:
+    it holds no folder separator and does not end in ``.safetensors``."""
+    text = str(name_or_path)
+    return not (os.sep in text or (os.altsep and os.altsep in text) or text.lower().endswith(MODEL_EXTENSION))
+
+
 def resolve_model_path(name_or_path: PathLike, folder: Optional[PathLike] = None, for_writing: bool = False) -> Path:
     """A model's file: ``name_or_path`` as a path if it holds a folder separator or ends in ``.safetensors``,
     else a model NAME in the per-user ``folder`` (:func:`default_model_folder` by default), which is
     created when ``for_writing``. Reading a name that is not there raises ``FileNotFoundError``
     listing the models that are."""
     text = str(name_or_path)
-    if os.sep in text or (os.altsep and os.altsep in text) or text.lower().endswith(MODEL_EXTENSION):
+    if not is_model_name(text):
         return Path(text).expanduser()
     if not _NAME_PATTERN.match(text):
         raise InputError(

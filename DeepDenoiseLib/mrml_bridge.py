@@ -397,6 +397,8 @@ class NodeDenoiseJob:
     With ``model_path`` the worker applies that saved model (``deepdenoise apply``) instead of
     training one; ``config`` may then be None, and otherwise only its test-time augmentation and
     device are used. ``save_model_path`` saves the model a training run makes (model_file.py).
+    Both take a path ending in ``.safetensors`` or a name in the per-user model folder, as the
+    command line does.
     Sequence nodes (4D) go through :class:`~DeepDenoiseLib.sequence_bridge.SequenceDenoiseJob`.
     """
 
@@ -570,14 +572,15 @@ class NodeDenoiseJob:
         if self.model_path is not None:
             device = None if self.config is None else self.config.training.device
             return apply_command(
-                self.model_path, input_path, self._result_path("output"), residual, uncertainty,
+                _for_worker(self.model_path), input_path, self._result_path("output"), residual, uncertainty,
                 tta=self.tta, device=device, python=self.python, worker=self.worker,
             )  # fmt: skip
         assert self.config is not None
         self.config.save(self.folder / "config.json")
         return denoise_command(
             input_path, self._result_path("output"), self.folder / "config.json", residual, uncertainty,
-            python=self.python, worker=self.worker, save_model_path=self.save_model_path,
+            python=self.python, worker=self.worker,
+            save_model_path=None if self.save_model_path is None else _for_worker(self.save_model_path),
         )  # fmt: skip
 
     def _result_names(self) -> list[str]:
@@ -607,3 +610,11 @@ class NodeDenoiseJob:
         if self.folder is not None:
             remove_work_folder(self.folder)
             self.folder = None
+
+
+def _for_worker(model: PathLike) -> str:
+    """A model argument for the worker, which runs in its temporary folder: a relative path is made
+    absolute (else the model would land in the folder that is removed); a model name stays a name."""
+    from DeepDenoiseLib.model_folder import is_model_name
+
+    return str(model) if is_model_name(model) else str(Path(model).expanduser().resolve())

@@ -270,6 +270,11 @@ def test_apply_jobs_run_the_saved_model_command(scene, tmp_path) -> None:
 
     job = NodeDenoiseJob(node, config, save_model_path=tmp_path / "new.safetensors", worker=fake("ok"), temp_parent=tmp_path / "w")
     assert run_job(job).summary["save_model"] == str(tmp_path / "new.safetensors")
+    # The worker runs in its temporary folder: relative paths reach it made absolute, names as names.
+    job = NodeDenoiseJob(node, config, save_model_path="relative.safetensors", worker=fake("ok"), temp_parent=tmp_path / "w")
+    assert run_job(job).summary["save_model"] == str(Path.cwd() / "relative.safetensors")
+    job = NodeDenoiseJob(node, config, save_model_path="my model", worker=fake("ok"), temp_parent=tmp_path / "w")
+    assert run_job(job).summary["save_model"] == "my model"
 
 
 def test_real_worker_denoises_a_tiny_sequence_saves_its_model_and_applies_it_to_a_volume(scene, tmp_path) -> None:
