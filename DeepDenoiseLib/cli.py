@@ -127,7 +127,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if "model" in summary:
         work = f"model {summary['model']} on {summary.get('device', '-')}"
     else:
-        work = f"training {summary.get('training_seconds', 0):.1f} s, {summary.get('training_steps', 0)} steps on {summary.get('device', '-')}"
+        steps = summary.get("training_steps", 0)
+        work = f"training {summary.get('training_seconds', 0):.1f} s, {steps} steps on {summary.get('device', '-')}"
     frames = f", {summary['frames']} frames" if "frames" in summary else ""
     lines = [f"done in {summary.get('seconds', 0):.1f} s ({work}; prediction {summary.get('prediction_seconds', 0):.1f} s{frames})"]
     if "noise_sigma_before" in summary:
@@ -184,7 +185,8 @@ def _list_models(args: argparse.Namespace) -> None:
         if info.problem is not None:
             print(f"  {info.name}: unusable: {info.problem}")
         else:
-            print(f"  {info.name}: {info.method} {info.dimensions}, {info.noise_model} noise, trained on {info.trained_on}, {info.created}")
+            described = f"{info.method} {info.dimensions}, {info.noise_model} noise, trained on {info.trained_on}"
+            print(f"  {info.name}: {described}, {info.created}")
 
 
 def _run_demo(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:

@@ -59,7 +59,9 @@ class DenoiseResult:
         from DeepDenoiseLib.model_file import save_model
 
         if self.model is None or self.config is None:
-            raise ValueError("this result has no trained model to save (nothing was trained: a constant volume, or a saved model applied)")
+            raise ValueError(
+                "this result has no trained model to save (nothing was trained: a constant volume, or a saved model applied)"
+            )
         return save_model(
             path,
             self.model,
@@ -101,7 +103,7 @@ def denoise_series(
     ``summary`` adds ``frames``; ``metadata`` (time spacing and origin) is kept.
 
     >>> series = read_volume("bold.nii.gz", allow_4d=True)
-    >>> result = denoise_series(series, DenoiseConfig(training={"budget_seconds": 300}))
+    >>> result = denoise_series(series, DenoiseConfig.for_method("blindspot", training={"budget_seconds": 300}))
     """
     config = config or DenoiseConfig()
     if config.method in SHARED_MODEL_SERIES_METHODS:
@@ -183,7 +185,9 @@ def _run(
     normalized_sigma = prepared.noise_sigma / prepared.normalizer.scale
     if trained is None:
         spacing_zyx = tuple(reversed(volume.spacing))
-        model = train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma)  # type: ignore[arg-type]
+        model = train_noise2void(
+            prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma  # type: ignore[arg-type]
+        )
     else:
         # The fusion step weighs each voxel's own value by this volume's noise level, not the training volume's.
         variance = None if trained.noise_variance is None else normalized_sigma**2

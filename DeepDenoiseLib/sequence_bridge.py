@@ -67,7 +67,8 @@ def check_volume_sequence(sequence: Any) -> None:
         if image is None or image.GetNumberOfPoints() == 0:
             raise InputError(f"{where} has no voxels")
         if image.GetNumberOfScalarComponents() != 1:
-            raise InputError(f"{where} has {image.GetNumberOfScalarComponents()} components per voxel; DeepDenoise denoises scalar volumes")
+            components = image.GetNumberOfScalarComponents()
+            raise InputError(f"{where} has {components} components per voxel; DeepDenoise denoises scalar volumes")
         dimensions = tuple(image.GetDimensions())
         matrix = ijk_to_ras(frame)
         if first_matrix is None:
