@@ -45,10 +45,11 @@ from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
     METHOD_NAMES,
     METHODS_2D_ONLY,
     MODALITY_NOISE_MODELS,
-    NodeDenoiseJob,
     PanelSettings,
 )
+from DeepDenoiseLib.model_folder import default_model_folder, list_models  # noqa: E402
 from DeepDenoiseLib.progress import Cancelled  # noqa: E402
+from DeepDenoiseLib.sequence_bridge import make_job, shown_node  # noqa: E402
 from DeepDenoiseLib.validation import InputError  # noqa: E402
 
 HOMEPAGE = "https://github.com/deepdenoise/SlicerDeepDenoise"
@@ -428,10 +429,13 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
         progressCallback=None,
         completedCallback=None,
         showResult=True,
+        modelPath=None,
+        saveModelPath=None,
     ):
         """Denoise ``inputVolume`` in a separate process. Works without the panel.
 
-        :param inputVolume: the noisy scalar volume.
+        :param inputVolume: the noisy scalar volume, or a sequence of them (4D: one model for all
+            frames; the results are new sequences with their own browser, ``lastResult.browser_node``).
         :param outputVolume: the volume to fill; None creates one next to the input.
         :param parameters: a parameter node, a dict of its setting names (e.g. ``{"method": "N2V2",
             "budgetMinutes": 2}``), a PanelSettings or a full DenoiseConfig; None takes the defaults.
@@ -443,6 +447,10 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
             test-time augmentations; the parameters must turn test-time augmentation on.
         :param progressCallback: called with each ProgressEvent (stage, fraction, loss, ETA).
         :param showResult: show the result over the input in the slice views, half transparent.
+        :param modelPath: apply this saved model (a .safetensors path, or a name from ``savedModels``)
+            instead of training one; only the parameters' test-time augmentation and device then matter.
+        :param saveModelPath: also save the model the run trains (a .safetensors path, or a name kept
+            in the per-user folder ``modelFolder``).
 
         The scene changes only when the worker succeeded: on failure or cancel nothing was added or
         filled. Temporary files go to a folder that is always removed.
@@ -450,7 +458,7 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
         if self.isRunning:
             raise RuntimeError(_("A denoising run is in progress; cancel it first."))
         config = self.configFromParameters(parameters)
-        job = NodeDenoiseJob(
+        job = make_job(
             inputVolume,
             config,
             output_node=outputVolume,
@@ -461,9 +469,12 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
             python=self.workerPython(),
             library_parent=LIBRARY_PARENT,
             temp_parent=slicer.app.temporaryPath,
+            model_path=modelPath,
+            save_model_path=saveModelPath,
         )
         job.start()
-        logging.info(f"DeepDenoise: {config.method} {config.model.dimensions} on '{inputVolume.GetName()}' started")
+        what = f"model {modelPath}" if modelPath else f"{config.method} {config.model.dimensions}"
+        logging.info(f"DeepDenoise: {what} on '{inputVolume.GetName()}' started")
         if waitForCompletion:
             try:
                 job.wait(on_event=progressCallback)
@@ -522,8 +533,21 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def showResult(inputVolume, outputVolume) -> None:
         """Input in the background, result in the foreground at half opacity: the slice views' fade
-        slider then compares the two."""
-        slicer.util.setSliceViewerLayers(background=inputVolume, foreground=outputVolume, foregroundOpacity=0.5)
+        slider then compares the two (for sequences, their current frames)."""
+        slicer.util.setSliceViewerLayers(
+            background=shown_node(inputVolume), foreground=shown_node(outputVolume), foregroundOpacity=0.5
+        )
+
+    @staticmethod
+    def savedModels(folder=None):
+        """The saved models (ModelInfo: name, path, method, what it was trained on, or the reason a
+        file cannot be used) in ``folder``, by default the per-user model folder (``modelFolder``)."""
+        return list_models(folder)
+
+    @staticmethod
+    def modelFolder():
+        """The per-user folder where saved models are kept (it may not exist yet)."""
+        return default_model_folder()
 
     @staticmethod
     def summaryText(summary) -> str:

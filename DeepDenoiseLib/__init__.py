@@ -30,8 +30,15 @@ _EXPORTS = {
     "write_volume": "volume_io",
     "InputError": "validation",
     "denoise_volume": "pipeline",
+    "denoise_series": "pipeline",
     "denoise_file": "pipeline",
+    "apply_file": "pipeline",
     "DenoiseResult": "pipeline",
+    "save_model": "model_file",
+    "load_model": "model_file",
+    "SavedModel": "model_file",
+    "list_models": "model_folder",
+    "default_model_folder": "model_folder",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

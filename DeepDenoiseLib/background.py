@@ -52,22 +52,57 @@ def denoise_command(
     uncertainty_path: Optional[PathLike] = None,
     python: Optional[str] = None,
     worker: Optional[Sequence[str]] = None,
+    save_model_path: Optional[PathLike] = None,
 ) -> list[str]:
     """The command line that denoises ``input_path`` into ``output_path`` with JSON progress, also
     writing the residual and the uncertainty (the spread across test-time augmentations, which the
-    configuration must switch on) where their paths are given.
+    configuration must switch on) where their paths are given, and saving the trained model to
+    ``save_model_path`` if given.
 
     ``worker`` replaces ``[python, "-m", "DeepDenoiseLib"]`` (tests put a stand-in script there);
     ``python`` defaults to the running interpreter.
     """
-    prefix = list(worker) if worker is not None else [python or sys.executable, "-m", "DeepDenoiseLib"]
-    command = prefix + ["denoise", str(input_path), str(output_path), "--config", str(config_path)]
-    command += ["--progress", "json"]
-    if residual_path is not None:
-        command += ["--residual", str(residual_path)]
-    if uncertainty_path is not None:
-        command += ["--uncertainty", str(uncertainty_path)]
+    command = _prefix(python, worker) + ["denoise", str(input_path), str(output_path), "--config", str(config_path)]
+    command += _output_options(residual_path, uncertainty_path)
+    if save_model_path is not None:
+        command += ["--save-model", str(save_model_path)]
     return command
+
+
+def apply_command(
+    model_path: PathLike,
+    input_path: PathLike,
+    output_path: PathLike,
+    residual_path: Optional[PathLike] = None,
+    uncertainty_path: Optional[PathLike] = None,
+    tta: bool = False,
+    device: Optional[str] = None,
+    python: Optional[str] = None,
+    worker: Optional[Sequence[str]] = None,
+) -> list[str]:
+    """The command line that denoises ``input_path`` with the saved model at ``model_path`` (no
+    training), with JSON progress; ``tta`` and ``device`` override the model's saved settings.
+    ``worker`` and ``python`` as for :func:`denoise_command`."""
+    command = _prefix(python, worker) + ["apply", str(model_path), str(input_path), str(output_path)]
+    command += _output_options(residual_path, uncertainty_path)
+    if tta:
+        command.append("--tta")
+    if device is not None:
+        command += ["--device", device]
+    return command
+
+
+def _prefix(python: Optional[str], worker: Optional[Sequence[str]]) -> list[str]:
+    return list(worker) if worker is not None else [python or sys.executable, "-m", "DeepDenoiseLib"]
+
+
+def _output_options(residual_path: Optional[PathLike], uncertainty_path: Optional[PathLike]) -> list[str]:
+    options = ["--progress", "json"]
+    if residual_path is not None:
+        options += ["--residual", str(residual_path)]
+    if uncertainty_path is not None:
+        options += ["--uncertainty", str(uncertainty_path)]
+    return options
 
 
 def worker_environment(

@@ -1,4 +1,5 @@
-"""The ``deepdenoise`` command line: ``denoise`` a volume file, or run the ``demo`` on the bundled sample.
+"""The ``deepdenoise`` command line: ``denoise`` a volume file (or a 4D series), ``apply`` a saved model
+to another one, list the saved ``models``, or run the ``demo`` on the bundled sample.
 
 ``--progress json`` prints one JSON progress event per line on stdout (see progress.py) so another
 process can follow the run; the last line is a ``done`` event with the summary or an ``error`` event.
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from DeepDenoiseLib.config import DEVICES, DIMENSIONS, METHODS, NOISE_MODELS, DenoiseConfig, deep_merge
+from DeepDenoiseLib.model_folder import MODELS_FOLDER_VARIABLE, default_model_folder, list_models, resolve_model_path
+from DeepDenoiseLib.model_record import MODEL_EXTENSION
 from DeepDenoiseLib.progress import Cancelled, JsonLinesReporter, ProgressCallback, ProgressEvent, TextProgressBar
 from DeepDenoiseLib.validation import InputError
 
@@ -51,7 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument("output", type=Path, help="denoised volume (.nii, .nii.gz, .nrrd, .mha)")
     denoise.add_argument("--residual", type=Path, help="also write input minus output here")
     denoise.add_argument("--uncertainty", type=Path, help="also write the per-voxel spread across TTA (needs --tta)")
+    denoise.add_argument(
+        "--save-model",
+        metavar="MODEL",
+        help=f"also save the trained model: a path ending in {MODEL_EXTENSION}, or a NAME kept in the per-user model folder",
+    )
     _add_run_options(denoise)
+    apply = commands.add_parser("apply", help="denoise a volume (or a 4D series) with a saved model, without training")
+    apply.add_argument("model", help=f"a saved model: a path ending in {MODEL_EXTENSION}, or a NAME from 'deepdenoise models'")
+    apply.add_argument("input", type=Path, help="noisy volume or 4D series: .nii, .nii.gz, .nrrd, .mha, or a DICOM series folder")
+    apply.add_argument("output", type=Path, help="denoised volume (.nii, .nii.gz, .nrrd, .mha)")
+    apply.add_argument("--residual", type=Path, help="also write input minus output here")
+    apply.add_argument("--uncertainty", type=Path, help="also write the per-voxel spread across TTA (needs --tta)")
+    apply.add_argument("--tta", action="store_true", default=None, help="average 8 in-plane flips/rotations at prediction")
+    apply.add_argument("--device", choices=DEVICES, help="where to run (default: the model's setting, auto)")
+    apply.add_argument("--threads", type=int, help="CPU threads for torch")
+    apply.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
+    models = commands.add_parser("models", help="list the models saved in the per-user model folder")
+    models.add_argument("--folder", type=Path, help=f"another folder (default: ${MODELS_FOLDER_VARIABLE}, else the per-user folder)")
+    models.add_argument("--progress", choices=("bar", "json", "none"), default="none", help=argparse.SUPPRESS)
     demo = commands.add_parser("demo", help="denoise the bundled sample and score it against its clean truth")
     demo.add_argument("--output-dir", type=Path, default=Path("demo_output"), help="where results go (default demo_output)")
     _add_run_options(demo)
@@ -109,11 +130,13 @@ def _reporter(kind: str) -> Optional[ProgressCallback]:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    lines = [
-        f"done in {summary.get('seconds', 0):.1f} s "
-        f"(training {summary.get('training_seconds', 0):.1f} s, {summary.get('training_steps', 0)} steps on {summary.get('device', '-')}; "
-        f"prediction {summary.get('prediction_seconds', 0):.1f} s)",
-    ]
+    if "model" in summary:
+        work = f"model {summary['model']} on {summary.get('device', '-')}"
+    else:
+        steps = summary.get("training_steps", 0)
+        work = f"training {summary.get('training_seconds', 0):.1f} s, {steps} steps on {summary.get('device', '-')}"
+    frames = f", {summary['frames']} frames" if "frames" in summary else ""
+    lines = [f"done in {summary.get('seconds', 0):.1f} s ({work}; prediction {summary.get('prediction_seconds', 0):.1f} s{frames})"]
     if "noise_sigma_before" in summary:
         lines.append(
             f"estimated noise sigma: {summary['noise_sigma_before']:.4g} before, {summary['noise_sigma_after']:.4g} after"
@@ -122,15 +145,54 @@ def _print_summary(summary: dict[str, Any]) -> None:
         lines.append(f"warning: {warning}")
     if "output" in summary:
         lines.append(f"wrote {summary['output']}")
+    if "saved_model" in summary:
+        lines.append(f"saved the model to {summary['saved_model']}")
     print("\n".join(lines), file=sys.stderr)
 
 
 def _run_denoise(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
     from DeepDenoiseLib.pipeline import denoise_file
 
+    config = config_from_args(args)
+    save_model_path = None if args.save_model is None else resolve_model_path(args.save_model, for_writing=True)
     return denoise_file(
-        args.input, args.output, config_from_args(args), args.residual, args.uncertainty, progress=progress
+        args.input, args.output, config, args.residual, args.uncertainty, progress=progress, save_model_path=save_model_path
     )
+
+
+def _run_apply(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
+    from DeepDenoiseLib.device import configure_threads
+    from DeepDenoiseLib.pipeline import apply_file
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1; got {args.threads}")
+        configure_threads(args.threads)
+    return apply_file(
+        resolve_model_path(args.model),
+        args.input,
+        args.output,
+        args.residual,
+        args.uncertainty,
+        tta=args.tta,
+        device=args.device,
+        progress=progress,
+    )
+
+
+def _list_models(args: argparse.Namespace) -> None:
+    folder = args.folder if args.folder is not None else default_model_folder()
+    infos = list_models(folder)
+    if not infos:
+        print(f"no saved models in {folder}")
+        return
+    print(f"models in {folder}:")
+    for info in infos:
+        if info.problem is not None:
+            print(f"  {info.name}: unusable: {info.problem}")
+        else:
+            described = f"{info.method} {info.dimensions}, {info.noise_model} noise, trained on {info.trained_on}"
+            print(f"  {info.name}: {described}, {info.created}")
 
 
 def _run_demo(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
@@ -147,8 +209,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     progress = _reporter(args.progress)
     try:
+        if args.command == "models":
+            _list_models(args)
+            return EXIT_OK
         if args.command == "denoise":
             summary = _run_denoise(args, progress)
+        elif args.command == "apply":
+            summary = _run_apply(args, progress)
         else:
             summary = _run_demo(args, progress)
     except (InputError, FileNotFoundError, ValueError) as error:

@@ -1,4 +1,5 @@
-"""Image-quality metrics: PSNR and SSIM against a reference, SNR and a no-reference noise estimate.
+"""Image-quality metrics: PSNR and SSIM against a reference, SNR and a no-reference noise estimate,
+and the temporal SNR of a 4D series.
 
 All metrics compute in float64 and return Python floats. A ``mask`` (boolean, same shape as the image)
 restricts a metric to the voxels inside it, so that air around a patient does not flatter a result.
@@ -249,3 +250,26 @@ def estimate_foreground_noise_sigma(image: np.ndarray, foreground_fraction: floa
     if foreground.mean() < 0.01:
         return estimate_noise_sigma(image)
     return estimate_noise_sigma(image, mask=foreground)
+
+
+def temporal_snr(series: np.ndarray, mask: Optional[np.ndarray] = None) -> float:
+    """The median temporal SNR of a series ``[t, k, j, i]`` inside ``mask`` (``[k, j, i]``): each
+    voxel's mean over time divided by its standard deviation over time, the usual fMRI measure of
+    how stable a time course is (Triantafyllou et al. 2005). Voxels that never change are left out."""
+    data = np.asarray(series, dtype=np.float64)
+    if data.ndim != 4 or data.shape[0] < 2:
+        raise ValueError(f"temporal SNR needs a series [t, k, j, i] of at least 2 frames; got shape {data.shape}")
+    inside = _select(mask, data.shape[1:])
+    mean = data.mean(axis=0)[inside]
+    spread = data.std(axis=0, ddof=1)[inside]
+    varying = spread > 0
+    if not varying.any():
+        raise ValueError("no voxel inside the mask changes over time, so the temporal SNR is undefined")
+    return float(np.median(mean[varying] / spread[varying]))
+
+
+def mean_image_mask(series: np.ndarray, fraction: float = 0.3) -> np.ndarray:
+    """A foreground (brain) mask for a series ``[t, k, j, i]``: voxels whose mean over time exceeds
+    ``fraction`` of the mean image's 99th percentile; the usual way to keep air out of a tSNR figure."""
+    mean = np.asarray(series, dtype=np.float64).mean(axis=0)
+    return mean > fraction * float(np.percentile(mean, 99.0))

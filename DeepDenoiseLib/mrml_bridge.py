@@ -34,6 +34,7 @@ from DeepDenoiseLib.background import (
     FAILED,
     BackgroundRun,
     PathLike,
+    apply_command,
     denoise_command,
     make_work_folder,
     remove_work_folder,
@@ -176,8 +177,8 @@ def _camel_case(snake: str) -> str:
 def check_scalar_volume(node: Any, role: str = "input volume") -> None:
     """Raise :class:`InputError` unless ``node`` is a 3D single-component scalar volume with voxels.
 
-    Label maps, vector/RGB, tensor and diffusion-weighted volumes, and frames of a sequence (4D) are
-    refused with a message that says what to do instead.
+    Label maps, vector/RGB, tensor and diffusion-weighted volumes, sequences and the frames a
+    sequence browser shows (4D) are refused with a message that says what to do instead.
     """
     if node is None:
         raise InputError(f"no {role} selected")
@@ -192,6 +193,11 @@ def check_scalar_volume(node: Any, role: str = "input volume") -> None:
             f"'{name}' is a vector, RGB, tensor or diffusion-weighted volume ({node.GetClassName()}); "
             "DeepDenoise denoises single-component scalar volumes. Extract one component first "
             "(e.g. with the Vector to Scalar Volume module)."
+        )
+    if node.IsA("vtkMRMLSequenceNode"):
+        raise InputError(
+            f"'{name}' is a sequence (4D data), not a scalar volume; sequences of scalar volumes are denoised "
+            "as a whole, with one model for all frames (sequence_bridge.SequenceDenoiseJob)"
         )
     if not node.IsA("vtkMRMLScalarVolumeNode"):
         raise InputError(f"'{name}' is a {node.GetClassName()}, not a scalar volume")
@@ -210,9 +216,9 @@ def check_scalar_volume(node: Any, role: str = "input volume") -> None:
             browser = scene.GetNthNodeByClass(index, "vtkMRMLSequenceBrowserNode")
             if browser.IsProxyNodeID(node.GetID()):
                 raise InputError(
-                    f"'{name}' is one frame of the sequence browsed by '{browser.GetName()}' (4D data), "
-                    "which DeepDenoise does not denoise yet; clone the frame (Volumes module, or right-"
-                    "click > Clone in the Data module) and denoise the clone"
+                    f"'{name}' is the current frame of the sequence browsed by '{browser.GetName()}' (4D "
+                    "data); choose the sequence itself to denoise all its frames with one model, or clone "
+                    "the frame (Volumes module, or right-click > Clone in the Data module) to denoise it alone"
                 )
 
 
@@ -230,16 +236,19 @@ def volume_from_node(node: Any) -> Volume:
     import slicer
 
     check_scalar_volume(node)
+    return Volume(
+        np.array(slicer.util.arrayFromVolume(node), copy=True),
+        *lps_geometry(node),
+        metadata={"node_name": node.GetName()},
+    )
+
+
+def lps_geometry(node: Any) -> tuple[tuple[float, ...], tuple[float, ...], np.ndarray]:
+    """The node's spacing, origin and direction (columns: i, j, k axes) in LPS, as :class:`Volume` keeps them."""
     matrix = ijk_to_ras(node)
     spacing = np.array(node.GetSpacing(), dtype=np.float64)
     direction_ras = matrix[:3, :3] / spacing
-    return Volume(
-        array=np.array(slicer.util.arrayFromVolume(node), copy=True),
-        spacing=tuple(spacing),
-        origin=tuple(_RAS_TO_LPS @ matrix[:3, 3]),
-        direction=_RAS_TO_LPS @ direction_ras,
-        metadata={"node_name": node.GetName()},
-    )
+    return tuple(spacing), tuple(_RAS_TO_LPS @ matrix[:3, 3]), _RAS_TO_LPS @ direction_ras
 
 
 def update_node_from_volume(node: Any, volume: Volume) -> None:
@@ -365,6 +374,8 @@ class JobResult:
     residual_node: Optional[Any] = None
     uncertainty_node: Optional[Any] = None
     summary: dict[str, Any] = field(default_factory=dict)
+    #: For a sequence input: the browser of the new sequences (its proxy nodes show the frames).
+    browser_node: Optional[Any] = None
 
 
 class NodeDenoiseJob:
@@ -380,12 +391,22 @@ class NodeDenoiseJob:
     The uncertainty is the per-voxel spread across test-time augmentations (and slice orientations),
     so it needs ``config.prediction.tta``. ``worker`` replaces the ``python -m DeepDenoiseLib``
     command prefix; ``python`` is the interpreter for it (``PythonSlicer`` inside Slicer).
+
+    With ``model_path`` the worker applies that saved model (``deepdenoise apply``) instead of
+    training one; ``config`` may then be None, and otherwise only its test-time augmentation and
+    device are used. ``save_model_path`` saves the model a training run makes (model_file.py).
+    Both take a path ending in ``.safetensors`` or a name in the per-user model folder, as the
+    command line does.
+    Sequence nodes (4D) go through :class:`~DeepDenoiseLib.sequence_bridge.SequenceDenoiseJob`.
     """
+
+    #: The file type the input and the results travel in between the scene and the worker.
+    FILE_EXTENSION = ".nrrd"
 
     def __init__(
         self,
         input_node: Any,
-        config: DenoiseConfig,
+        config: Optional[DenoiseConfig],
         output_node: Optional[Any] = None,
         residual_node: Optional[Any] = None,
         compute_residual: bool = False,
@@ -395,6 +416,8 @@ class NodeDenoiseJob:
         worker: Optional[Sequence[str]] = None,
         library_parent: Optional[PathLike] = None,
         temp_parent: Optional[PathLike] = None,
+        model_path: Optional[PathLike] = None,
+        save_model_path: Optional[PathLike] = None,
     ) -> None:
         self.input_node = input_node
         self.config = config
@@ -407,6 +430,8 @@ class NodeDenoiseJob:
         self.worker = worker
         self.library_parent = library_parent if library_parent is not None else Path(__file__).resolve().parents[1]
         self.temp_parent = temp_parent
+        self.model_path = model_path
+        self.save_model_path = save_model_path
         self.folder: Optional[Path] = None
         self.run: Optional[BackgroundRun] = None
         self._grid: Any = None
@@ -416,53 +441,23 @@ class NodeDenoiseJob:
     def finished(self) -> bool:
         return self.run is not None and self.run.finished
 
+    @property
+    def tta(self) -> bool:
+        return self.config is not None and self.config.prediction.tta
+
     def start(self) -> None:
         """Check the nodes and settings, write the input and configuration, and start the worker."""
-        import slicer
-
-        check_scalar_volume(self.input_node)
+        self._check_input()
         if self.input_node.GetScene() is None:
             raise InputError(f"'{self.input_node.GetName()}' is not in a scene")
-        outputs = {
-            "output volume": self.output_node,
-            "residual volume": self.residual_node,
-            "uncertainty volume": self.uncertainty_node,
-        }
-        for role, node in outputs.items():
-            if node is None:
-                continue
-            if node is self.input_node:
-                raise InputError(f"the {role} must differ from the input volume; choose or create another one")
-            if node.IsA("vtkMRMLLabelMapVolumeNode") or not node.IsA("vtkMRMLScalarVolumeNode"):
-                raise InputError(f"the {role} '{node.GetName()}' must be a scalar volume")
-        chosen = [(role, node) for role, node in outputs.items() if node is not None]
-        for index, (role, node) in enumerate(chosen):
-            for other_role, other in chosen[index + 1 :]:
-                if node is other:
-                    raise InputError(f"the {role} and the {other_role} must be different nodes")
-        if self.compute_uncertainty and not self.config.prediction.tta:
-            raise ValueError(
-                "the uncertainty volume is the spread across test-time augmentations: "
-                "turn test-time augmentation on (prediction.tta), or leave the uncertainty volume out"
-            )
-        # The grid as the worker sees it, kept apart from the input node in case that changes meanwhile.
-        self._grid = slicer.vtkMRMLScalarVolumeNode()
-        self._grid.CopyOrientation(self.input_node)
-        self._shape = tuple(self.input_node.GetImageData().GetDimensions()[::-1])
+        self._check_outputs()
+        self._check_settings()
+        self._remember_grid()
         self.folder = make_work_folder(self.temp_parent)
         try:
-            write_node(self.input_node, self.folder / "input.nrrd")
-            self.config.save(self.folder / "config.json")
-            command = denoise_command(
-                self.folder / "input.nrrd",
-                self._result_path("output"),
-                self.folder / "config.json",
-                self._result_path("residual") if self.compute_residual else None,
-                self._result_path("uncertainty") if self.compute_uncertainty else None,
-                python=self.python,
-                worker=self.worker,
-            )
-            self.run = BackgroundRun(command, environment=worker_environment(self.library_parent), cwd=self.folder)
+            input_path = self.folder / f"input{self.FILE_EXTENSION}"
+            self._write_input(input_path)
+            self.run = BackgroundRun(self._command(input_path), environment=worker_environment(self.library_parent), cwd=self.folder)
         except BaseException:
             self._remove_folder()
             raise
@@ -491,31 +486,100 @@ class NodeDenoiseJob:
                 raise Cancelled("the run was cancelled")
             if run.state == FAILED:
                 raise WorkerError(run.error_message, run.details)
-            target = ijk_to_ras(self._grid)
-            arrays = {}
-            try:
-                for name in self._result_names():
-                    arrays[name] = array_on_grid(read_file_node(self._result_path(name)), target)
-            except (OSError, ValueError) as error:
-                raise WorkerError(f"the worker finished but its result is unusable: {error}", run.details) from error
-            for name, array in arrays.items():
-                if array.shape != self._shape:
-                    raise WorkerError(
-                        f"the worker's {name} has {array.shape} voxels where the input has {self._shape}", run.details
-                    )
+            arrays = self._read_results(run)
             if self.input_node.GetScene() is None:
                 raise InputError("the input volume was removed from the scene while it was being denoised")
-            result = JobResult(
-                self._store(self.output_node, arrays["output"], "denoised", display_like=self.input_node),
-                summary=dict(run.summary),
-            )
-            if "residual" in arrays:
-                result.residual_node = self._store(self.residual_node, arrays["residual"], "residual")
-            if "uncertainty" in arrays:
-                result.uncertainty_node = self._store(self.uncertainty_node, arrays["uncertainty"], "uncertainty")
-            return result
+            return self._store_results(arrays, dict(run.summary))
         finally:
             self._remove_folder()
+
+    # --- Steps a sequence job does its own way ---
+
+    def _check_input(self) -> None:
+        check_scalar_volume(self.input_node)
+
+    def _check_outputs(self) -> None:
+        outputs = {
+            "output volume": self.output_node,
+            "residual volume": self.residual_node,
+            "uncertainty volume": self.uncertainty_node,
+        }
+        for role, node in outputs.items():
+            if node is None:
+                continue
+            if node is self.input_node:
+                raise InputError(f"the {role} must differ from the input volume; choose or create another one")
+            if node.IsA("vtkMRMLLabelMapVolumeNode") or not node.IsA("vtkMRMLScalarVolumeNode"):
+                raise InputError(f"the {role} '{node.GetName()}' must be a scalar volume")
+        chosen = [(role, node) for role, node in outputs.items() if node is not None]
+        for index, (role, node) in enumerate(chosen):
+            for other_role, other in chosen[index + 1 :]:
+                if node is other:
+                    raise InputError(f"the {role} and the {other_role} must be different nodes")
+
+    def _remember_grid(self) -> None:
+        """The grid as the worker sees it, kept apart from the input node in case that changes meanwhile."""
+        import slicer
+
+        self._grid = slicer.vtkMRMLScalarVolumeNode()
+        self._grid.CopyOrientation(self.input_node)
+        self._shape = tuple(self.input_node.GetImageData().GetDimensions()[::-1])
+
+    def _write_input(self, path: Path) -> None:
+        write_node(self.input_node, path)
+
+    def _read_results(self, run: BackgroundRun) -> dict[str, np.ndarray]:
+        """The worker's result arrays on the input's grid, by name; WorkerError if any is unusable."""
+        target = ijk_to_ras(self._grid)
+        arrays = {}
+        try:
+            for name in self._result_names():
+                arrays[name] = array_on_grid(read_file_node(self._result_path(name)), target)
+        except (OSError, ValueError) as error:
+            raise WorkerError(f"the worker finished but its result is unusable: {error}", run.details) from error
+        for name, array in arrays.items():
+            if array.shape != self._shape:
+                raise WorkerError(f"the worker's {name} has {array.shape} voxels where the input has {self._shape}", run.details)
+        return arrays
+
+    def _store_results(self, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> JobResult:
+        result = JobResult(self._store(self.output_node, arrays["output"], "denoised", display_like=self.input_node), summary=summary)
+        if "residual" in arrays:
+            result.residual_node = self._store(self.residual_node, arrays["residual"], "residual")
+        if "uncertainty" in arrays:
+            result.uncertainty_node = self._store(self.uncertainty_node, arrays["uncertainty"], "uncertainty")
+        return result
+
+    # --- Shared steps ---
+
+    def _check_settings(self) -> None:
+        if self.model_path is None and self.config is None:
+            raise ValueError("a denoising job needs a configuration, or a saved model to apply (model_path)")
+        if self.model_path is not None and self.save_model_path is not None:
+            raise ValueError("a job that applies a saved model trains none, so it has no model to save")
+        if self.compute_uncertainty and not self.tta:
+            raise ValueError(
+                "the uncertainty volume is the spread across test-time augmentations: "
+                "turn test-time augmentation on (prediction.tta), or leave the uncertainty volume out"
+            )
+
+    def _command(self, input_path: Path) -> list[str]:
+        assert self.folder is not None
+        residual = self._result_path("residual") if self.compute_residual else None
+        uncertainty = self._result_path("uncertainty") if self.compute_uncertainty else None
+        if self.model_path is not None:
+            device = None if self.config is None else self.config.training.device
+            return apply_command(
+                _for_worker(self.model_path), input_path, self._result_path("output"), residual, uncertainty,
+                tta=self.tta, device=device, python=self.python, worker=self.worker,
+            )  # fmt: skip
+        assert self.config is not None
+        self.config.save(self.folder / "config.json")
+        return denoise_command(
+            input_path, self._result_path("output"), self.folder / "config.json", residual, uncertainty,
+            python=self.python, worker=self.worker,
+            save_model_path=None if self.save_model_path is None else _for_worker(self.save_model_path),
+        )  # fmt: skip
 
     def _result_names(self) -> list[str]:
         """The worker's result files by name: ``output``, then ``residual`` and ``uncertainty`` if asked for."""
@@ -524,7 +588,7 @@ class NodeDenoiseJob:
 
     def _result_path(self, name: str) -> Path:
         assert self.folder is not None
-        return self.folder / f"{name}.nrrd"
+        return self.folder / f"{name}{self.FILE_EXTENSION}"
 
     def _store(self, node: Optional[Any], array: np.ndarray, suffix: str, display_like: Optional[Any] = None) -> Any:
         scene = self.input_node.GetScene()
@@ -544,3 +608,11 @@ class NodeDenoiseJob:
         if self.folder is not None:
             remove_work_folder(self.folder)
             self.folder = None
+
+
+def _for_worker(model: PathLike) -> str:
+    """A model argument for the worker, which runs in its temporary folder: a relative path is made
+    absolute (else the model would land in the folder that is removed); a model name stays a name."""
+    from DeepDenoiseLib.model_folder import is_model_name
+
+    return str(model) if is_model_name(model) else str(Path(model).expanduser().resolve())

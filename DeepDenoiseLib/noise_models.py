@@ -55,7 +55,7 @@ def fit_noise_model(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
     """The noise transform for ``array`` under ``config``: given parameters are used as they are, missing
     ones are estimated from the volume (no clean data needed)."""
     if config.model in ("gaussian", "rician"):
-        sigma = config.sigma if config.sigma is not None else estimate_foreground_noise_sigma(array, FOREGROUND_FRACTION)
+        sigma = config.sigma if config.sigma is not None else _foreground_sigma(array)
         inverse = _identity if config.model == "gaussian" else (lambda values: rician_unbias(values, sigma))
         return NoiseTransform(config.model, float(sigma), _identity, inverse, {"sigma": float(sigma)})
     if config.model == "poisson":
@@ -147,6 +147,14 @@ def _speckle_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform
         lambda values: speckle_log_inverse(values, looks),
         {"looks": float(looks), "log_sigma": float(log_sigma), "floor": floor},
     )
+
+
+def _foreground_sigma(array: np.ndarray) -> float:
+    """The foreground noise sigma; for a series ``[t, k, j, i]`` the median over frames, so that signal
+    changes over time are not taken for noise."""
+    if array.ndim == 4:
+        return float(np.median([estimate_foreground_noise_sigma(frame, FOREGROUND_FRACTION) for frame in array]))
+    return float(estimate_foreground_noise_sigma(array, FOREGROUND_FRACTION))
 
 
 def _foreground(array: np.ndarray) -> Optional[np.ndarray]:

@@ -1,5 +1,5 @@
-"""Training patches drawn from one volume: random positions, flips and in-plane 90-degree rotations,
-with a slab of the volume held out for validation.
+"""Training patches drawn from one volume, or from every frame of a series: random positions, flips
+and in-plane 90-degree rotations, with a slab of the volume held out for validation.
 
 A 2D network sees a patch ``(1 + 2 * context_slices, P, P)``: the slice being denoised first, then
 its neighbours above and below (mirrored at the volume's ends) as extra channels. A 3D network sees
@@ -75,6 +75,10 @@ class PatchSampler:
 
     A 2D network may learn from slices cut across several ``slice_axes`` (all three for a volume
     with near-isotropic voxels): three times the variety of views from the same voxels.
+
+    ``volume`` is one ``[k, j, i]`` volume or a series ``[t, k, j, i]`` whose frames share one grid:
+    patches then come from every frame, so one model learns the whole series, and the validation
+    slab is the same region of every frame.
     """
 
     def __init__(
@@ -89,14 +93,18 @@ class PatchSampler:
         self.rng = rng
         self.spatial_dims = len(geometry.spatial)
         self.slice_axes = slice_axes if self.spatial_dims == 2 else (0,)
-        self.views = [oriented(volume, axis) for axis in self.slice_axes]
+        frames = volume[np.newaxis] if volume.ndim == 3 else volume
+        spatial_shape = frames.shape[1:]
+        # views are frame-major: frame 0 in each orientation, then frame 1...
+        self.views = [oriented(frame, axis) for frame in frames for axis in self.slice_axes]
         # the patch as a 3D box in a view: a 2D patch is one slice thick
         self.patch_shape: tuple[int, ...] = (1, *geometry.spatial) if self.spatial_dims == 2 else geometry.spatial
-        held_axis = int(np.argmax(volume.shape))
+        held_axis = int(np.argmax(spatial_shape))
         # where the held-out axis lies in each view (oriented() puts the slice axis first)
-        self.held_axes = [([axis] + [a for a in range(3) if a != axis]).index(held_axis) for axis in self.slice_axes]
-        length = volume.shape[held_axis]
-        needed = max(self.patch_shape[view_axis] for view_axis in self.held_axes)
+        held_per_axis = [([axis] + [a for a in range(3) if a != axis]).index(held_axis) for axis in self.slice_axes]
+        self.held_axes = held_per_axis * len(frames)
+        length = spatial_shape[held_axis]
+        needed = max(self.patch_shape[view_axis] for view_axis in held_per_axis)
         held_out = int(round(length * validation_fraction))
         if held_out:
             held_out = max(held_out, needed)

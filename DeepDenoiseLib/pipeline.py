@@ -1,11 +1,14 @@
 """The denoising run end to end: check the input, normalise, train Noise2Void, predict, invert.
 
 :func:`denoise_volume` works on a :class:`Volume` in memory (what the Slicer worker and scripts call);
+:func:`denoise_series` does the same for a 4D series ``[t, k, j, i]`` with one model for all frames;
+:func:`apply_trained_model` skips the training and uses a model trained before (a saved model file);
 :func:`denoise_file` adds reading and atomic writing, and is what the command line runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,11 +20,11 @@ import numpy as np
 from DeepDenoiseLib.config import DenoiseConfig
 from DeepDenoiseLib.inference import predict_volume
 from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma
-from DeepDenoiseLib.noise_models import fit_noise_model
+from DeepDenoiseLib.noise_models import NoiseTransform, fit_noise_model
 from DeepDenoiseLib.normalization import PercentileNormalizer
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
-from DeepDenoiseLib.training import TrainingHistory, train_noise2void
-from DeepDenoiseLib.validation import check_volume_object
+from DeepDenoiseLib.training import TrainedModel, TrainingHistory, train_noise2void
+from DeepDenoiseLib.validation import InputError, VolumeCheck, check_series_object, check_volume_object
 from DeepDenoiseLib.volume import Volume
 from DeepDenoiseLib.volume_io import read_volume, write_volume
 
@@ -29,17 +32,44 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
+#: Methods that train one self-supervised model on the noisy data itself: on a series, one model
+#: learns from patches of every frame.
+SHARED_MODEL_SERIES_METHODS = ("blindspot", "n2v", "n2v2", "structn2v")
+
 
 @dataclass
 class DenoiseResult:
     """The denoised volume on the input's grid, what was removed (input minus output), the spread
-    across test-time augmentations when they ran, and the run's closing figures."""
+    across test-time augmentations when they ran, and the run's closing figures.
+
+    After training, ``model``, ``normalizer`` (fitted on the training volume) and ``config`` are
+    what :meth:`save_model` writes, so that the model can denoise other volumes later."""
 
     denoised: Volume
     residual: Volume
     uncertainty: Optional[Volume]
     summary: dict[str, Any] = field(default_factory=dict)
     history: Optional[TrainingHistory] = None
+    model: Optional[TrainedModel] = None
+    normalizer: Optional[PercentileNormalizer] = None
+    config: Optional[DenoiseConfig] = None
+
+    def save_model(self, path: PathLike) -> Path:
+        """Writes the trained model to ``path`` (a ``.safetensors`` file, see model_file.py)."""
+        from DeepDenoiseLib.model_file import save_model
+
+        if self.model is None or self.config is None:
+            raise ValueError(
+                "this result has no trained model to save (nothing was trained: a constant volume, or a saved model applied)"
+            )
+        return save_model(
+            path,
+            self.model,
+            self.config,
+            normalizer=self.normalizer,
+            noise_sigma=self.summary.get("noise_sigma_fused"),
+            summary=self.summary,
+        )
 
 
 def denoise_volume(
@@ -56,59 +86,185 @@ def denoise_volume(
     >>> result = denoise_volume(read_volume("noisy.nii.gz"), DenoiseConfig.for_method("n2v2"))
     >>> result.summary["seconds"], result.summary["noise_sigma_after"]
     """
+    return _run(volume, config or DenoiseConfig(), progress, cancel, trained=None, series=False)
+
+
+def denoise_series(
+    volume: Volume,
+    config: Optional[DenoiseConfig] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> DenoiseResult:
+    """Denoises a 4D series ``[t, k, j, i]`` (fMRI, dynamic scans) and returns a series on the same grid.
+
+    The Noise2Void family trains ONE model on patches drawn from every frame, then predicts frame by
+    frame: the training time does not grow with the frame count. Normalisation is fitted on the
+    whole series; the noise sigma is the median of the frames' estimates (or ``noise.sigma``).
+    ``summary`` adds ``frames``; ``metadata`` (time spacing and origin) is kept.
+
+    >>> series = read_volume("bold.nii.gz", allow_4d=True)
+    >>> result = denoise_series(series, DenoiseConfig.for_method("blindspot", training={"budget_seconds": 300}))
+    """
     config = config or DenoiseConfig()
+    if config.method in SHARED_MODEL_SERIES_METHODS:
+        return _run(volume, config, progress, cancel, trained=None, series=True)
+    raise InputError(f"method {config.method!r} cannot denoise a 4D series; use one of {', '.join(SHARED_MODEL_SERIES_METHODS)}")
+
+
+def apply_trained_model(
+    model: TrainedModel,
+    volume: Volume,
+    config: DenoiseConfig,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    series: bool = False,
+) -> DenoiseResult:
+    """Denoises ``volume`` (3D, or with ``series`` a 4D series frame by frame) with a model trained
+    before on another volume, as :func:`denoise_volume` would have after its training: the
+    normalisation is fitted on this volume with ``config``'s percentiles, and the noise sigma (for
+    the fusion step and the Rician correction) is estimated on it unless ``config.noise.sigma``
+    fixes it."""
+    return _run(volume, config, progress, cancel, trained=model, series=series)
+
+
+@dataclass
+class _Prepared:
+    """The input as the network sees it: normalised, with the noise sigma in the input's units."""
+
+    array: np.ndarray
+    noise: NoiseTransform
+    normalizer: PercentileNormalizer
+    normalized: np.ndarray
+
+    @property
+    def noise_sigma(self) -> float:
+        """The noise sigma in the stabilised domain (the input's units for Gaussian and Rician noise)."""
+        return self.noise.sigma
+
+
+def _prepare(array: np.ndarray, config: DenoiseConfig) -> _Prepared:
+    noise = fit_noise_model(array, config.noise)
+    stabilised = noise.forward(array)
+    normalizer = PercentileNormalizer.fit(
+        stabilised, config.normalization.low_percentile, config.normalization.high_percentile
+    )
+    return _Prepared(array, noise, normalizer, normalizer.forward(stabilised))
+
+
+def _check(volume: Volume, config: DenoiseConfig, series: bool) -> VolumeCheck:
+    if series:
+        return check_series_object(volume, allow_label_map=config.allow_label_map)
+    return check_volume_object(volume, allow_label_map=config.allow_label_map)
+
+
+def _run(
+    volume: Volume,
+    config: DenoiseConfig,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[CancelToken],
+    trained: Optional[TrainedModel],
+    series: bool,
+) -> DenoiseResult:
     start = time.perf_counter()
-    check = check_volume_object(volume, allow_label_map=config.allow_label_map)
+    check = _check(volume, config, series)
     for warning in check.warnings:
         logger.warning(warning)
     array = np.asarray(volume.array, dtype=np.float32)
     summary: dict[str, Any] = {
         "method": config.method,
         "dimensions": config.model.dimensions,
-        "shape_kji": list(array.shape),
+        "shape_kji": list(array.shape[-3:]),
         "warnings": list(check.warnings),
     }
+    if series:
+        summary["frames"] = int(array.shape[0])
     if check.is_constant:
         summary.update(seconds=time.perf_counter() - start, training_steps=0)
         zeros = volume.with_array(np.zeros_like(array))
         uncertainty = zeros if config.prediction.tta else None
-        return DenoiseResult(volume.with_array(array.copy()), zeros, uncertainty, summary)
+        return DenoiseResult(volume.with_array(array.copy()), zeros, uncertainty, summary, config=config)
 
-    noise = fit_noise_model(array, config.noise)
-    stabilised = noise.forward(array)
-    normalizer = PercentileNormalizer.fit(
-        stabilised, config.normalization.low_percentile, config.normalization.high_percentile
-    )
-    normalized = normalizer.forward(stabilised)
-    spacing_zyx = tuple(reversed(volume.spacing))
-    model = train_noise2void(
-        normalized, config, spacing_zyx, progress, cancel, noise_sigma=noise.sigma / normalizer.scale  # type: ignore[arg-type]
-    )
+    prepared = _prepare(array, config)
+    normalized_sigma = prepared.noise_sigma / prepared.normalizer.scale
+    if trained is None:
+        spacing_zyx = tuple(reversed(volume.spacing))
+        model = train_noise2void(
+            prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma  # type: ignore[arg-type]
+        )
+    else:
+        # The fusion step weighs each voxel's own value by this volume's noise level, not the training volume's.
+        variance = None if trained.noise_variance is None else normalized_sigma**2
+        model = dataclasses.replace(trained, noise_variance=variance)
     check_cancelled(cancel)
     predict_start = time.perf_counter()
-    prediction = predict_volume(model, normalized, config.prediction, progress, cancel)
-    denoised_stabilised = normalizer.inverse(prediction.denoised)
-    denoised = noise.inverse(denoised_stabilised)
+    denoised, spread = _predict(model, prepared, config, progress, cancel)
     residual = (array - denoised).astype(np.float32)
-    uncertainty = None
-    if prediction.spread is not None:
-        spread = prediction.spread * np.float32(normalizer.scale)
-        uncertainty = volume.with_array(noise.inverse_spread(denoised_stabilised, spread))
+    uncertainty = None if spread is None else volume.with_array(spread)
+    if trained is None:
+        summary.update(
+            training_seconds=round(model.history.seconds, 2),
+            training_steps=model.history.steps,
+            stopped_by=model.history.stopped_by,
+            best_validation_loss=model.history.best_validation_loss,
+        )
+    else:
+        summary.update(training_seconds=0.0, training_steps=0)
     summary.update(
         seconds=round(time.perf_counter() - start, 2),
-        training_seconds=round(model.history.seconds, 2),
         prediction_seconds=round(time.perf_counter() - predict_start, 2),
-        training_steps=model.history.steps,
-        stopped_by=model.history.stopped_by,
-        best_validation_loss=model.history.best_validation_loss,
         device=str(model.device),
         noise_model=config.noise.model,
-        noise_parameters=noise.parameters,
-        noise_sigma_before=estimate_foreground_noise_sigma(array),
-        noise_sigma_after=estimate_foreground_noise_sigma(denoised),
+        noise_parameters=prepared.noise.parameters,
+        noise_sigma_fused=prepared.noise.sigma,
+        noise_sigma_before=_noise_sigma(array),
+        noise_sigma_after=_noise_sigma(denoised),
         residual_std=float(np.std(residual)),
     )
-    return DenoiseResult(volume.with_array(denoised), volume.with_array(residual), uncertainty, summary, model.history)
+    result = DenoiseResult(volume.with_array(denoised), volume.with_array(residual), uncertainty, summary, model.history)
+    if trained is None:
+        result.model, result.normalizer, result.config = model, prepared.normalizer, config
+    return result
+
+
+def _noise_sigma(denoised: np.ndarray) -> float:
+    if denoised.ndim == 4:
+        return float(np.median([estimate_foreground_noise_sigma(frame) for frame in denoised]))
+    return float(estimate_foreground_noise_sigma(denoised))
+
+
+def _predict(
+    model: TrainedModel,
+    prepared: _Prepared,
+    config: DenoiseConfig,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[CancelToken],
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """The denoised volume (or series, frame by frame) in the input's units, and the TTA spread."""
+    frames = prepared.normalized if prepared.normalized.ndim == 4 else prepared.normalized[np.newaxis]
+    denoised = np.empty(frames.shape, dtype=np.float32)
+    spread = np.empty(frames.shape, dtype=np.float32) if config.prediction.tta else None
+    for index, frame in enumerate(frames):
+        frame_progress = _frame_progress(progress, index, len(frames)) if len(frames) > 1 else progress
+        prediction = predict_volume(model, frame, config.prediction, frame_progress, cancel)
+        stabilised = prepared.normalizer.inverse(prediction.denoised)
+        denoised[index] = prepared.noise.inverse(stabilised)
+        if spread is not None and prediction.spread is not None:
+            spread[index] = prepared.noise.inverse_spread(stabilised, prediction.spread * np.float32(prepared.normalizer.scale))
+    if prepared.normalized.ndim == 3:
+        return denoised[0], None if spread is None else spread[0]
+    return denoised, spread
+
+
+def _frame_progress(progress: Optional[ProgressCallback], index: int, count: int) -> Optional[ProgressCallback]:
+    """Maps one frame's 0..1 onto its share of the prediction stage, naming the frame."""
+    if progress is None:
+        return None
+
+    def forward(event: ProgressEvent) -> None:
+        message = f"frame {index + 1}/{count}" + (f", {event.message}" if event.message else "")
+        progress(dataclasses.replace(event, fraction=(index + event.fraction) / count, message=message))
+
+    return forward
 
 
 def denoise_file(
@@ -119,35 +275,105 @@ def denoise_file(
     uncertainty_path: Optional[PathLike] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    save_model_path: Optional[PathLike] = None,
 ) -> dict[str, Any]:
     """Reads ``input_path``, denoises it and writes the outputs; returns the run's summary.
+
+    A 4D file (NIfTI series) is denoised with :func:`denoise_series` and written back as a series
+    with the same geometry, time spacing and frame count. With ``save_model_path`` the trained model
+    is saved there too (model_file.py), to denoise other volumes with ``apply_file``.
 
     Each file is written atomically, and if any write fails the outputs already written by this run
     are removed, so a failed or cancelled run leaves no output behind.
     """
     config = config or DenoiseConfig()
+    _check_uncertainty_request(uncertainty_path, config)
+    if save_model_path is not None:
+        from DeepDenoiseLib.model_file import model_destination
+
+        save_model_path = model_destination(save_model_path)
+    volume = _load(input_path, progress)
+    run = denoise_series if volume.is_4d else denoise_volume
+    result = run(volume, config, progress, cancel)
+    if save_model_path is not None and result.model is None:
+        raise InputError(f"'{input_path}' is constant: no model was trained, so there is none to save")
+    extra = None if save_model_path is None else (lambda: result.save_model(save_model_path))
+    return _write_outputs(result, output_path, residual_path, uncertainty_path, progress, cancel, extra)
+
+
+def apply_file(
+    model_path: PathLike,
+    input_path: PathLike,
+    output_path: PathLike,
+    residual_path: Optional[PathLike] = None,
+    uncertainty_path: Optional[PathLike] = None,
+    tta: Optional[bool] = None,
+    device: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> dict[str, Any]:
+    """Denoises ``input_path`` (3D, or a 4D series frame by frame) with the saved model at
+    ``model_path`` and writes the outputs as :func:`denoise_file` does; returns the run's summary.
+    ``tta`` and ``device`` override the saved configuration's prediction settings."""
+    from DeepDenoiseLib.model_file import load_model
+
+    report(progress, ProgressEvent("loading", 0.0, message=str(model_path)))
+    saved = load_model(model_path, device=device)
+    if tta is not None:
+        saved = saved.with_prediction(tta=tta)
+    _check_uncertainty_request(uncertainty_path, saved.config)
+    volume = _load(input_path, progress)
+    result = saved.apply_series(volume, progress, cancel) if volume.is_4d else saved.apply(volume, progress, cancel)
+    result.summary["model"] = str(saved.path)
+    return _write_outputs(result, output_path, residual_path, uncertainty_path, progress, cancel, None)
+
+
+def _check_uncertainty_request(uncertainty_path: Optional[PathLike], config: DenoiseConfig) -> None:
     if uncertainty_path is not None and not config.prediction.tta:
         raise ValueError("an uncertainty map needs test-time augmentation (prediction.tta / --tta)")
+
+
+def _load(input_path: PathLike, progress: Optional[ProgressCallback]) -> Volume:
     report(progress, ProgressEvent("loading", 0.0, message=str(input_path)))
-    volume = read_volume(input_path)
-    report(progress, ProgressEvent("loading", 1.0, message="x".join(map(str, volume.array.shape[::-1]))))
-    result = denoise_volume(volume, config, progress, cancel)
+    volume = read_volume(input_path, allow_4d=True)
+    frames = f", {volume.array.shape[0]} frames" if volume.is_4d else ""
+    report(progress, ProgressEvent("loading", 1.0, message="x".join(map(str, volume.array.shape[-3:][::-1])) + frames))
+    return volume
+
+
+def _write_outputs(
+    result: DenoiseResult,
+    output_path: PathLike,
+    residual_path: Optional[PathLike],
+    uncertainty_path: Optional[PathLike],
+    progress: Optional[ProgressCallback],
+    cancel: Optional[CancelToken],
+    save_model: Optional[Any],
+) -> dict[str, Any]:
+    """Writes each output atomically (``save_model``, a callable returning the path it wrote, last);
+    if any write fails, removes those already written."""
     check_cancelled(cancel)
     outputs: list[tuple[Volume, PathLike]] = [(result.denoised, output_path)]
     if residual_path is not None:
         outputs.append((result.residual, residual_path))
     if uncertainty_path is not None and result.uncertainty is not None:
         outputs.append((result.uncertainty, uncertainty_path))
+    steps = len(outputs) + (save_model is not None)
     written: list[Path] = []
     try:
         for index, (output, path) in enumerate(outputs):
-            report(progress, ProgressEvent("writing", index / len(outputs), message=str(path)))
+            report(progress, ProgressEvent("writing", index / steps, message=str(path)))
             written.append(write_volume(output, path))
+        if save_model is not None:
+            report(progress, ProgressEvent("writing", len(outputs) / steps, message="model"))
+            written.append(save_model())
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
         raise
     summary = dict(result.summary, output=str(written[0]))
+    if save_model is not None:
+        summary["saved_model"] = str(written[-1])
     report(progress, ProgressEvent("writing", 1.0, message="done"))
     report(progress, ProgressEvent("done", 1.0, message="finished", summary=summary))
     return summary

@@ -52,6 +52,10 @@ class TrainedModel:
     history: TrainingHistory
     noise_variance: Optional[float] = None
     slice_axes: tuple[int, ...] = (0,)
+    #: The training volume's grid, from which :func:`build_network` rebuilds this network exactly
+    #: (patch shape, pooling) when a saved model is loaded.
+    volume_shape: tuple[int, int, int] = (0, 0, 0)
+    spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
 ISOTROPY_TOLERANCE = 1.2
@@ -123,6 +127,9 @@ def train_noise2void(
 ) -> TrainedModel:
     """Trains on ``volume`` (already normalised, ``[k, j, i]`` float32) and returns the best model.
 
+    A series ``[t, k, j, i]`` trains one model on patches from all its frames (which share one grid),
+    so a series costs one training, not one per frame.
+
     ``noise_sigma`` (in the normalised units) is needed for a network with noise fusion.
 
     Reproducible on the CPU for a fixed seed when ``training.budget_seconds`` is ``None`` (a time
@@ -135,8 +142,9 @@ def train_noise2void(
     generator = torch.Generator().manual_seed(training.seed)
     device = select_device(training.device)
 
-    slice_axes = resolve_slice_axes(config, volume.shape, spacing_zyx)
-    network, geometry = build_network(config, volume.shape, spacing_zyx, slice_axes)
+    volume_shape: tuple[int, int, int] = tuple(int(n) for n in volume.shape[-3:])  # type: ignore[assignment]
+    slice_axes = resolve_slice_axes(config, volume_shape, spacing_zyx)
+    network, geometry = build_network(config, volume_shape, spacing_zyx, slice_axes)
     network.to(device)
     noise_variance = None
     if config.method == "blindspot" and config.model.noise_fusion:
@@ -193,7 +201,14 @@ def train_noise2void(
     network.eval()
     report(progress, ProgressEvent("training", 1.0, message=f"{history.steps} steps", loss=_last(history.train_loss), eta_seconds=0.0))
     return TrainedModel(
-        network=network, device=device, geometry=geometry, history=history, noise_variance=noise_variance, slice_axes=slice_axes
+        network=network,
+        device=device,
+        geometry=geometry,
+        history=history,
+        noise_variance=noise_variance,
+        slice_axes=slice_axes,
+        volume_shape=volume_shape,
+        spacing_zyx=tuple(float(s) for s in spacing_zyx),  # type: ignore[arg-type]
     )
 
 

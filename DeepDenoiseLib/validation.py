@@ -19,6 +19,10 @@ LABEL_MAP_MAX_VALUES = 64
 #: The default size limit: a 512^3 volume already needs minutes per epoch on a CPU.
 DEFAULT_MAX_VOXELS = 512**3
 
+#: The default size limit of a whole 4D series (each frame also obeys DEFAULT_MAX_VOXELS): 2 GiB as
+#: float32, of which training keeps a normalised copy, and prediction a denoised one.
+DEFAULT_MAX_SERIES_VOXELS = 2**29
+
 # How many voxels the label-map heuristic looks at before confirming on the whole volume.
 _LABEL_SAMPLE_SIZE = 1 << 20
 
@@ -107,13 +111,59 @@ def check_volume_object(
             "convert it to a scalar volume first (e.g. to grayscale or by extracting one component)"
         )
     check = check_volume(volume.array, allow_label_map=allow_label_map, max_voxels=max_voxels)
+    _check_geometry(volume)
+    return check
+
+
+def check_series_object(
+    volume: Volume,
+    allow_label_map: bool = False,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
+    max_series_voxels: int = DEFAULT_MAX_SERIES_VOXELS,
+) -> VolumeCheck:
+    """:func:`check_volume_object` for a 4D series ``[t, k, j, i]`` whose frames share one grid: each
+    frame within ``max_voxels``, the series within ``max_series_voxels``, and the content checks
+    (NaN, label maps, constant) over all frames at once."""
+    array = np.asarray(volume.array)
+    components = int(volume.metadata.get("components", 1))
+    if components > 1:
+        raise InputError(
+            f"RGB/vector series are not supported ({components} components per voxel); "
+            "convert it to a scalar series first (e.g. to grayscale or by extracting one component)"
+        )
+    if array.ndim != 4:
+        raise InputError(
+            f"a series is a 4D array [t, k, j, i]; got {array.ndim} dimensions ({_shape_text(array.shape)}); "
+            "denoise a single 3D volume with denoise_volume"
+        )
+    frame_voxels = int(np.prod(array.shape[1:]))
+    if frame_voxels > max_voxels:
+        raise InputError(
+            f"each frame of the series is too large: {frame_voxels:,} voxels ({_shape_text(array.shape[1:])}), "
+            f"more than the limit of {max_voxels:,}; crop or resample the series first"
+        )
+    if array.size > max_series_voxels:
+        raise InputError(
+            f"the series is too large: {array.shape[0]} frames of {frame_voxels:,} voxels, {array.size:,} in all, "
+            f"more than the limit of {max_series_voxels:,}; denoise it in parts (a range of frames at a time) "
+            "or crop it to the region of interest"
+        )
+    # The frames stacked along k: one 3D array for the content checks, without a copy.
+    stacked = array.reshape(-1, *array.shape[2:])
+    check = check_volume(stacked, allow_label_map=allow_label_map, max_voxels=max(stacked.size, 1))
+    check.shape = tuple(int(n) for n in array.shape)
+    _check_geometry(volume)
+    return check
+
+
+def _check_geometry(volume: Volume) -> None:
+    """Refuses geometry that would place voxels nowhere."""
     if not all(np.isfinite(s) and s > 0 for s in volume.spacing):
         raise InputError(f"the voxel spacing {volume.spacing} must be finite and positive; fix the image header")
     if not all(np.isfinite(o) for o in volume.origin):
         raise InputError(f"the origin {volume.origin} is not finite; fix the image header")
     if not np.all(np.isfinite(volume.direction)) or abs(np.linalg.det(volume.direction)) < 1e-6:
         raise InputError("the direction matrix is not finite or is singular; fix the image header")
-    return check
 
 
 def _check_dtype(dtype: np.dtype) -> None:
@@ -139,8 +189,8 @@ def _check_dimensions(shape: tuple[int, ...]) -> None:
                 "image, which is not supported either: convert it to grayscale)"
             )
         raise InputError(
-            f"4D series are not supported yet ({_shape_text(shape)}); denoise each time point as a "
-            f"separate 3D volume{hint}"
+            f"got a 4D array ({_shape_text(shape)}) where one 3D volume was expected; denoise a series "
+            f"[t, k, j, i] with denoise_series, which trains one model on all its frames{hint}"
         )
     if len(shape) != 3:
         raise InputError(f"expected a 3D volume [k, j, i]; got {len(shape)} dimensions ({_shape_text(shape)})")

@@ -105,8 +105,9 @@ def _read_file(path: Path, allow_4d: bool) -> sitk.Image:
         size = reader.GetSize()
         if len(size) == 4 and size[3] > 1 and not allow_4d:
             raise InputError(
-                f"4D series are not supported yet: '{path.name}' holds {size[3]} volumes of "
-                f"{size[0]} x {size[1]} x {size[2]} voxels; split it into 3D volumes first"
+                f"'{path.name}' is a 4D series of {size[3]} volumes of {size[0]} x {size[1]} x {size[2]} "
+                "voxels where one 3D volume was expected; read it with allow_4d=True and denoise it with "
+                "denoise_series (the command line does both)"
             )
         return reader.Execute()
     except RuntimeError as error:

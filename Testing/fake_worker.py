@@ -1,11 +1,12 @@
-"""A stand-in for ``python -m DeepDenoiseLib denoise ... --progress json`` with scripted behaviour.
+"""A stand-in for ``python -m DeepDenoiseLib denoise|apply ... --progress json`` with scripted behaviour.
 
-It takes the real command line after ``--mode MODE`` and speaks the real JSON-lines protocol, so the
-background runner and the Slicer job can be tested quickly and deterministically:
+It takes the real command line after ``--mode MODE`` (``denoise IN OUT --config C`` or
+``apply MODEL IN OUT``) and speaks the real JSON-lines protocol, so the background runner and the
+Slicer jobs can be tested quickly and deterministically:
 
-* ``ok``: reads the input, "denoises" it to ``input * 0.5`` (residual ``input - output``,
-  uncertainty ``|input| * 0.25``), writes atomically, ends with a ``done`` event whose summary echoes
-  the configuration it was given.
+* ``ok``: reads the input (3D, or a 4D series), "denoises" it to ``input * 0.5`` (residual
+  ``input - output``, uncertainty ``|input| * 0.25``), writes atomically, ends with a ``done`` event
+  whose summary echoes the configuration it was given (or the model, --tta and --device of ``apply``).
 * ``error``: reports stage ``error`` with a message and exits with code 2, as the CLI does.
 * ``crash``: leaves a half-written output file, then dies of an uncaught exception (traceback only).
 * ``hang``: starts two child processes (one in a session of its own), then reports training progress
@@ -31,19 +32,26 @@ ERROR_MESSAGE = "the fake worker refuses this input"
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=("ok", "error", "crash", "hang"), default="ok")
-    parser.add_argument("command", choices=("denoise",))
-    parser.add_argument("input")
-    parser.add_argument("output")
-    parser.add_argument("--config", required=True)
+    parser.add_argument("command", choices=("denoise", "apply"))
+    parser.add_argument("paths", nargs="+")
+    parser.add_argument("--config")
     parser.add_argument("--progress", choices=("json",), required=True)
     parser.add_argument("--residual")
     parser.add_argument("--uncertainty")
+    parser.add_argument("--save-model")
+    parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--device")
     args = parser.parse_args()
+    if args.command == "apply":
+        model, args.input, args.output = args.paths
+        config = None
+    else:
+        args.input, args.output = args.paths
+        config = DenoiseConfig.load(args.config)
     report = JsonLinesReporter()
 
-    config = DenoiseConfig.load(args.config)
     report(ProgressEvent("loading", 0.0, message=f"reading {os.path.basename(args.input)}"))
-    noisy = read_volume(args.input)
+    noisy = read_volume(args.input, allow_4d=True)
     print("UserWarning: a line that is not a progress event")
     print("a warning on stderr", file=sys.stderr)
 
@@ -78,15 +86,21 @@ def main() -> int:
         write_volume(noisy.with_array(noisy.array.astype("float32") - denoised.array), args.residual)
     if args.uncertainty:
         write_volume(noisy.with_array(abs(noisy.array.astype("float32")) * 0.25), args.uncertainty)
-    summary = {
-        "seconds": 0.1,
-        "method": config.method,
-        "dimensions": config.model.dimensions,
-        "budget_seconds": config.training.budget_seconds,
-        "device": config.training.device,
-        "tta": config.prediction.tta,
-        "noise_model": config.noise.model,
-    }
+    if config is None:
+        summary = {"seconds": 0.1, "model": model, "tta": args.tta, "device": args.device}
+    else:
+        summary = {
+            "seconds": 0.1,
+            "method": config.method,
+            "dimensions": config.model.dimensions,
+            "budget_seconds": config.training.budget_seconds,
+            "device": config.training.device,
+            "tta": config.prediction.tta,
+            "noise_model": config.noise.model,
+            "save_model": args.save_model,
+        }
+    if noisy.is_4d:
+        summary["frames"] = noisy.array.shape[0]
     report(ProgressEvent("done", 1.0, summary=summary))
     return 0
 
