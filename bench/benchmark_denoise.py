@@ -12,7 +12,8 @@ CAREamics, training and prediction as its runner measures them), on the same mac
 The default method runs ``--repeats`` times with different seeds and the table quotes medians; the
 other learned methods run ``--repeats-baselines`` times. Prints a Markdown table, one column per
 variant, and writes every run to ``--json`` (rewritten after each method, so a stopped run keeps what
-it finished)::
+it finished). ``--only``/``--skip`` take words of a method's name or its key: slicer-cad, skimage-nlm,
+dipy-nlm, dipy-nlm-b2, bm4d-est, bm4d-true, careamics-n2v3d, ours-n2v2d, ours-n2v3d, ours-default::
 
     python bench/benchmark_denoise.py --shared ../shared/data --repeats 3
     python bench/benchmark_denoise.py --crop 48 --budget-seconds 5 --careamics-budget-seconds 15 --repeats 1
@@ -125,7 +126,8 @@ def deepdenoise(method: str, overrides: dict[str, Any]) -> Callable[[Volume, Var
         result = denoise_volume(noisy, config)
         seconds = time.perf_counter() - start
         summary = result.summary
-        note = f"{summary.get('training_steps')} steps, noise sigma {summary.get('noise_sigma_before', float('nan')):.4f}"
+        sigma = summary.get("noise_sigma_before", float("nan"))
+        note = f"{summary.get('training_steps')} steps, noise sigma {sigma:.4f}"
         return Outcome(result.denoised.array, seconds, note)
 
     return run
@@ -165,15 +167,27 @@ def methods(args: argparse.Namespace, clean: np.ndarray) -> list[MethodSpec]:
         return timed(baselines.bm4d_true_sigma, true_gain=true_gain(variant))(noisy, variant, seed)
 
     return [
-        MethodSpec("slicer-cad", "Slicer CurvatureAnisotropicDiffusion, defaults", timed(baselines.slicer_anisotropic_diffusion)),
-        MethodSpec("skimage-nlm", "scikit-image NL-means, estimated sigma", timed(baselines.skimage_nl_means), requires=("skimage",)),
+        MethodSpec(
+            "slicer-cad", "Slicer CurvatureAnisotropicDiffusion, defaults", timed(baselines.slicer_anisotropic_diffusion)
+        ),
+        MethodSpec(
+            "skimage-nlm", "scikit-image NL-means, estimated sigma", timed(baselines.skimage_nl_means), requires=("skimage",)
+        ),
         MethodSpec(
             "dipy-nlm",
-            "dipy NL-means, estimated sigma (Rician-aware on Rician data)",
-            timed(baselines.dipy_nl_means, threads=args.threads),
+            "dipy NL-means, estimated sigma, block radius 5 (as the shared reference)",
+            timed(baselines.dipy_nl_means, threads=args.threads, block_radius=5),
             requires=("dipy",),
         ),
-        MethodSpec("bm4d-est", "BM4D, estimated sigma", timed(baselines.bm4d_estimated_sigma), requires=("bm4d", "skimage")),
+        MethodSpec(
+            "dipy-nlm-b2",
+            "dipy NL-means, estimated sigma, block radius 2 (dipy 1.12's default)",
+            timed(baselines.dipy_nl_means, threads=args.threads, block_radius=2),
+            requires=("dipy",),
+        ),
+        MethodSpec(
+            "bm4d-est", "BM4D, estimated sigma", timed(baselines.bm4d_estimated_sigma), requires=("bm4d", "skimage")
+        ),
         MethodSpec("bm4d-true", "BM4D, true sigma", bm4d_true, requires=("bm4d",)),
         MethodSpec(
             "careamics-n2v3d",
@@ -191,7 +205,9 @@ def methods(args: argparse.Namespace, clean: np.ndarray) -> list[MethodSpec]:
         MethodSpec(
             "ours-n2v3d",
             f"DeepDenoise N2V 3D (masking, {budget:.0f} s training)",
-            deepdenoise("n2v", {"model": {"dimensions": "3d"}, "training": dict(training, patch_size=32, batch_size=4)}),
+            deepdenoise(
+                "n2v", {"model": {"dimensions": "3d"}, "training": dict(training, patch_size=32, batch_size=4)}
+            ),
             kind="learned",
         ),
         MethodSpec(
@@ -222,21 +238,21 @@ def log(message: str) -> None:
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared" / "data", help="the shared benchmark data")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="noisy variants to score")
-    parser.add_argument("--levels", nargs="+", help="Rician levels only (05, 10): shorthand for --variants rician05 rician10")
+    parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared" / "data", help="shared benchmark data")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="variants to score")
+    parser.add_argument("--levels", nargs="+", help="Rician levels (05, 10): shorthand for --variants rician05 rician10")
     parser.add_argument("--only", nargs="+", help="run only methods whose key or name contains one of these words")
     parser.add_argument("--skip", nargs="+", help="leave out methods whose key or name contains one of these words")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the default method (the table quotes medians)")
     parser.add_argument("--repeats-baselines", type=int, default=1, help="runs of the other learned methods")
     parser.add_argument("--budget-seconds", type=float, default=180.0, help="training budget of DeepDenoise's methods")
     parser.add_argument(
-        "--careamics-budget-seconds", type=float, default=540.0, help="training budget of CAREamics (the reference's 540 s)"
+        "--careamics-budget-seconds", type=float, default=540.0, help="training budget of CAREamics (reference: 540 s)"
     )
-    parser.add_argument("--careamics-venv", type=Path, default=DEFAULT_VENV, help="CAREamics' environment (created on first use)")
+    parser.add_argument("--careamics-venv", type=Path, default=DEFAULT_VENV, help="CAREamics' environment (made on first use)")
     parser.add_argument("--crop", type=int, help="score the central N^3 block only (a quick check of every method)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch, dipy and CAREamics")
-    parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "denoise.json", help="where to write every run")
+    parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "denoise.json", help="every run, as JSON")
     args = parser.parse_args(argv)
     if args.levels:
         unknown = [level for level in args.levels if f"rician{level}" not in VARIANTS]
@@ -272,7 +288,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             block = centre_block(clean.shape, args.crop)
             noisy, clean, mask = centre_crop(noisy, args.crop), clean[block], mask[block]
         psnr_db, ssim_value = score(clean, mask, noisy.array)
-        rows.append(dict(variant=variant.name, key="noisy", method="noisy input", psnr=psnr_db, ssim=ssim_value, seconds=None, runs=1))
+        rows.append(
+            dict(variant=variant.name, key="noisy", method="noisy input", psnr=psnr_db, ssim=ssim_value, seconds=None, runs=1)
+        )
         log(f"[{variant.name}] noisy input: {psnr_db:.2f} dB, SSIM {ssim_value:.3f}")
         for spec in specs:
             row, reason = run_method(spec, variant, noisy, clean, mask, args)
@@ -309,7 +327,10 @@ def run_method(
             return summarise(spec, variant, runs), reason
         psnr_db, ssim_value = score(clean, mask, outcome.array)
         runs.append(dict(seed=seed, psnr=psnr_db, ssim=ssim_value, seconds=outcome.seconds, note=outcome.note))
-        log(f"[{variant.name}] {spec.name} seed {seed}: {psnr_db:.2f} dB, SSIM {ssim_value:.3f}, {outcome.seconds:.1f} s ({outcome.note})")
+        log(
+            f"[{variant.name}] {spec.name} seed {seed}: {psnr_db:.2f} dB, SSIM {ssim_value:.3f}, "
+            f"{outcome.seconds:.1f} s ({outcome.note})"
+        )
     return summarise(spec, variant, runs), None
 
 
@@ -334,7 +355,8 @@ def write_json(args: argparse.Namespace, rows: list[dict[str, Any]], not_run: li
     settings["torch_threads"] = torch.get_num_threads()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.json.with_name(f".{args.json.name}.tmp")
-    temporary.write_text(json.dumps({"settings": settings, "rows": rows, "not_run": not_run}, indent=2), encoding="utf-8")
+    record = {"settings": settings, "rows": rows, "not_run": not_run}
+    temporary.write_text(json.dumps(record, indent=2), encoding="utf-8")
     os.replace(temporary, args.json)
 
 
@@ -353,7 +375,10 @@ def print_table(rows: list[dict[str, Any]], variants: list[Variant], specs: list
     gaps = []
     for v in variants:
         ours, reference = found.get((DEFAULT_KEY, v.name)), found.get((REFERENCE_KEY, v.name))
-        gaps.append(f"{ours['psnr'] - reference['psnr']:+.2f} dB / {ours['ssim'] - reference['ssim']:+.3f}" if ours and reference else "—")
+        if ours and reference:
+            gaps.append(f"{ours['psnr'] - reference['psnr']:+.2f} dB / {ours['ssim'] - reference['ssim']:+.3f}")
+        else:
+            gaps.append("—")
     if any(gap != "—" for gap in gaps):
         print("| gap to BM4D true sigma (default minus BM4D) | " + " | ".join(gaps) + " | |")
 

@@ -81,7 +81,8 @@ def ensure_careamics_env(venv: Path = DEFAULT_VENV, log: Callable[[str], None] =
     except BaseException as error:
         shutil.rmtree(venv, ignore_errors=True)
         if isinstance(error, subprocess.CalledProcessError):
-            raise CareamicsUnavailable(f"creating {venv} failed: {' '.join(error.cmd[:4])} exited with {error.returncode}") from error
+            command = " ".join(str(part) for part in error.cmd[:4])
+            raise CareamicsUnavailable(f"creating {venv} failed: {command} exited with {error.returncode}") from error
         raise
     return python
 
@@ -121,7 +122,10 @@ def run_careamics_n2v(
             raise RuntimeError(f"the CAREamics runner exited with {completed.returncode} ({lines[-1]})\n{details}")
         report = json.loads((work / "report.json").read_text(encoding="utf-8"))
         denoised = np.load(work / "denoised.npy")
-    note = f"patch {report['patch_size']}, {report['epochs']} epochs, {report['steps']} steps on {report['device']} (torch {report['torch']})"
+    note = (
+        f"patch {report['patch_size']}, {report['epochs']} epochs, {report['steps']} steps "
+        f"on {report['device']} (torch {report['torch']})"
+    )
     return denoised, float(report["seconds"]), note
 
 
