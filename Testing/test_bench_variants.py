@@ -128,6 +128,27 @@ def test_benchmark_prints_a_column_per_variant_and_writes_every_run(tmp_path: Pa
     assert slicer_row["psnr"] > noisy_row["psnr"]
 
 
+def test_missing_packages_and_a_broken_careamics_environment_leave_rows_out_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dipy" else real_find_spec(name, *a))
+    not_a_venv = tmp_path / "someone-elses-folder"
+    not_a_venv.mkdir()
+    shared = _fake_shared(tmp_path)
+    arguments = ["--shared", str(shared), "--variants", "rician05", "--only", "slicer", "dipy", "careamics"]
+    code = benchmark_main(arguments + ["--careamics-venv", str(not_a_venv), "--json", str(tmp_path / "runs.json")])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "| Slicer CurvatureAnisotropicDiffusion, defaults |" in table
+    assert "| dipy" not in table and "| CAREamics" not in table
+    assert "(rician05): dipy not installed (pip install '.[bench]')" in table
+    assert "is not a working CAREamics 0.3.5 environment" in table
+    assert not any(not_a_venv.iterdir())  # a folder that is not ours is never touched
+
+
 def test_benchmark_without_the_shared_data_exits_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert benchmark_main(["--shared", str(tmp_path / "nowhere"), "--only", "slicer", "--json", str(tmp_path / "x.json")]) == 2
     assert "pass its location with --shared" in capsys.readouterr().err
