@@ -1,0 +1,123 @@
+"""The benchmark's noisy variants of the shared MNI152 volume, built the same way on every run.
+
+``rician05`` and ``rician10`` are the shared files themselves (see ../shared/README.md); ``gaussian07``
+and ``poisson60`` are generated in memory from the clean volume with the library's seeded simulators,
+so every run and every machine scores the same voxels. A centre crop (``crop``) is cut after the noise
+is added, so a cropped run sees exactly the noise of the full run in that region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+
+from DeepDenoiseLib.noise import add_gaussian_noise, add_poisson_noise
+from DeepDenoiseLib.volume import Volume
+from DeepDenoiseLib.volume_io import read_volume
+
+CLEAN_FILE = "mni152_t1_128_clean.nii.gz"
+MASK_FILE = "mni152_t1_128_mask.nii.gz"
+GAUSSIAN_SEED = 7007
+POISSON_SEED = 6060
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One noisy version of the clean volume. ``model`` is the noise model a denoiser should assume
+    (``noise.model`` of a DeepDenoise run); ``level`` is its sigma in intensity units, or for
+    ``poisson`` the expected photon count at the brightest voxel (``peak``)."""
+
+    name: str
+    title: str
+    model: str
+    level: float
+
+    @property
+    def is_poisson(self) -> bool:
+        return self.model == "poisson"
+
+
+VARIANTS: dict[str, Variant] = {
+    variant.name: variant
+    for variant in (
+        Variant("rician05", "Rician 5 %", "rician", 0.05),
+        Variant("rician10", "Rician 10 %", "rician", 0.10),
+        Variant("gaussian07", "Gaussian 7 %", "gaussian", 0.07),
+        Variant("poisson60", "Poisson, peak 60 photons", "poisson", 60.0),
+    )
+}
+
+
+class SharedDataMissing(FileNotFoundError):
+    """The shared benchmark volumes are not where the benchmark was told to look."""
+
+
+@dataclass
+class BenchData:
+    """The clean volume and the brain mask (scores are computed inside it) on one grid."""
+
+    clean: Volume
+    mask: np.ndarray
+
+
+def load_bench_data(shared_dir: Path) -> BenchData:
+    """Reads the clean volume and the brain mask, with a message saying what to do when they are missing."""
+    missing = [name for name in (CLEAN_FILE, MASK_FILE) if not (shared_dir / name).is_file()]
+    if missing:
+        raise SharedDataMissing(
+            f"the shared benchmark data is not in {shared_dir} (missing {', '.join(missing)}). "
+            "The benchmark needs the project's shared folder (../shared/data beside the repository; "
+            "see ../shared/README.md); pass its location with --shared DIR."
+        )
+    clean = read_volume(shared_dir / CLEAN_FILE)
+    mask = read_volume(shared_dir / MASK_FILE).array > 0
+    return BenchData(clean, mask)
+
+
+def make_noisy(variant: Variant, clean: Volume, shared_dir: Path) -> Volume:
+    """The noisy volume of ``variant`` on the clean volume's grid: read (Rician) or generated (seeded)."""
+    if variant.model == "rician":
+        path = shared_dir / f"mni152_t1_128_{variant.name}.nii.gz"
+        if not path.is_file():
+            raise SharedDataMissing(f"the shared noisy volume {path.name} is not in {shared_dir}; pass --shared DIR")
+        noisy = read_volume(path)
+        if noisy.array.shape != clean.array.shape:
+            raise ValueError(f"{path.name} has shape {noisy.array.shape}, the clean volume {clean.array.shape}")
+        return clean.with_array(noisy.array.astype(np.float32))
+    if variant.model == "gaussian":
+        return clean.with_array(add_gaussian_noise(clean.array, variant.level, seed=GAUSSIAN_SEED))
+    if variant.model == "poisson":
+        return clean.with_array(add_poisson_noise(clean.array, variant.level, seed=POISSON_SEED))
+    raise ValueError(f"no recipe for noise model {variant.model!r}")
+
+
+def poisson_gain(variant: Variant, clean: np.ndarray) -> float:
+    """The true intensity of one photon in ``variant``'s Poisson volume: ``add_poisson_noise`` scales the
+    clean maximum to ``peak`` photons, so one photon is ``max(clean) / peak``."""
+    if not variant.is_poisson:
+        raise ValueError(f"{variant.name} is not a Poisson variant")
+    return float(np.max(clean)) / variant.level
+
+
+def centre_block(shape: tuple[int, ...], size: int) -> tuple[slice, ...]:
+    """The slices of the central ``size``-voxel block of an array of ``shape`` (an axis shorter than
+    ``size`` is kept whole)."""
+    if size < 1:
+        raise ValueError(f"the crop size must be a positive number of voxels; got {size}")
+    return tuple(slice(max((extent - size) // 2, 0), max((extent - size) // 2, 0) + size) for extent in shape)
+
+
+def centre_crop(volume: Volume, size: int) -> Volume:
+    """The central ``size``^3 block of ``volume``, with the origin moved to the block's first voxel so
+    that every voxel stays where it was in the world."""
+    block = centre_block(volume.array.shape, size)
+    offset_ijk = np.asarray([s.start for s in block][::-1], dtype=np.float64) * np.asarray(volume.spacing)
+    origin = np.asarray(volume.origin) + volume.direction @ offset_ijk
+    return Volume(
+        np.ascontiguousarray(volume.array[block]),
+        volume.spacing,
+        tuple(origin),
+        volume.direction.copy(),
+        dict(volume.metadata),
+    )
