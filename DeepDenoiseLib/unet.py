@@ -4,7 +4,8 @@ The same class serves every training mode: ``spatial_dims`` picks 2D or 3D convo
 ``pool_z`` says per level whether a 3D network halves the slice axis too (thin-slice volumes pool
 in-plane only until the voxels are about isotropic), and ``blurpool``/``top_skip`` switch on N2V2's
 anti-checkerboard design (max-blur-pool downsampling, no skip connection at full resolution;
-Höck et al. 2022).
+Höck et al. 2022). ``skips=False`` drops every skip connection, which leaves a denoising
+autoencoder (Vincent et al. 2008): the decoder rebuilds the image from the bottleneck alone.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Downsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """An encoder-decoder with skip connections, 2D or 3D.
+    """An encoder-decoder with skip connections (or, with ``skips=False``, without any), 2D or 3D.
 
     Sizes along each pooled axis must be divisible by the product of that axis's pooling factors;
     :func:`required_multiple` says by how much.
@@ -104,6 +105,7 @@ class UNet(nn.Module):
         blurpool: bool = False,
         top_skip: bool = True,
         pool_z: Optional[Sequence[bool]] = None,
+        skips: bool = True,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -111,6 +113,7 @@ class UNet(nn.Module):
         self.spatial_dims = spatial_dims
         self.depth = depth
         self.top_skip = top_skip
+        self.skips = skips
         pool_z = list(pool_z) if pool_z is not None else [True] * depth
         if len(pool_z) != depth:
             raise ValueError(f"pool_z needs one entry per level ({depth}), got {len(pool_z)}")
@@ -128,7 +131,7 @@ class UNet(nn.Module):
         self.bottleneck = ConvBlock(spatial_dims, previous, channels[depth], norm)
         self.decoders = nn.ModuleList()
         for level in reversed(range(depth)):
-            skip = channels[level] if (level > 0 or top_skip) else 0
+            skip = channels[level] if self._has_skip(level) else 0
             self.decoders.append(ConvBlock(spatial_dims, channels[level + 1] + skip, channels[level], norm))
         self.head = _conv(spatial_dims)(channels[0], out_channels, 1)
 
@@ -141,10 +144,13 @@ class UNet(nn.Module):
         x = self.bottleneck(x)
         for decoder, level in zip(self.decoders, reversed(range(self.depth))):
             x = F.interpolate(x, size=skips[level].shape[2:], mode="nearest")
-            if level > 0 or self.top_skip:
+            if self._has_skip(level):
                 x = torch.cat([x, skips[level]], dim=1)
             x = decoder(x)
         return self.head(x)
+
+    def _has_skip(self, level: int) -> bool:
+        return self.skips and (level > 0 or self.top_skip)
 
 
 def plan_pool_z(spacing_zyx: Sequence[float], depth: int, patch_depth: int) -> list[bool]:
