@@ -17,6 +17,7 @@ METHODS = ("blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised")
 PAIRED_METHODS = ("noise2noise", "supervised")
 ARCHITECTURES = ("unet", "dae")
 LOSSES = ("l2", "l1")
+NOISE2NOISE_INPUTS = ("each", "mean")
 DIMENSIONS = ("2d", "3d")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 NORMS = ("batch", "instance", "group", "none")
@@ -120,14 +121,19 @@ class TrainingConfig:
 @dataclass
 class PredictionConfig:
     """Tiled inference: tiles of ``tile_size`` voxels per axis overlapping by ``tile_overlap``, blended
-    with smooth weights; ``tta`` averages the 8 flips/rotations of each tile."""
+    with smooth weights; ``tta`` averages the 8 flips/rotations of each tile. Noise2Noise on two
+    acquisitions predicts from ``noise2noise_input``: ``each`` acquisition, averaging the two
+    predictions, or their voxel-wise ``mean`` (one prediction, from an input less noisy than any the
+    network trained on)."""
 
     tile_size: int = 128
     tile_overlap: int = 32
     batch_size: int = 4
     tta: bool = False
+    noise2noise_input: str = "each"
 
     def validate(self) -> None:
+        _choice("prediction.noise2noise_input", self.noise2noise_input, NOISE2NOISE_INPUTS)
         _range("prediction.tile_size", self.tile_size, 16, 1024)
         _range("prediction.tile_overlap", self.tile_overlap, 0, self.tile_size // 2)
         _range("prediction.batch_size", self.batch_size, 1, 256)

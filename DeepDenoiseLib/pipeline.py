@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from DeepDenoiseLib.config import DenoiseConfig
+from DeepDenoiseLib.config import PAIRED_METHODS, DenoiseConfig
 from DeepDenoiseLib.inference import predict_volume
 from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.normalization import PercentileNormalizer
@@ -57,6 +57,11 @@ def denoise_volume(
     >>> result.summary["seconds"], result.summary["noise_sigma_after"]
     """
     config = config or DenoiseConfig()
+    if config.method in PAIRED_METHODS:
+        raise ValueError(
+            f"method '{config.method}' learns from pairs of volumes: use DeepDenoiseLib.paired "
+            "(deepdenoise n2n or deepdenoise supervised on the command line)"
+        )
     start = time.perf_counter()
     check = check_volume_object(volume, allow_label_map=config.allow_label_map)
     for warning in check.warnings:
@@ -136,6 +141,15 @@ def denoise_file(
         outputs.append((result.residual, residual_path))
     if uncertainty_path is not None and result.uncertainty is not None:
         outputs.append((result.uncertainty, uncertainty_path))
+    written = write_outputs(outputs, progress)
+    summary = dict(result.summary, output=str(written[0]))
+    report(progress, ProgressEvent("done", 1.0, message="finished", summary=summary))
+    return summary
+
+
+def write_outputs(outputs: list[tuple[Volume, PathLike]], progress: Optional[ProgressCallback] = None) -> list[Path]:
+    """Writes each volume to its path atomically; if any write fails, removes those already written,
+    so that a run leaves all of its outputs or none."""
     written: list[Path] = []
     try:
         for index, (output, path) in enumerate(outputs):
@@ -145,7 +159,5 @@ def denoise_file(
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    summary = dict(result.summary, output=str(written[0]))
     report(progress, ProgressEvent("writing", 1.0, message="done"))
-    report(progress, ProgressEvent("done", 1.0, message="finished", summary=summary))
-    return summary
+    return written

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from DeepDenoiseLib.blindspot import BlindSpotNet, gaussian_prior_nll
-from DeepDenoiseLib.config import DenoiseConfig, TrainingConfig
+from DeepDenoiseLib.config import PAIRED_METHODS, DenoiseConfig, TrainingConfig
 from DeepDenoiseLib.device import configure_threads, select_device
 from DeepDenoiseLib.masking import MaskedBatch, mask_batch
 from DeepDenoiseLib.patches import PatchGeometry, PatchSampler, fit_patch
@@ -203,6 +203,8 @@ def train_noise2void(
     Reproducible on the CPU for a fixed seed when ``training.budget_seconds`` is ``None`` (a time
     budget makes the step count depend on the machine's speed).
     """
+    if config.method in PAIRED_METHODS:
+        raise ValueError(f"method '{config.method}' learns from pairs: train it with pair_training.train_pairs")
     training = config.training
     rng, generator, device = start_run(training)
     slice_axes = resolve_slice_axes(config, volume.shape, spacing_zyx)
