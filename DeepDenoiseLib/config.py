@@ -36,8 +36,9 @@ class ModelConfig:
     ``noise_fusion`` (blindspot method only) predicts a prior mean and variance for each voxel and
     fuses them with the voxel's own noisy value under the noise model; off, the result is the
     blind-spot prediction alone. ``blurpool``/``top_skip`` give N2V2's UNet. ``architecture``
-    (paired methods only): ``unet``, or ``dae``, a denoising autoencoder: the same encoder and
-    decoder without any skip connection, so every output passes through the bottleneck."""
+    (paired methods only): ``unet`` (residual: it learns the correction to its input), or ``dae``, a
+    denoising autoencoder: the same encoder and decoder without any skip connection or residual
+    path, so every output passes through the bottleneck."""
 
     noise_fusion: bool = True
     dimensions: str = "2d"

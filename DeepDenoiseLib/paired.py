@@ -111,6 +111,10 @@ def _noise_sigma(frames: Sequence[np.ndarray], config: DenoiseConfig) -> float:
     foreground of up to :data:`SIGMA_FRAMES` frames (median)."""
     if config.noise.sigma is not None:
         return float(config.noise.sigma)
+    return _estimated_sigma(frames)
+
+
+def _estimated_sigma(frames: Sequence[np.ndarray]) -> float:
     chosen = np.unique(np.linspace(0, len(frames) - 1, min(SIGMA_FRAMES, len(frames))).round().astype(int))
     return float(np.median([estimate_foreground_noise_sigma(frames[int(i)]) for i in chosen]))
 
@@ -181,7 +185,7 @@ def _result(
     }
     if noise_sigma is not None:
         summary["noise_sigma_before"] = noise_sigma
-        summary["noise_sigma_after"] = _noise_sigma(list(denoised.reshape(-1, *denoised.shape[-3:])), config)
+        summary["noise_sigma_after"] = _estimated_sigma(list(denoised.reshape(-1, *denoised.shape[-3:])))
     uncertainty = None if spread is None else source.with_array(spread)
     return DenoiseResult(source.with_array(denoised), source.with_array(residual), uncertainty, summary, model.history)
 

@@ -86,6 +86,8 @@ def build_network(
     configuration (a saved model is rebuilt through it too)."""
     model = config.model
     skips = model.architecture != "dae"
+    # the paired methods' UNet learns the correction to its input; an autoencoder has no path for it
+    residual = config.method in PAIRED_METHODS and skips
     if len(slice_axes) > 1:
         smallest = min(volume_shape)
         volume_shape = (smallest, smallest, smallest)
@@ -102,14 +104,14 @@ def build_network(
         pool_z = plan_pool_z(spacing_zyx, model.depth, spatial[0])
         geometry = PatchGeometry(spatial=spatial, context_slices=0)
         network = UNet(
-            3, 1, 1, model.depth, model.base_channels, model.norm, model.blurpool, model.top_skip, pool_z, skips=skips
+            3, 1, 1, model.depth, model.base_channels, model.norm, model.blurpool, model.top_skip, pool_z, skips=skips, residual=residual
         )
     else:
         multiple = required_multiple(2, model.depth)
         spatial = fit_patch(config.training.patch_size, volume_shape, multiple, 2)
         geometry = PatchGeometry(spatial=spatial, context_slices=model.context_slices)
         network = UNet(
-            2, geometry.channels, 1, model.depth, model.base_channels, model.norm, model.blurpool, model.top_skip, skips=skips
+            2, geometry.channels, 1, model.depth, model.base_channels, model.norm, model.blurpool, model.top_skip, skips=skips, residual=residual
         )
     return network, geometry
 

@@ -100,11 +100,24 @@ def test_the_autoencoder_is_the_unet_without_skip_connections(spatial_dims: int)
     assert (difference > 0).sum() >= 4**spatial_dims
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_a_residual_unet_starts_as_the_identity_on_its_first_channel(spatial_dims: int) -> None:
+    torch.manual_seed(0)
+    network = UNet(spatial_dims, 3, 1, depth=2, base_channels=4, residual=True)
+    image = torch.randn((2, 3) + (8,) * spatial_dims)
+    assert torch.equal(network(image), image[:, :1])
+    loss = ((network(image) - 0.5 * image[:, :1]) ** 2).mean()
+    loss.backward()
+    assert network.head.weight.grad.abs().sum() > 0  # and it learns from there
+
+
 def test_build_network_makes_the_architecture_the_config_names() -> None:
     spacing = (1.0, 1.0, 1.0)
     unet, _ = build_network(tiny_config("supervised"), SHAPE, spacing)
     autoencoder, geometry = build_network(tiny_config("supervised", model={"architecture": "dae"}), SHAPE, spacing)
     assert isinstance(autoencoder, UNet) and unet.skips and not autoencoder.skips
+    assert unet.residual and not autoencoder.residual  # a residual path would be a skip
+    assert not build_network(tiny_config("n2v"), SHAPE, spacing)[0].residual  # masking needs the plain UNet
     assert geometry.channels == 3  # the slice and one neighbour each side, as for Noise2Void
     volumetric, geometry = build_network(tiny_config("noise2noise", model={"dimensions": "3d", "architecture": "dae"}), SHAPE, spacing)
     assert volumetric.spatial_dims == 3 and not volumetric.skips and geometry.channels == 1

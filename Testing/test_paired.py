@@ -69,15 +69,15 @@ def quick_config(method: str, model: dict = {}, training: dict = {}):  # noqa: B
 
 
 def test_noise2noise_on_two_acquisitions_beats_each_and_their_average(draws) -> None:
-    """100 steps; measured with training seeds 0-3: 28.8-31.1 dB, i.e. +8.7..11.0 dB over one
-    acquisition (20.1 dB) and +5.7..8.0 dB over the plain average of the two (23.0 dB)."""
+    """100 steps; measured with training seeds 0-3: 32.6-33.0 dB, i.e. +12.5..12.9 dB over one
+    acquisition (20.1 dB) and +9.5..9.9 dB over the plain average of the two (23.0 dB)."""
     clean = draws["clean"]
     result = noise2noise_volumes(on_grid(draws["a"]), on_grid(draws["b"]), quick_config("noise2noise"))
     after = psnr(clean, result.denoised.array, data_range=1.0)
     assert psnr(clean, draws["a"], data_range=1.0) == pytest.approx(20.1, abs=0.1)
     average = 0.5 * (draws["a"] + draws["b"])
-    assert after - psnr(clean, draws["a"], data_range=1.0) >= 5.0, after
-    assert after - psnr(clean, average, data_range=1.0) >= 3.0, after
+    assert after - psnr(clean, draws["a"], data_range=1.0) >= 8.0, after
+    assert after - psnr(clean, average, data_range=1.0) >= 5.0, after
     assert result.summary["training_steps"] == 100 and result.summary["acquisitions"] == 2
     np.testing.assert_allclose(result.residual.array, average - result.denoised.array, atol=1e-6)
 
@@ -85,11 +85,11 @@ def test_noise2noise_on_two_acquisitions_beats_each_and_their_average(draws) -> 
 @pytest.mark.parametrize(
     "name, model, training, margin_db",
     [
-        # measured with training seeds 0-3 on a new noise draw: unet +8.0..11.5 dB, dae +8.4..9.7 dB,
-        # unet with the adversarial term +5.8..9.8 dB
-        ("unet", {}, {}, 5.0),
+        # measured with training seeds 0-3 on a new noise draw: unet +11.0..11.8 dB, dae +8.4..9.7 dB,
+        # unet with the adversarial term +10.9..11.8 dB
+        ("unet", {}, {}, 8.0),
         ("dae", {"architecture": "dae"}, {}, 5.0),
-        ("unet + adversarial", {}, {"adversarial_weight": 0.1}, 3.0),
+        ("unet + adversarial", {}, {"adversarial_weight": 0.1}, 6.0),
     ],
 )
 def test_supervised_model_denoises_a_new_noise_draw(draws, name: str, model: dict, training: dict, margin_db: float) -> None:
@@ -106,10 +106,11 @@ def test_supervised_model_denoises_a_new_noise_draw(draws, name: str, model: dic
 def test_a_series_keeps_its_block_design_activation_while_temporal_snr_rises() -> None:
     """40 frames of 24³ with a 4 % activation in a 4x4x4 region (on/off blocks of 5 frames) and
     noise sigma 0.03 (temporal SNR about 14). After 400 steps, measured over noise and training
-    seeds 0-3: design correlation 0.89-0.96 before, 0.87-0.95 after (at most 0.021 lower); temporal
-    SNR up 2.6-4.2 times; 58-92 % of the true activation amplitude kept. Asserted: correlation at
-    least 0.8 and at most 0.05 below the noisy series', temporal SNR at least doubled, at least half
-    the amplitude kept."""
+    seeds 0-3: design correlation 0.886-0.957 before and at most 0.004 lower after; temporal SNR up
+    2.2-2.4 times; 75-89 % of the true activation amplitude kept (the noisy series shows 83-98 %);
+    in-brain RMSE against the clean series 0.0153-0.0162 instead of 0.030. Asserted: correlation at
+    least 0.8 and at most 0.02 below the noisy series', temporal SNR up at least 1.8 times, at
+    least 60 % of the amplitude kept, RMSE down by at least 30 %."""
     data = block_design_series(frames=40, size=24, change=0.04, sigma=0.03, seed=0)
     series = Volume(data.noisy, spacing=(3.0, 3.0, 3.0), metadata={"time_spacing": 2.0})
     config = tiny_config(
@@ -122,9 +123,14 @@ def test_a_series_keeps_its_block_design_activation_while_temporal_snr_rises() -
     denoised = result.denoised.array
     assert denoised.shape == data.noisy.shape and result.denoised.metadata["time_spacing"] == 2.0
     before, after = design_correlation(data.noisy, data), design_correlation(denoised, data)
-    assert after >= 0.8 and after >= before - 0.05, (before, after)
-    assert temporal_snr(denoised, data) >= 2.0 * temporal_snr(data.noisy, data)
-    assert activation_amplitude(denoised, data) >= 0.5 * activation_amplitude(data.clean, data)
+    assert after >= 0.8 and after >= before - 0.02, (before, after)
+    assert temporal_snr(denoised, data) >= 1.8 * temporal_snr(data.noisy, data)
+    assert activation_amplitude(denoised, data) >= 0.6 * activation_amplitude(data.clean, data)
+
+    def rmse(values: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((values - data.clean)[:, data.brain] ** 2)))
+
+    assert rmse(denoised) <= 0.7 * rmse(data.noisy)
     assert result.summary["frames"] == 40
 
 
