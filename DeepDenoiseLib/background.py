@@ -52,16 +52,20 @@ def denoise_command(
     uncertainty_path: Optional[PathLike] = None,
     python: Optional[str] = None,
     worker: Optional[Sequence[str]] = None,
+    second_input_path: Optional[PathLike] = None,
 ) -> list[str]:
     """The command line that denoises ``input_path`` into ``output_path`` with JSON progress, also
     writing the residual and the uncertainty (the spread across test-time augmentations, which the
-    configuration must switch on) where their paths are given.
+    configuration must switch on) where their paths are given. With ``second_input_path`` (a second
+    acquisition of the same anatomy) it is Noise2Noise on the two (``deepdenoise n2n``).
 
     ``worker`` replaces ``[python, "-m", "DeepDenoiseLib"]`` (tests put a stand-in script there);
     ``python`` defaults to the running interpreter.
     """
     prefix = list(worker) if worker is not None else [python or sys.executable, "-m", "DeepDenoiseLib"]
-    command = prefix + ["denoise", str(input_path), str(output_path), "--config", str(config_path)]
+    inputs = [str(input_path)] if second_input_path is None else ["n2n", str(input_path), str(second_input_path)]
+    command = prefix + (inputs if second_input_path is not None else ["denoise"] + inputs)
+    command += [str(output_path), "--config", str(config_path)]
     command += ["--progress", "json"]
     if residual_path is not None:
         command += ["--residual", str(residual_path)]

@@ -55,6 +55,7 @@ def _add_pair_options(parser: argparse.ArgumentParser, method: str) -> None:
         )
     _add_training_options(group)
     parser.add_argument("--residual", type=Path, help="also write input minus output here")
+    parser.add_argument("--uncertainty", type=Path, help="also write the per-voxel spread across TTA (needs --tta)")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
 
 
@@ -194,7 +195,9 @@ def _run_n2n(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> 
 
     if len(args.inputs) > 2:
         raise ValueError(f"n2n takes two acquisitions or one 4D series, then the output; got {len(args.inputs)} inputs")
-    return noise2noise_files(args.inputs, args.output, config_from_args(args), args.residual, progress=progress)
+    return noise2noise_files(
+        args.inputs, args.output, config_from_args(args), args.residual, args.uncertainty, progress=progress
+    )
 
 
 def _run_supervised(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
@@ -203,9 +206,13 @@ def _run_supervised(args: argparse.Namespace, progress: Optional[ProgressCallbac
     if args.apply_to is None:
         raise ValueError("nothing to do with the trained network: give --apply-to INPUT OUTPUT")
     config = config_from_args(args)
+    if args.uncertainty is not None and not config.prediction.tta:
+        raise ValueError("an uncertainty map needs test-time augmentation (prediction.tta / --tta)")
     model = train_supervised_files(args.noisy, args.clean, config, progress=progress)
     input_path, output_path = args.apply_to
-    return denoise_file_with_model(input_path, output_path, model, config, args.residual, progress=progress)
+    return denoise_file_with_model(
+        input_path, output_path, model, config, args.residual, args.uncertainty, progress=progress
+    )
 
 
 _COMMANDS = {"denoise": _run_denoise, "demo": _run_demo, "n2n": _run_n2n, "supervised": _run_supervised}

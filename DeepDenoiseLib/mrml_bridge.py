@@ -40,6 +40,7 @@ from DeepDenoiseLib.background import (
     worker_environment,
 )
 from DeepDenoiseLib.config import (
+    PAIRED_METHODS,
     DenoiseConfig,
     MaskingConfig,
     ModelConfig,
@@ -382,6 +383,10 @@ class NodeDenoiseJob:
     The uncertainty is the per-voxel spread across test-time augmentations (and slice orientations),
     so it needs ``config.prediction.tta``. ``worker`` replaces the ``python -m DeepDenoiseLib``
     command prefix; ``python`` is the interpreter for it (``PythonSlicer`` inside Slicer).
+
+    With ``second_input_node``, a second acquisition of the same anatomy on the same grid, the job
+    runs Noise2Noise on the two (``config.method`` must be ``noise2noise``); the residual is then
+    the two acquisitions' mean minus the result.
     """
 
     def __init__(
@@ -397,8 +402,10 @@ class NodeDenoiseJob:
         worker: Optional[Sequence[str]] = None,
         library_parent: Optional[PathLike] = None,
         temp_parent: Optional[PathLike] = None,
+        second_input_node: Optional[Any] = None,
     ) -> None:
         self.input_node = input_node
+        self.second_input_node = second_input_node
         self.config = config
         self.output_node = output_node
         self.residual_node = residual_node
@@ -425,6 +432,7 @@ class NodeDenoiseJob:
         check_scalar_volume(self.input_node)
         if self.input_node.GetScene() is None:
             raise InputError(f"'{self.input_node.GetName()}' is not in a scene")
+        self._check_pairing()
         outputs = {
             "output volume": self.output_node,
             "residual volume": self.residual_node,
@@ -433,8 +441,8 @@ class NodeDenoiseJob:
         for role, node in outputs.items():
             if node is None:
                 continue
-            if node is self.input_node:
-                raise InputError(f"the {role} must differ from the input volume; choose or create another one")
+            if node is self.input_node or node is self.second_input_node:
+                raise InputError(f"the {role} must differ from the input volumes; choose or create another one")
             if node.IsA("vtkMRMLLabelMapVolumeNode") or not node.IsA("vtkMRMLScalarVolumeNode"):
                 raise InputError(f"the {role} '{node.GetName()}' must be a scalar volume")
         chosen = [(role, node) for role, node in outputs.items() if node is not None]
@@ -454,6 +462,8 @@ class NodeDenoiseJob:
         self.folder = make_work_folder(self.temp_parent)
         try:
             write_node(self.input_node, self.folder / "input.nrrd")
+            if self.second_input_node is not None:
+                write_node(self.second_input_node, self.folder / "second.nrrd")
             self.config.save(self.folder / "config.json")
             command = denoise_command(
                 self.folder / "input.nrrd",
@@ -463,11 +473,39 @@ class NodeDenoiseJob:
                 self._result_path("uncertainty") if self.compute_uncertainty else None,
                 python=self.python,
                 worker=self.worker,
+                second_input_path=None if self.second_input_node is None else self.folder / "second.nrrd",
             )
             self.run = BackgroundRun(command, environment=worker_environment(self.library_parent), cwd=self.folder)
         except BaseException:
             self._remove_folder()
             raise
+
+    def _check_pairing(self) -> None:
+        """A second acquisition goes with Noise2Noise only, and must lie on the input's grid."""
+        second, method = self.second_input_node, self.config.method
+        if second is None:
+            if method in PAIRED_METHODS:
+                raise ValueError(
+                    f"method '{method}' learns from pairs of volumes: give the second acquisition (Noise2Noise), "
+                    "or train supervised models from the command line or DeepDenoiseLib.paired"
+                )
+            return
+        if method != "noise2noise":
+            raise ValueError(f"a second acquisition is for method noise2noise; method '{method}' denoises one volume")
+        check_scalar_volume(second, "second acquisition")
+        if second is self.input_node:
+            raise InputError("the second acquisition must be another volume than the first")
+        same_shape = second.GetImageData().GetDimensions() == self.input_node.GetImageData().GetDimensions()
+        if not same_shape or not np.allclose(ijk_to_ras(second), ijk_to_ras(self.input_node), rtol=0.0, atol=1e-6):
+            raise InputError(
+                f"'{second.GetName()}' and '{self.input_node.GetName()}' must lie on the same voxel grid (dimensions, "
+                "spacing, origin and directions); resample one onto the other first (Resample Scalar/Vector/DWI Volume)"
+            )
+        if second.GetParentTransformNode() is not self.input_node.GetParentTransformNode():
+            raise InputError(
+                f"'{second.GetName()}' and '{self.input_node.GetName()}' sit under different transforms; "
+                "harden the transforms or put both under the same one"
+            )
 
     def poll(self) -> list[ProgressEvent]:
         """New progress events, without waiting."""

@@ -342,10 +342,23 @@ def _load(path: PathLike, progress: Optional[ProgressCallback], allow_4d: bool =
     return volume
 
 
-def _write(result: DenoiseResult, output_path: PathLike, residual_path: Optional[PathLike], progress: Optional[ProgressCallback]) -> dict[str, Any]:
+def _check_uncertainty(config: Optional[DenoiseConfig], uncertainty_path: Optional[PathLike]) -> None:
+    if uncertainty_path is not None and not (config is not None and config.prediction.tta):
+        raise ValueError("an uncertainty map needs test-time augmentation (prediction.tta / --tta)")
+
+
+def _write(
+    result: DenoiseResult,
+    output_path: PathLike,
+    residual_path: Optional[PathLike],
+    uncertainty_path: Optional[PathLike],
+    progress: Optional[ProgressCallback],
+) -> dict[str, Any]:
     outputs = [(result.denoised, output_path)]
     if residual_path is not None:
         outputs.append((result.residual, residual_path))
+    if uncertainty_path is not None and result.uncertainty is not None:
+        outputs.append((result.uncertainty, uncertainty_path))
     written = write_outputs(outputs, progress)
     summary = dict(result.summary, output=str(written[0]))
     report(progress, ProgressEvent("done", 1.0, message="finished", summary=summary))
@@ -357,11 +370,14 @@ def noise2noise_files(
     output_path: PathLike,
     config: Optional[DenoiseConfig] = None,
     residual_path: Optional[PathLike] = None,
+    uncertainty_path: Optional[PathLike] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> dict[str, Any]:
     """Noise2Noise on files: two paths are two acquisitions (:func:`noise2noise_volumes`), one path a
     4D series (:func:`noise2noise_series`). Writes atomically, all outputs or none; returns the summary."""
+    config = config or DenoiseConfig.for_method("noise2noise")
+    _check_uncertainty(config, uncertainty_path)
     if len(input_paths) not in (1, 2):
         raise InputError(f"give two acquisitions or one 4D series; got {len(input_paths)} input files")
     if len(input_paths) == 1:
@@ -370,7 +386,7 @@ def noise2noise_files(
         first, second = (_load(path, progress) for path in input_paths)
         result = noise2noise_volumes(first, second, config, progress, cancel)
     check_cancelled(cancel)
-    return _write(result, output_path, residual_path, progress)
+    return _write(result, output_path, residual_path, uncertainty_path, progress)
 
 
 def train_supervised_files(
@@ -394,11 +410,13 @@ def denoise_file_with_model(
     model: TrainedModel,
     config: DenoiseConfig,
     residual_path: Optional[PathLike] = None,
+    uncertainty_path: Optional[PathLike] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> dict[str, Any]:
     """:func:`denoise_with_model` on a file (3D, or a 4D series); writes atomically, returns the summary."""
+    _check_uncertainty(config, uncertainty_path)
     result = denoise_with_model(_load(input_path, progress, allow_4d=True), model, config, progress, cancel)
     check_cancelled(cancel)
-    return _write(result, output_path, residual_path, progress)
+    return _write(result, output_path, residual_path, uncertainty_path, progress)
 
