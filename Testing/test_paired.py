@@ -245,14 +245,15 @@ def files(tmp_path: Path, draws) -> dict[str, Path]:
 def test_cli_n2n_on_two_acquisitions_and_on_a_series(files, capsys) -> None:
     folder = files["dir"]
     code = cli.main(["n2n", str(files["a"]), str(files["b"]), str(folder / "out.nrrd"), "--config", str(folder / "noise2noise.json"),
-                     "--residual", str(folder / "res.nrrd"), "--progress", "json"])
+                     "--residual", str(folder / "res.nrrd"), "--tta", "--uncertainty", str(folder / "spread.nrrd"),
+                     "--progress", "json"])
     captured = capsys.readouterr()
     assert code == cli.EXIT_OK, captured.err
     stages = [ProgressEvent.from_json(line).stage for line in captured.out.splitlines()]
     assert list(dict.fromkeys(stages)) == ["loading", "training", "predicting", "writing", "done"]
     output, source = read_volume(folder / "out.nrrd"), read_volume(files["a"])
     assert output.array.shape == (6, 24, 24) and np.allclose(output.direction, source.direction, atol=1e-6)
-    assert (folder / "res.nrrd").is_file()
+    assert (folder / "res.nrrd").is_file() and read_volume(folder / "spread.nrrd").array.min() >= 0.0
     code = cli.main(["n2n", str(files["series"]), str(folder / "series_out.nii.gz"), "--config", str(folder / "noise2noise.json"),
                      "--architecture", "dae", "--progress", "none"])
     assert code == cli.EXIT_OK, capsys.readouterr().err
@@ -279,6 +280,9 @@ def test_cli_supervised_trains_and_applies(files, capsys) -> None:
         (["n2n", "{a}", "{b}", "{c}", "{dir}/x.nii.gz"], "two acquisitions or one 4D series"),
         (["supervised", "--noisy", "{a}", "--clean", "{clean}", "{clean}", "--apply-to", "{c}", "{dir}/x.nii.gz"], "one clean file per noisy file"),
         (["supervised", "--noisy", "{a}", "--clean", "{clean}"], "--apply-to"),
+        (["n2n", "{a}", "{b}", "{dir}/x.nii.gz", "--uncertainty", "{dir}/u.nii.gz"], "test-time augmentation"),
+        (["supervised", "--noisy", "{a}", "--clean", "{clean}", "--apply-to", "{c}", "{dir}/x.nii.gz", "--uncertainty", "{dir}/u.nii.gz"],
+         "test-time augmentation"),
         (["denoise", "{a}", "{dir}/x.nii.gz", "--config", "{dir}/supervised.json"], "pairs of volumes"),
     ],
 )
