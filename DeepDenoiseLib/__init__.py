@@ -1,4 +1,5 @@
-"""DeepDenoise: self-supervised denoising of medical image volumes, without Slicer or Qt.
+"""DeepDenoise: self-supervised (and paired: Noise2Noise, supervised) denoising of medical image
+volumes, without Slicer or Qt.
 
 >>> from DeepDenoiseLib import read_volume, denoise_volume, write_volume, DenoiseConfig
 >>> noisy = read_volume("noisy.nii.gz")
@@ -39,6 +40,10 @@ _EXPORTS = {
     "SavedModel": "model_file",
     "list_models": "model_folder",
     "default_model_folder": "model_folder",
+    "noise2noise_volumes": "paired",
+    "noise2noise_series": "paired",
+    "train_supervised": "paired",
+    "denoise_with_model": "paired",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -53,16 +53,19 @@ def denoise_command(
     python: Optional[str] = None,
     worker: Optional[Sequence[str]] = None,
     save_model_path: Optional[PathLike] = None,
+    second_input_path: Optional[PathLike] = None,
 ) -> list[str]:
     """The command line that denoises ``input_path`` into ``output_path`` with JSON progress, also
     writing the residual and the uncertainty (the spread across test-time augmentations, which the
     configuration must switch on) where their paths are given, and saving the trained model to
-    ``save_model_path`` if given.
+    ``save_model_path`` if given. With ``second_input_path`` (a second acquisition of the same
+    anatomy) it is Noise2Noise on the two (``deepdenoise n2n``).
 
     ``worker`` replaces ``[python, "-m", "DeepDenoiseLib"]`` (tests put a stand-in script there);
     ``python`` defaults to the running interpreter.
     """
-    command = _prefix(python, worker) + ["denoise", str(input_path), str(output_path), "--config", str(config_path)]
+    inputs = ["denoise", str(input_path)] if second_input_path is None else ["n2n", str(input_path), str(second_input_path)]
+    command = _prefix(python, worker) + inputs + [str(output_path), "--config", str(config_path)]
     command += _output_options(residual_path, uncertainty_path)
     if save_model_path is not None:
         command += ["--save-model", str(save_model_path)]

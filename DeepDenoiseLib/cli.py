@@ -1,5 +1,7 @@
 """The ``deepdenoise`` command line: ``denoise`` a volume file (or a 4D series), ``apply`` a saved model
-to another one, list the saved ``models``, or run the ``demo`` on the bundled sample.
+to another one, list the saved ``models``, run the ``demo`` on the bundled sample, denoise two
+acquisitions or a 4D series with Noise2Noise (``n2n``), or train on (noisy, clean) pairs and apply the
+model (``supervised``).
 
 ``--progress json`` prints one JSON progress event per line on stdout (see progress.py) so another
 process can follow the run; the last line is a ``done`` event with the summary or an ``error`` event.
@@ -14,7 +16,17 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from DeepDenoiseLib.config import DEVICES, DIMENSIONS, METHODS, NOISE_MODELS, DenoiseConfig, deep_merge
+from DeepDenoiseLib.config import (
+    ARCHITECTURES,
+    DEVICES,
+    DIMENSIONS,
+    LOSSES,
+    METHODS,
+    NOISE_MODELS,
+    PAIRED_METHODS,
+    DenoiseConfig,
+    deep_merge,
+)
 from DeepDenoiseLib.model_folder import MODELS_FOLDER_VARIABLE, default_model_folder, list_models, resolve_model_path
 from DeepDenoiseLib.model_record import MODEL_EXTENSION
 from DeepDenoiseLib.progress import Cancelled, JsonLinesReporter, ProgressCallback, ProgressEvent, TextProgressBar
@@ -25,10 +37,35 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("method (each overrides the --config file)")
-    group.add_argument("--config", type=Path, help="a JSON run configuration (see DenoiseConfig)")
-    group.add_argument("--method", choices=METHODS, help=f"Noise2Void flavour (default {DenoiseConfig.method})")
-    group.add_argument("--dims", choices=DIMENSIONS, help="2d: slice-wise with neighbouring slices as context; 3d: true 3D")
+    group.add_argument(
+        "--method", choices=[m for m in METHODS if m not in PAIRED_METHODS], help=f"Noise2Void flavour (default {DenoiseConfig.method})"
+    )
     group.add_argument("--struct-axis", choices=("x", "y", "z"), help="structN2V: axis along which the noise is correlated")
+    group.add_argument("--masked-fraction", type=float, help="share of voxels hidden per patch")
+    _add_training_options(group)
+    parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
+
+
+def _add_pair_options(parser: argparse.ArgumentParser, method: str) -> None:
+    """The options of the paired commands, whose method the command itself fixes."""
+    parser.set_defaults(method=method)
+    group = parser.add_argument_group("training (each overrides the --config file)")
+    group.add_argument("--architecture", choices=ARCHITECTURES, help="unet (default) or dae: a denoising autoencoder, no skip connections")
+    group.add_argument("--loss", choices=LOSSES, help="reconstruction loss: l2 (default, the mean) or l1 (the median)")
+    if method == "supervised":
+        group.add_argument(
+            "--adversarial-weight", type=float,
+            help="add a patch discriminator's loss at this fraction of the reconstruction loss's gradient (e.g. 0.1; default 0: off)",
+        )
+    _add_training_options(group)
+    parser.add_argument("--residual", type=Path, help="also write input minus output here")
+    parser.add_argument("--uncertainty", type=Path, help="also write the per-voxel spread across TTA (needs --tta)")
+    parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
+
+
+def _add_training_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--config", type=Path, help="a JSON run configuration (see DenoiseConfig)")
+    group.add_argument("--dims", choices=DIMENSIONS, help="2d: slice-wise with neighbouring slices as context; 3d: true 3D")
     group.add_argument("--budget-minutes", type=float, help="training time budget in minutes")
     group.add_argument("--epochs", type=int, help="maximum number of training epochs")
     group.add_argument("--device", choices=DEVICES, help="where to run (default auto: GPU if there is one)")
@@ -37,13 +74,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--patch-size", type=int, help="training patch edge in voxels")
     group.add_argument("--batch-size", type=int, help="training patches per step")
     group.add_argument("--learning-rate", type=float, help="initial learning rate")
-    group.add_argument("--masked-fraction", type=float, help="share of voxels hidden per patch")
     group.add_argument("--noise-model", choices=NOISE_MODELS, help="rician (MRI, default), gaussian (CT), poisson (PET), speckle (ultrasound)")
     group.add_argument("--noise-sigma", type=float, help="noise sigma (poisson: read noise; speckle: relative spread); default: estimated")
     group.add_argument("--noise-gain", type=float, help="poisson only: intensity per photon; default: estimated")
     group.add_argument("--tta", action="store_true", default=None, help="average 8 in-plane flips/rotations at prediction")
     group.add_argument("--force", action="store_true", help="denoise even if the volume looks like a label map")
-    parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="denoise the bundled sample and score it against its clean truth")
     demo.add_argument("--output-dir", type=Path, default=Path("demo_output"), help="where results go (default demo_output)")
     _add_run_options(demo)
+    n2n = commands.add_parser(
+        "n2n",
+        help="Noise2Noise: denoise two acquisitions of the same anatomy, or a 4D series",
+        description="Noise2Noise. With FIRST SECOND OUTPUT: two acquisitions of the same anatomy on one grid (repeat "
+        "scans, even/odd averages) train a network to predict each from the other; OUTPUT is predicted from both. "
+        "With SERIES OUTPUT: a 4D series (fMRI), neighbouring frames as the pairs; every frame is denoised on its own.",
+    )
+    n2n.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="FIRST SECOND (two acquisitions) or SERIES (one 4D file)")
+    n2n.add_argument("output", type=Path, help="denoised volume or series (.nii, .nii.gz, .nrrd, .mha)")
+    _add_pair_options(n2n, "noise2noise")
+    supervised = commands.add_parser(
+        "supervised",
+        help="train on (noisy, clean) pairs, then denoise a volume with the model",
+        description="Supervised training on (noisy, clean) pairs on matching grids, e.g. low-dose/full-dose CT or "
+        "single/many-average MRI; --apply-to then denoises another volume with the trained network.",
+    )
+    supervised.add_argument("--noisy", nargs="+", type=Path, required=True, help="noisy training volumes")
+    supervised.add_argument("--clean", nargs="+", type=Path, required=True, help="their clean partners, in the same order")
+    supervised.add_argument("--apply-to", nargs=2, type=Path, metavar=("INPUT", "OUTPUT"), help="denoise INPUT into OUTPUT")
+    _add_pair_options(supervised, "supervised")
     return parser
 
 
@@ -94,7 +149,8 @@ def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
             overrides.setdefault(section, {})[key] = value
 
     put("model", "dimensions", args.dims)
-    put("masking", "struct_axis", args.struct_axis)
+    put("model", "architecture", getattr(args, "architecture", None))
+    put("masking", "struct_axis", getattr(args, "struct_axis", None))
     put("training", "budget_seconds", None if args.budget_minutes is None else args.budget_minutes * 60.0)
     put("training", "max_epochs", args.epochs)
     put("training", "device", args.device)
@@ -103,7 +159,9 @@ def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
     put("training", "patch_size", args.patch_size)
     put("training", "batch_size", args.batch_size)
     put("training", "learning_rate", args.learning_rate)
-    put("masking", "masked_fraction", args.masked_fraction)
+    put("masking", "masked_fraction", getattr(args, "masked_fraction", None))
+    put("training", "loss", getattr(args, "loss", None))
+    put("training", "adversarial_weight", getattr(args, "adversarial_weight", None))
     put("prediction", "tta", args.tta)
     put("noise", "model", args.noise_model)
     put("noise", "sigma", args.noise_sigma)
@@ -201,6 +259,40 @@ def _run_demo(args: argparse.Namespace, progress: Optional[ProgressCallback]) ->
     return run_demo(args.output_dir, config_from_args(args), progress=progress)
 
 
+def _run_n2n(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
+    from DeepDenoiseLib.paired import noise2noise_files
+
+    if len(args.inputs) > 2:
+        raise ValueError(f"n2n takes two acquisitions or one 4D series, then the output; got {len(args.inputs)} inputs")
+    return noise2noise_files(
+        args.inputs, args.output, config_from_args(args), args.residual, args.uncertainty, progress=progress
+    )
+
+
+def _run_supervised(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
+    from DeepDenoiseLib.paired import denoise_file_with_model, train_supervised_files
+
+    if args.apply_to is None:
+        raise ValueError("nothing to do with the trained network: give --apply-to INPUT OUTPUT")
+    config = config_from_args(args)
+    if args.uncertainty is not None and not config.prediction.tta:
+        raise ValueError("an uncertainty map needs test-time augmentation (prediction.tta / --tta)")
+    model = train_supervised_files(args.noisy, args.clean, config, progress=progress)
+    input_path, output_path = args.apply_to
+    return denoise_file_with_model(
+        input_path, output_path, model, config, args.residual, args.uncertainty, progress=progress
+    )
+
+
+_COMMANDS = {
+    "denoise": _run_denoise,
+    "apply": _run_apply,
+    "demo": _run_demo,
+    "n2n": _run_n2n,
+    "supervised": _run_supervised,
+}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads starve the
     # others (measured 6x slower runs on a loaded 2-core machine). Must be set before torch loads.
@@ -212,12 +304,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "models":
             _list_models(args)
             return EXIT_OK
-        if args.command == "denoise":
-            summary = _run_denoise(args, progress)
-        elif args.command == "apply":
-            summary = _run_apply(args, progress)
-        else:
-            summary = _run_demo(args, progress)
+        summary = _COMMANDS[args.command](args, progress)
     except (InputError, FileNotFoundError, ValueError) as error:
         return _fail(args.progress, f"{error}", EXIT_BAD_INPUT)
     except (KeyboardInterrupt, Cancelled):

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-METHODS = ("blindspot", "n2v", "n2v2", "structn2v")
+METHODS = ("blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised")
+#: Methods that learn from pairs of volumes (an input and its target) rather than from one noisy volume.
+PAIRED_METHODS = ("noise2noise", "supervised")
+ARCHITECTURES = ("unet", "dae")
+LOSSES = ("l2", "l1")
+NOISE2NOISE_INPUTS = ("each", "mean")
 DIMENSIONS = ("2d", "3d")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 NORMS = ("batch", "instance", "group", "none")
@@ -30,7 +35,10 @@ class ModelConfig:
     averaged at prediction); ``auto`` picks kji for voxels isotropic within 20 %.
     ``noise_fusion`` (blindspot method only) predicts a prior mean and variance for each voxel and
     fuses them with the voxel's own noisy value under the noise model; off, the result is the
-    blind-spot prediction alone. ``blurpool``/``top_skip`` give N2V2's UNet."""
+    blind-spot prediction alone. ``blurpool``/``top_skip`` give N2V2's UNet. ``architecture``
+    (paired methods only): ``unet`` (residual: it learns the correction to its input), or ``dae``, a
+    denoising autoencoder: the same encoder and decoder without any skip connection or residual
+    path, so every output passes through the bottleneck."""
 
     noise_fusion: bool = True
     dimensions: str = "2d"
@@ -41,9 +49,11 @@ class ModelConfig:
     norm: str = "batch"
     blurpool: bool = False
     top_skip: bool = True
+    architecture: str = "unet"
 
     def validate(self) -> None:
         _choice("model.dimensions", self.dimensions, DIMENSIONS)
+        _choice("model.architecture", self.architecture, ARCHITECTURES)
         _choice("model.slice_axes", self.slice_axes, SLICE_AXES)
         _choice("model.norm", self.norm, NORMS)
         _range("model.depth", self.depth, 1, 5)
@@ -73,8 +83,12 @@ class MaskingConfig:
 
 @dataclass
 class TrainingConfig:
-    """Self-supervised training on the volume itself. Training stops at whichever comes first of
-    ``max_epochs`` and ``budget_seconds`` (users think in minutes, so the budget is the usual limit)."""
+    """Training. It stops at whichever comes first of ``max_epochs`` and ``budget_seconds`` (users
+    think in minutes, so the budget is the usual limit). The paired methods also take the
+    reconstruction ``loss`` (``l2`` learns the mean of the targets, ``l1`` their median) and, for
+    ``supervised``, an ``adversarial_weight`` (0 = off): a patch discriminator's loss is added, scaled
+    so that its gradient at the network's output layer is this fraction of the reconstruction loss's
+    (0.1: a tenth), which keeps the reconstruction loss in charge whatever the intensity scale."""
 
     patch_size: int = 64
     batch_size: int = 4
@@ -86,6 +100,8 @@ class TrainingConfig:
     seed: int = 0
     device: str = "auto"
     threads: Optional[int] = None
+    loss: str = "l2"
+    adversarial_weight: float = 0.0
 
     def validate(self) -> None:
         _range("training.patch_size", self.patch_size, 8, 512)
@@ -99,19 +115,26 @@ class TrainingConfig:
         _choice("training.device", self.device, DEVICES)
         if self.threads is not None:
             _range("training.threads", self.threads, 1, 1024)
+        _choice("training.loss", self.loss, LOSSES)
+        _range("training.adversarial_weight", self.adversarial_weight, 0.0, 10.0)
 
 
 @dataclass
 class PredictionConfig:
     """Tiled inference: tiles of ``tile_size`` voxels per axis overlapping by ``tile_overlap``, blended
-    with smooth weights; ``tta`` averages the 8 flips/rotations of each tile."""
+    with smooth weights; ``tta`` averages the 8 flips/rotations of each tile. Noise2Noise on two
+    acquisitions predicts from ``noise2noise_input``: ``each`` acquisition, averaging the two
+    predictions, or their voxel-wise ``mean`` (one prediction, from an input less noisy than any the
+    network trained on)."""
 
     tile_size: int = 128
     tile_overlap: int = 32
     batch_size: int = 4
     tta: bool = False
+    noise2noise_input: str = "each"
 
     def validate(self) -> None:
+        _choice("prediction.noise2noise_input", self.noise2noise_input, NOISE2NOISE_INPUTS)
         _range("prediction.tile_size", self.tile_size, 16, 1024)
         _range("prediction.tile_overlap", self.tile_overlap, 0, self.tile_size // 2)
         _range("prediction.batch_size", self.batch_size, 1, 256)
@@ -163,10 +186,13 @@ class NoiseConfig:
 
 @dataclass
 class DenoiseConfig:
-    """One denoising run. ``method`` picks the Noise2Void flavour: ``blindspot`` (the default) builds
-    the blind spot into the network and learns from every voxel (Laine et al. 2019); ``n2v``,
-    ``n2v2`` and ``structn2v`` hide voxels by masking (Krull et al. 2019, Höck et al. 2022,
-    Broaddus et al. 2020)."""
+    """One denoising run. ``method`` picks how the network learns. From the noisy volume alone (a
+    Noise2Void flavour): ``blindspot`` (the default) builds the blind spot into the network and
+    learns from every voxel (Laine et al. 2019); ``n2v``, ``n2v2`` and ``structn2v`` hide voxels by
+    masking (Krull et al. 2019, Höck et al. 2022, Broaddus et al. 2020). From pairs of volumes:
+    ``noise2noise`` maps one noisy acquisition to another of the same anatomy (Lehtinen et al.
+    2018), ``supervised`` maps noisy volumes to clean ones; these mask nothing, so the masking
+    settings do not apply to them."""
 
     method: str = "blindspot"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -194,11 +220,37 @@ class DenoiseConfig:
             )
         if self.method == "structn2v" and self.masking.struct_axis is None:
             raise ValueError("method 'structn2v' needs masking.struct_axis (x, y or z)")
+        self._validate_pair_settings()
+
+    def _validate_pair_settings(self) -> None:
+        """Settings of one family of methods refused in the other, rather than silently ignored."""
+        paired = self.method in PAIRED_METHODS
+        if paired and self.masking != MaskingConfig():
+            raise ValueError(
+                f"method '{self.method}' learns from pairs of volumes and masks nothing: leave the masking "
+                "settings at their defaults (they apply to n2v, n2v2 and structn2v)"
+            )
+        if not paired and self.model.architecture != "unet":
+            raise ValueError(
+                f"model.architecture '{self.model.architecture}' needs targets to learn from: use it with "
+                "method noise2noise or supervised"
+            )
+        if not paired and self.training.loss != "l2":
+            raise ValueError(
+                f"training.loss '{self.training.loss}' applies to methods noise2noise and supervised; "
+                f"method '{self.method}' has its own loss"
+            )
+        if self.training.adversarial_weight > 0 and self.method != "supervised":
+            raise ValueError(
+                "the adversarial loss teaches the network what clean volumes look like, so it needs clean "
+                "targets: use training.adversarial_weight with method supervised only (0 turns it off)"
+            )
 
     @classmethod
     def for_method(cls, method: str, **overrides: Any) -> "DenoiseConfig":
         """The defaults for ``method``: N2V2 adds blur-pool, drops the top skip and uses median
-        replacement; structN2V masks a line along ``x`` unless told otherwise."""
+        replacement; structN2V masks a line along ``x`` unless told otherwise; the paired methods
+        (``noise2noise``, ``supervised``) take the plain defaults."""
         _choice("method", method, METHODS)
         model = ModelConfig()
         masking = MaskingConfig()

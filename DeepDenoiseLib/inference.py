@@ -73,7 +73,7 @@ def predict_volume(
         return _predict_tiles(model, volume, config, progress, cancel)
     predictions = []
     for index, axis in enumerate(model.slice_axes):
-        stage_progress = _sub_progress(progress, index, len(model.slice_axes))
+        stage_progress = sub_progress(progress, index, len(model.slice_axes))
         prediction = _predict_slices(model, oriented(volume, axis), config, stage_progress, cancel)
         spread = None if prediction.spread is None else restored(prediction.spread, axis)
         predictions.append((restored(prediction.denoised, axis), spread))
@@ -89,7 +89,7 @@ def predict_volume(
     return Prediction(denoised=denoised, spread=spread)
 
 
-def _sub_progress(progress: Optional[ProgressCallback], index: int, count: int) -> Optional[ProgressCallback]:
+def sub_progress(progress: Optional[ProgressCallback], index: int, count: int) -> Optional[ProgressCallback]:
     """Maps a sub-task's 0..1 onto its share of the stage."""
     if progress is None:
         return None

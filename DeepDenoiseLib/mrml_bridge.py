@@ -41,6 +41,7 @@ from DeepDenoiseLib.background import (
     worker_environment,
 )
 from DeepDenoiseLib.config import (
+    PAIRED_METHODS,
     DenoiseConfig,
     MaskingConfig,
     ModelConfig,
@@ -398,6 +399,9 @@ class NodeDenoiseJob:
     Both take a path ending in ``.safetensors`` or a name in the per-user model folder, as the
     command line does.
     Sequence nodes (4D) go through :class:`~DeepDenoiseLib.sequence_bridge.SequenceDenoiseJob`.
+    With ``second_input_node``, a second acquisition of the same anatomy on the same grid, the job
+    runs Noise2Noise on the two (``config.method`` must be ``noise2noise``); the residual is then
+    the two acquisitions' mean minus the result.
     """
 
     #: The file type the input and the results travel in between the scene and the worker.
@@ -418,8 +422,10 @@ class NodeDenoiseJob:
         temp_parent: Optional[PathLike] = None,
         model_path: Optional[PathLike] = None,
         save_model_path: Optional[PathLike] = None,
+        second_input_node: Optional[Any] = None,
     ) -> None:
         self.input_node = input_node
+        self.second_input_node = second_input_node
         self.config = config
         self.output_node = output_node
         self.residual_node = residual_node
@@ -452,15 +458,52 @@ class NodeDenoiseJob:
             raise InputError(f"'{self.input_node.GetName()}' is not in a scene")
         self._check_outputs()
         self._check_settings()
+        self._check_pairing()
         self._remember_grid()
         self.folder = make_work_folder(self.temp_parent)
         try:
             input_path = self.folder / f"input{self.FILE_EXTENSION}"
             self._write_input(input_path)
+            if self.second_input_node is not None:
+                write_node(self.second_input_node, self.folder / f"second{self.FILE_EXTENSION}")
             self.run = BackgroundRun(self._command(input_path), environment=worker_environment(self.library_parent), cwd=self.folder)
         except BaseException:
             self._remove_folder()
             raise
+
+    def _check_pairing(self) -> None:
+        """A second acquisition goes with Noise2Noise only, and must lie on the input's grid."""
+        second = self.second_input_node
+        if self.config is None or self.model_path is not None:
+            if second is not None:
+                raise ValueError("a saved model denoises one volume; a second acquisition is for training with noise2noise")
+            return
+        if second is not None and self.save_model_path is not None:
+            raise ValueError("saving the model of a Noise2Noise run from the panel is not supported; use the library")
+        method = self.config.method
+        if second is None:
+            if method in PAIRED_METHODS:
+                raise ValueError(
+                    f"method '{method}' learns from pairs of volumes: give the second acquisition (Noise2Noise), "
+                    "or train supervised models from the command line or DeepDenoiseLib.paired"
+                )
+            return
+        if method != "noise2noise":
+            raise ValueError(f"a second acquisition is for method noise2noise; method '{method}' denoises one volume")
+        check_scalar_volume(second, "second acquisition")
+        if second is self.input_node:
+            raise InputError("the second acquisition must be another volume than the first")
+        same_shape = second.GetImageData().GetDimensions() == self.input_node.GetImageData().GetDimensions()
+        if not same_shape or not np.allclose(ijk_to_ras(second), ijk_to_ras(self.input_node), rtol=0.0, atol=1e-6):
+            raise InputError(
+                f"'{second.GetName()}' and '{self.input_node.GetName()}' must lie on the same voxel grid (dimensions, "
+                "spacing, origin and directions); resample one onto the other first (Resample Scalar/Vector/DWI Volume)"
+            )
+        if second.GetParentTransformNode() is not self.input_node.GetParentTransformNode():
+            raise InputError(
+                f"'{second.GetName()}' and '{self.input_node.GetName()}' sit under different transforms; "
+                "harden the transforms or put both under the same one"
+            )
 
     def poll(self) -> list[ProgressEvent]:
         """New progress events, without waiting."""
@@ -507,8 +550,8 @@ class NodeDenoiseJob:
         for role, node in outputs.items():
             if node is None:
                 continue
-            if node is self.input_node:
-                raise InputError(f"the {role} must differ from the input volume; choose or create another one")
+            if node is self.input_node or (node is not None and node is self.second_input_node):
+                raise InputError(f"the {role} must differ from the input volumes; choose or create another one")
             if node.IsA("vtkMRMLLabelMapVolumeNode") or not node.IsA("vtkMRMLScalarVolumeNode"):
                 raise InputError(f"the {role} '{node.GetName()}' must be a scalar volume")
         chosen = [(role, node) for role, node in outputs.items() if node is not None]
@@ -579,6 +622,7 @@ class NodeDenoiseJob:
             input_path, self._result_path("output"), self.folder / "config.json", residual, uncertainty,
             python=self.python, worker=self.worker,
             save_model_path=None if self.save_model_path is None else _for_worker(self.save_model_path),
+            second_input_path=None if self.second_input_node is None else self.folder / f"second{self.FILE_EXTENSION}",
         )  # fmt: skip
 
     def _result_names(self) -> list[str]:

@@ -10,6 +10,7 @@ pooling needs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -79,6 +80,10 @@ class PatchSampler:
     ``volume`` is one ``[k, j, i]`` volume or a series ``[t, k, j, i]`` whose frames share one grid:
     patches then come from every frame, so one model learns the whole series, and the validation
     slab is the same region of every frame.
+
+    With a ``target`` (aligned voxel for voxel with ``volume``: a second acquisition, or the clean
+    truth), each patch carries the target's patch as one more, last, channel (in 2D its slice alone,
+    without context), cut at the same place and flipped and rotated with it.
     """
 
     def __init__(
@@ -88,15 +93,23 @@ class PatchSampler:
         validation_fraction: float,
         rng: np.random.Generator,
         slice_axes: tuple[int, ...] = (0,),
+        target: Optional[np.ndarray] = None,
     ) -> None:
+        if target is not None and target.shape != volume.shape:
+            raise ValueError(f"the target's shape {target.shape} differs from the volume's {volume.shape}")
         self.geometry = geometry
         self.rng = rng
         self.spatial_dims = len(geometry.spatial)
         self.slice_axes = slice_axes if self.spatial_dims == 2 else (0,)
         frames = volume[np.newaxis] if volume.ndim == 3 else volume
+        target_frames = None if target is None else (target[np.newaxis] if target.ndim == 3 else target)
         spatial_shape = frames.shape[1:]
         # views are frame-major: frame 0 in each orientation, then frame 1...
         self.views = [oriented(frame, axis) for frame in frames for axis in self.slice_axes]
+        self.target_views = (
+            None if target_frames is None else [oriented(frame, axis) for frame in target_frames for axis in self.slice_axes]
+        )
+        self.channels = geometry.channels + (0 if target is None else 1)
         # the patch as a 3D box in a view: a 2D patch is one slice thick
         self.patch_shape: tuple[int, ...] = (1, *geometry.spatial) if self.spatial_dims == 2 else geometry.spatial
         held_axis = int(np.argmax(spatial_shape))
@@ -125,9 +138,13 @@ class PatchSampler:
         z, y, x = corner
         volume = self.views[view]
         if self.spatial_dims == 3:
-            return volume[z : z + shape[0], y : y + shape[1], x : x + shape[2]][None]
-        stack = context_stack(volume, z, self.geometry.context_slices)
-        return stack[:, y : y + shape[1], x : x + shape[2]]
+            patch = volume[z : z + shape[0], y : y + shape[1], x : x + shape[2]][None]
+        else:
+            patch = context_stack(volume, z, self.geometry.context_slices)[:, y : y + shape[1], x : x + shape[2]]
+        if self.target_views is None:
+            return patch
+        target = self.target_views[view][z : z + shape[0], y : y + shape[1], x : x + shape[2]]
+        return np.concatenate([patch, target if self.spatial_dims == 2 else target[None]])
 
     def _random_patch(self, region: tuple[int, int]) -> np.ndarray:
         view = int(self.rng.integers(len(self.views)))
@@ -150,6 +167,6 @@ class PatchSampler:
     def validation_batch(self, count: int) -> np.ndarray:
         """Patches from the held-out slab (empty when the volume is too small to hold one out)."""
         if not self.held_out:
-            return np.zeros((0, self.geometry.channels, *self.geometry.spatial), dtype=np.float32)
+            return np.zeros((0, self.channels, *self.geometry.spatial), dtype=np.float32)
         region = (self.train_stop, self.train_stop + self.held_out)
         return np.stack([self._random_patch(region) for _ in range(count)]).astype(np.float32)

@@ -13,11 +13,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from DeepDenoiseLib.config import DenoiseConfig
+from DeepDenoiseLib.config import PAIRED_METHODS, DenoiseConfig
 from DeepDenoiseLib.inference import predict_volume
 from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.noise_models import NoiseTransform, fit_noise_model
@@ -108,6 +108,10 @@ def denoise_series(
     config = config or DenoiseConfig()
     if config.method in SHARED_MODEL_SERIES_METHODS:
         return _run(volume, config, progress, cancel, trained=None, series=True)
+    if config.method == "noise2noise":
+        from DeepDenoiseLib.paired import noise2noise_series
+
+        return noise2noise_series(volume, config, progress, cancel)
     raise InputError(f"method {config.method!r} cannot denoise a 4D series; use one of {', '.join(SHARED_MODEL_SERIES_METHODS)}")
 
 
@@ -165,6 +169,11 @@ def _run(
     trained: Optional[TrainedModel],
     series: bool,
 ) -> DenoiseResult:
+    if trained is None and config.method in PAIRED_METHODS:
+        raise ValueError(
+            f"method '{config.method}' learns from pairs of volumes: use DeepDenoiseLib.paired "
+            "(deepdenoise n2n or deepdenoise supervised on the command line)"
+        )
     start = time.perf_counter()
     check = _check(volume, config, series)
     for warning in check.warnings:
@@ -348,7 +357,7 @@ def _write_outputs(
     uncertainty_path: Optional[PathLike],
     progress: Optional[ProgressCallback],
     cancel: Optional[CancelToken],
-    save_model: Optional[Any],
+    save_model: Optional[Callable[[], Path]],
 ) -> dict[str, Any]:
     """Writes each output atomically (``save_model``, a callable returning the path it wrote, last);
     if any write fails, removes those already written."""
@@ -358,6 +367,22 @@ def _write_outputs(
         outputs.append((result.residual, residual_path))
     if uncertainty_path is not None and result.uncertainty is not None:
         outputs.append((result.uncertainty, uncertainty_path))
+    written = write_outputs(outputs, progress, save_model)
+    summary = dict(result.summary, output=str(written[0]))
+    if save_model is not None:
+        summary["saved_model"] = str(written[-1])
+    report(progress, ProgressEvent("done", 1.0, message="finished", summary=summary))
+    return summary
+
+
+def write_outputs(
+    outputs: list[tuple[Volume, PathLike]],
+    progress: Optional[ProgressCallback] = None,
+    save_model: Optional[Callable[[], Path]] = None,
+) -> list[Path]:
+    """Writes each volume to its path atomically (``save_model``, a callable returning the path it
+    wrote, last); if any write fails, removes those already written, so that a run leaves all of its
+    outputs or none."""
     steps = len(outputs) + (save_model is not None)
     written: list[Path] = []
     try:
@@ -371,9 +396,5 @@ def _write_outputs(
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    summary = dict(result.summary, output=str(written[0]))
-    if save_model is not None:
-        summary["saved_model"] = str(written[-1])
     report(progress, ProgressEvent("writing", 1.0, message="done"))
-    report(progress, ProgressEvent("done", 1.0, message="finished", summary=summary))
-    return summary
+    return written

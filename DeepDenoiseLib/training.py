@@ -1,4 +1,5 @@
-"""Noise2Void self-training on the volume itself, within a time budget.
+"""Noise2Void self-training on the volume itself, within a time budget, and the training loop that
+every method shares (:func:`fit`) and the one place networks are built (:func:`build_network`).
 
 The network learns to predict each hidden voxel from its neighbourhood only; since noise is
 independent between voxels, the best such prediction is the clean signal. The learning rate follows
@@ -12,13 +13,13 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
 
 from DeepDenoiseLib.blindspot import BlindSpotNet, gaussian_prior_nll
-from DeepDenoiseLib.config import DenoiseConfig
+from DeepDenoiseLib.config import PAIRED_METHODS, DenoiseConfig, TrainingConfig
 from DeepDenoiseLib.device import configure_threads, select_device
 from DeepDenoiseLib.masking import MaskedBatch, mask_batch
 from DeepDenoiseLib.patches import PatchGeometry, PatchSampler, fit_patch
@@ -85,8 +86,12 @@ def build_network(
     slice_axes: tuple[int, ...] = (0,),
 ) -> tuple[Network, PatchGeometry]:
     """The network and patch shape for this volume: 3D networks keep thin-slice axes unpooled; 2D
-    patches fit the slices of every orientation used."""
+    patches fit the slices of every orientation used. The one place a network is built from a
+    configuration (a saved model is rebuilt through it too)."""
     model = config.model
+    skips = model.architecture != "dae"
+    # the paired methods' UNet learns the correction to its input; an autoencoder has no path for it
+    residual = config.method in PAIRED_METHODS and skips
     if len(slice_axes) > 1:
         smallest = min(volume_shape)
         volume_shape = (smallest, smallest, smallest)
@@ -102,12 +107,16 @@ def build_network(
         spatial = fit_patch(config.training.patch_size, volume_shape, multiple, 3)
         pool_z = plan_pool_z(spacing_zyx, model.depth, spatial[0])
         geometry = PatchGeometry(spatial=spatial, context_slices=0)
-        network = UNet(3, 1, 1, model.depth, model.base_channels, model.norm, model.blurpool, model.top_skip, pool_z)
+        network = UNet(
+            3, 1, 1, model.depth, model.base_channels, model.norm, model.blurpool, model.top_skip, pool_z, skips=skips, residual=residual
+        )
     else:
         multiple = required_multiple(2, model.depth)
         spatial = fit_patch(config.training.patch_size, volume_shape, multiple, 2)
         geometry = PatchGeometry(spatial=spatial, context_slices=model.context_slices)
-        network = UNet(2, geometry.channels, 1, model.depth, model.base_channels, model.norm, model.blurpool, model.top_skip)
+        network = UNet(
+            2, geometry.channels, 1, model.depth, model.base_channels, model.norm, model.blurpool, model.top_skip, skips=skips, residual=residual
+        )
     return network, geometry
 
 
@@ -115,6 +124,74 @@ def _learning_rate(base: float, progress_fraction: float) -> float:
     """Cosine decay to 2 % of the base rate (Loshchilov & Hutter 2017)."""
     fraction = min(max(progress_fraction, 0.0), 1.0)
     return base * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * fraction)))
+
+
+def start_run(training: TrainingConfig) -> tuple[np.random.Generator, torch.Generator, torch.device]:
+    """Threads, seeds and device for a training run: the patch sampler's random generator, the
+    torch generator for masks, and where the network runs."""
+    configure_threads(training.threads)
+    torch.manual_seed(training.seed)
+    return np.random.default_rng(training.seed), torch.Generator().manual_seed(training.seed), select_device(training.device)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
+
+
+def fit(
+    network: torch.nn.Module,
+    training: TrainingConfig,
+    draw_batch: Callable[[], torch.Tensor],
+    train_step: Callable[[torch.Tensor, float], float],
+    validation_loss: Callable[[], Optional[float]],
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> TrainingHistory:
+    """The training loop every method shares: steps until the step limit or the time budget, the
+    cosine learning rate over whichever is closer, a validation pass after each epoch, progress and
+    cancellation. ``train_step(batch, learning_rate)`` makes one optimiser step and returns its loss;
+    ``validation_loss()`` scores the held-out patches (``None`` when there are none, and then the
+    last weights are kept). Returns with the best weights loaded and the network in eval mode."""
+    total_steps = training.max_epochs * training.steps_per_epoch
+    budget = training.budget_seconds
+    history = TrainingHistory()
+    best_state = copy.deepcopy(network.state_dict())
+    start = time.perf_counter()
+    report(progress, ProgressEvent("training", 0.0, message="starting", eta_seconds=budget))
+
+    for epoch in range(training.max_epochs):
+        network.train()
+        epoch_losses = []
+        for _ in range(training.steps_per_epoch):
+            check_cancelled(cancel)
+            elapsed = time.perf_counter() - start
+            done_fraction = max(history.steps / total_steps, elapsed / budget if budget else 0.0)
+            if done_fraction >= 1.0:
+                break
+            epoch_losses.append(train_step(draw_batch(), _learning_rate(training.learning_rate, done_fraction)))
+            history.steps += 1
+            if history.steps % 10 == 0:
+                _report_step(progress, history, epoch_losses, start, total_steps, budget)
+        if epoch_losses:
+            history.train_loss.append(float(np.mean(epoch_losses)))
+        epoch_validation_loss = validation_loss()
+        if epoch_validation_loss is None:
+            best_state = copy.deepcopy(network.state_dict())
+        else:
+            history.validation_loss.append(epoch_validation_loss)
+            if history.best_validation_loss is None or epoch_validation_loss < history.best_validation_loss:
+                history.best_validation_loss = epoch_validation_loss
+                best_state = copy.deepcopy(network.state_dict())
+        if len(epoch_losses) < training.steps_per_epoch:
+            break
+
+    history.seconds = time.perf_counter() - start
+    history.stopped_by = "budget" if budget and history.seconds >= budget else "epochs"
+    network.load_state_dict(best_state)
+    network.eval()
+    report(progress, ProgressEvent("training", 1.0, message=f"{history.steps} steps", loss=_last(history.train_loss), eta_seconds=0.0))
+    return history
 
 
 def train_noise2void(
@@ -135,13 +212,10 @@ def train_noise2void(
     Reproducible on the CPU for a fixed seed when ``training.budget_seconds`` is ``None`` (a time
     budget makes the step count depend on the machine's speed).
     """
+    if config.method in PAIRED_METHODS:
+        raise ValueError(f"method '{config.method}' learns from pairs: train it with pair_training.train_pairs")
     training = config.training
-    configure_threads(training.threads)
-    torch.manual_seed(training.seed)
-    rng = np.random.default_rng(training.seed)
-    generator = torch.Generator().manual_seed(training.seed)
-    device = select_device(training.device)
-
+    rng, generator, device = start_run(training)
     volume_shape: tuple[int, int, int] = tuple(int(n) for n in volume.shape[-3:])  # type: ignore[assignment]
     slice_axes = resolve_slice_axes(config, volume_shape, spacing_zyx)
     network, geometry = build_network(config, volume_shape, spacing_zyx, slice_axes)
@@ -153,53 +227,22 @@ def train_noise2void(
         noise_variance = float(noise_sigma) ** 2
     sampler = PatchSampler(volume, geometry, training.validation_fraction, rng, slice_axes)
     validation = _validation_set(sampler, network, config, generator, device)
-
     optimizer = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
-    total_steps = training.max_epochs * training.steps_per_epoch
-    budget = training.budget_seconds
-    history = TrainingHistory()
-    best_state = copy.deepcopy(network.state_dict())
-    start = time.perf_counter()
-    report(progress, ProgressEvent("training", 0.0, message="starting", eta_seconds=budget))
 
-    for epoch in range(training.max_epochs):
-        network.train()
-        epoch_losses = []
-        for _ in range(training.steps_per_epoch):
-            check_cancelled(cancel)
-            elapsed = time.perf_counter() - start
-            done_fraction = max(history.steps / total_steps, elapsed / budget if budget else 0.0)
-            if done_fraction >= 1.0:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(training.learning_rate, done_fraction)
-            batch = torch.from_numpy(sampler.training_batch(training.batch_size)).to(device)
-            loss = _training_loss(network, batch, config, generator, noise_variance)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            history.steps += 1
-            epoch_losses.append(float(loss.detach()))
-            if history.steps % 10 == 0:
-                _report_step(progress, history, epoch_losses, start, total_steps, budget)
-        if epoch_losses:
-            history.train_loss.append(float(np.mean(epoch_losses)))
-        validation_loss = _validation_loss(network, validation, noise_variance)
-        if validation_loss is None:
-            best_state = copy.deepcopy(network.state_dict())
-        else:
-            history.validation_loss.append(validation_loss)
-            if history.best_validation_loss is None or validation_loss < history.best_validation_loss:
-                history.best_validation_loss = validation_loss
-                best_state = copy.deepcopy(network.state_dict())
-        if len(epoch_losses) < training.steps_per_epoch:
-            break
+    def draw_batch() -> torch.Tensor:
+        return torch.from_numpy(sampler.training_batch(training.batch_size)).to(device)
 
-    history.seconds = time.perf_counter() - start
-    history.stopped_by = "budget" if budget and history.seconds >= budget else "epochs"
-    network.load_state_dict(best_state)
-    network.eval()
-    report(progress, ProgressEvent("training", 1.0, message=f"{history.steps} steps", loss=_last(history.train_loss), eta_seconds=0.0))
+    def train_step(batch: torch.Tensor, learning_rate: float) -> float:
+        set_learning_rate(optimizer, learning_rate)
+        loss = _training_loss(network, batch, config, generator, noise_variance)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    history = fit(
+        network, training, draw_batch, train_step, lambda: _validation_loss(network, validation, noise_variance), progress, cancel
+    )
     return TrainedModel(
         network=network,
         device=device,

