@@ -41,15 +41,29 @@ from DeepDenoiseLib.config import DenoiseConfig  # noqa: E402
 from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
     DEVICE_NAMES,
     DIMENSION_NAMES,
-    MASKING_METHODS,
     METHOD_NAMES,
     METHODS_2D_ONLY,
     MODALITY_NOISE_MODELS,
     PanelSettings,
 )
 from DeepDenoiseLib.model_folder import default_model_folder, list_models  # noqa: E402
+from DeepDenoiseLib.panel_jobs import (  # noqa: E402
+    MODEL_SOURCES,
+    TRAIN_ON_INPUT,
+    apply_tooltip,
+    chosen_model,
+    enabled_settings,
+    model_choices,
+    parameters_after_run,
+    plan_run,
+    sequence_option_text,
+    sequence_to_run,
+    suggested_model_name,
+    summary_text,
+    updated_model_name,
+)
 from DeepDenoiseLib.progress import Cancelled  # noqa: E402
-from DeepDenoiseLib.sequence_bridge import make_job, shown_node  # noqa: E402
+from DeepDenoiseLib.sequence_bridge import make_job, sequence_of_proxy, shown_node  # noqa: E402
 from DeepDenoiseLib.validation import InputError  # noqa: E402
 
 HOMEPAGE = "https://github.com/deepdenoise/SlicerDeepDenoise"
@@ -93,6 +107,10 @@ class DeepDenoise(ScriptedLoadableModule):
             "ultrasound (denoised in the log domain); the noise parameters are estimated from the volume. "
             "The optional uncertainty volume is the per-voxel spread of the test-time augmented "
             "predictions; asking for it turns test-time augmentation on. "
+            "<p><b>Model</b>: tick <i>Save the trained model as</i> to keep the network in your model "
+            "folder, and choose <i>Apply a saved model</i> to denoise other volumes with it at once, "
+            "without training. When the input is the frame in view of a sequence (4D), one model can "
+            "denoise every frame; the results are new sequences.</p>"
             'See the <a href="{homepage}#readme">DeepDenoise documentation</a>.'
         ).format(homepage=HOMEPAGE)
         self.parent.acknowledgementText = _(
@@ -142,6 +160,10 @@ class DeepDenoiseParameterNode:
     """The panel's state, saved with the scene. Names match PanelSettings (in camelCase) plus the nodes.
 
     inputVolume - the noisy volume.
+    denoiseSequence - when the input is the frame in view of a sequence, denoise the whole sequence.
+    modelSource - train on the input, or apply the saved model savedModel (a name in the model folder;
+    the panel fills its list from the folder, so no widget binds it).
+    saveModel, saveModelName - also keep the trained model under that name (or path).
     outputVolume - where the denoised volume goes; none creates a new volume next to the input.
     computeResidual, residualVolume - also output input minus denoised (what was removed).
     computeUncertainty, uncertaintyVolume - also output the spread across test-time augmentations
@@ -149,9 +171,14 @@ class DeepDenoiseParameterNode:
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
+    denoiseSequence: bool = True
     method: Annotated[str, Choice(list(METHOD_NAMES))] = _DEFAULTS.method
     dimensions: Annotated[str, Choice(list(DIMENSION_NAMES))] = _DEFAULTS.dimensions
     modality: Annotated[str, Choice(list(MODALITY_NOISE_MODELS))] = _DEFAULTS.modality
+    modelSource: Annotated[str, Choice(list(MODEL_SOURCES))] = TRAIN_ON_INPUT
+    savedModel: str = ""
+    saveModel: bool = False
+    saveModelName: str = ""
     budgetMinutes: Annotated[float, WithinRange(0.05, 1440.0)] = _DEFAULTS.budget_minutes
     device: Annotated[str, Choice(list(DEVICE_NAMES))] = _DEFAULTS.device
     outputVolume: vtkMRMLScalarVolumeNode
@@ -171,9 +198,15 @@ class DeepDenoiseParameterNode:
 # DeepDenoiseWidget
 #
 
+#: Settings that panel_jobs.enabled_settings names but no SlicerParameterName binds, and their widgets.
+UNBOUND_SETTING_WIDGETS = {"savedModel": "savedModelComboBox"}
+#: A QComboBox item whose flags (kept in this role) are zero is shown greyed and cannot be chosen.
+ITEM_FLAGS_ROLE = qt.Qt.UserRole - 1
+
 
 class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: binds the .ui to the parameter node and turns Apply into Cancel while a run goes on."""
+    """The panel: binds the .ui to the parameter node and turns Apply into Cancel while a run goes on.
+    What is enabled, which model name to suggest and what Apply runs are decided in panel_jobs.py."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -181,6 +214,10 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._settingWidgets = {}
+        self._modelChoices = []
+        self._suggestedModelName = ""
+        self._run = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -188,6 +225,13 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
+        self._settingWidgets = {
+            widget.property("SlicerParameterName"): widget
+            for widget in uiWidget.findChildren(qt.QWidget)
+            if widget.property("SlicerParameterName")
+        }
+        for name, widgetName in UNBOUND_SETTING_WIDGETS.items():
+            self._settingWidgets[name] = getattr(self.ui, widgetName)
 
         self.logic = DeepDenoiseLogic()
 
@@ -197,9 +241,16 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # activated and clicked come from the user only, after the parameter node took the new value.
         self.ui.methodComboBox.connect("activated(int)", self.onMethodChosen)
         self.ui.computeUncertaintyCheckBox.connect("clicked(bool)", self.onComputeUncertaintyClicked)
+        self.ui.savedModelComboBox.connect("activated(int)", self.onSavedModelChosen)
+        self.ui.refreshModelsButton.connect("clicked(bool)", self.onRefreshModels)
+        self.ui.openModelFolderButton.connect("clicked(bool)", self.onOpenModelFolder)
+        self.ui.openModelFolderButton.toolTip = _("Open the model folder, {folder}, in the file manager.").format(
+            folder=self.logic.modelFolder()
+        )
 
         self._showIdle(_("Pick a volume and press Apply."))
         self.initializeParameterNode()
+        self.onRefreshModels()
 
     def cleanup(self) -> None:
         if self.logic is not None and self.logic.isRunning:
@@ -247,6 +298,7 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for section in (
             self.ui.inputsCollapsibleButton,
             self.ui.methodCollapsibleButton,
+            self.ui.modelCollapsibleButton,
             self.ui.budgetCollapsibleButton,
             self.ui.outputsCollapsibleButton,
             self.ui.advancedCollapsibleButton,
@@ -254,27 +306,69 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             section.enabled = not running
         parameters = self._parameterNode
         if parameters:
-            self.ui.residualSelector.enabled = parameters.computeResidual
-            self.ui.uncertaintySelector.enabled = parameters.computeUncertainty
-            # 2D for a 2D-only method, and test-time augmentation for an uncertainty output, are locked
-            # only while they are set, so that a scene saved otherwise can still be mended here.
-            twoDOnly = parameters.method in METHODS_2D_ONLY
-            self.ui.dimensionsComboBox.enabled = not (twoDOnly and parameters.dimensions == "2D")
-            uncertaintyNeedsTTA = parameters.computeUncertainty and parameters.testTimeAugmentation
-            self.ui.testTimeAugmentationCheckBox.enabled = not uncertaintyNeedsTTA
-            self.ui.maskedFractionSpinBox.enabled = parameters.method in MASKING_METHODS
+            for name, enabled in enabled_settings(parameters).items():
+                self._settingWidgets[name].enabled = enabled
+            frameOf = sequence_of_proxy(parameters.inputVolume)
+            self.ui.denoiseSequenceCheckBox.visible = frameOf is not None
+            if frameOf is not None:
+                self.ui.denoiseSequenceCheckBox.text = sequence_option_text(frameOf)
+            self.ui.sequenceOutputsLabel.visible = sequence_to_run(parameters) is not None
+            self._suggestModelName()
+            self._showSavedModel()
         if running:
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the run; the scene stays as it was")
             self.ui.applyButton.enabled = True
-        elif self._parameterNode and self._parameterNode.inputVolume:
-            self.ui.applyButton.text = _("Apply")
-            self.ui.applyButton.toolTip = _("Train on the input volume and denoise it in the background")
-            self.ui.applyButton.enabled = True
         else:
             self.ui.applyButton.text = _("Apply")
-            self.ui.applyButton.toolTip = _("Select an input volume")
-            self.ui.applyButton.enabled = False
+            self.ui.applyButton.toolTip = apply_tooltip(parameters) if parameters else _("Select an input volume")
+            self.ui.applyButton.enabled = bool(parameters and parameters.inputVolume)
+
+    def _suggestModelName(self) -> None:
+        """Offer "<input> <method>" as the save-as name until the user types one of their own."""
+        parameters = self._parameterNode
+        source = sequence_to_run(parameters) or parameters.inputVolume
+        if source is None:
+            return
+        suggestion = suggested_model_name(source.GetName(), parameters.method)
+        name = updated_model_name(parameters.saveModelName, self._suggestedModelName, suggestion)
+        self._suggestedModelName = suggestion
+        if name != parameters.saveModelName:
+            parameters.saveModelName = name
+
+    def _showSavedModel(self) -> None:
+        """Select the parameter node's saved model in the list (the first usable one if it is gone)."""
+        name = chosen_model(self._modelChoices, self._parameterNode.savedModel)
+        if name != self._parameterNode.savedModel:
+            self._parameterNode.savedModel = name
+        index = self.ui.savedModelComboBox.findData(name)
+        if index >= 0 and index != self.ui.savedModelComboBox.currentIndex:
+            self.ui.savedModelComboBox.currentIndex = index
+
+    def onSavedModelChosen(self, index) -> None:
+        if self._parameterNode:
+            self._parameterNode.savedModel = self.ui.savedModelComboBox.itemData(index) or ""
+
+    def onRefreshModels(self) -> None:
+        """List the model folder again: usable models by name, method and training volume; the others
+        greyed out, with the reason in their tooltip."""
+        self._modelChoices = model_choices(self.logic.savedModels(), self.logic.modelFolder())
+        comboBox = self.ui.savedModelComboBox
+        wasBlocked = comboBox.blockSignals(True)
+        comboBox.clear()
+        for index, choice in enumerate(self._modelChoices):
+            comboBox.addItem(choice.label, choice.name)
+            comboBox.setItemData(index, choice.tooltip, qt.Qt.ToolTipRole)
+            if not choice.usable:
+                comboBox.setItemData(index, 0, ITEM_FLAGS_ROLE)
+        comboBox.blockSignals(wasBlocked)
+        if self._parameterNode:
+            self._showSavedModel()
+
+    def onOpenModelFolder(self) -> None:
+        folder = self.logic.modelFolder()
+        folder.mkdir(parents=True, exist_ok=True)
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
 
     def onMethodChosen(self, index) -> None:
         """A 2D-only method (Blind-spot N2V) switches the dimensions to 2D."""
@@ -294,19 +388,20 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self.logic.ensureDependencies():
                 self._showIdle(_("Denoising needs PyTorch and a few Python packages; nothing was installed."))
                 return
-            parameters = self._parameterNode
+            run = plan_run(self._parameterNode, self.logic.savedModels(), self.logic.modelFolder())
+            if run.replaces_model is not None and not slicer.util.confirmOkCancelDisplay(
+                _("A saved model already has this name ({path}). Replace it with the model this run trains?").format(
+                    path=run.replaces_model
+                )
+            ):
+                return
             self.logic.process(
-                parameters.inputVolume,
-                parameters.outputVolume,
-                parameters,
+                **run.process_arguments(),
                 waitForCompletion=False,
-                residualVolume=parameters.residualVolume if parameters.computeResidual else None,
-                computeResidual=parameters.computeResidual,
-                uncertaintyVolume=parameters.uncertaintyVolume if parameters.computeUncertainty else None,
-                computeUncertainty=parameters.computeUncertainty,
                 progressCallback=self.onProgress,
                 completedCallback=self.onCompleted,
             )
+            self._run = run
             self.ui.progressBar.value = 0
             self.ui.progressBar.format = _("starting %p%")
             self.ui.statusLabel.text = _("Running in the background; you can keep working.")
@@ -326,14 +421,13 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = ", ".join(details)
 
     def onCompleted(self, result, error) -> None:
-        self._updateGui()
+        run, self._run = self._run, None
         if error is None:
-            if self._parameterNode:
-                self._parameterNode.outputVolume = result.output_node
-                if result.residual_node is not None:
-                    self._parameterNode.residualVolume = result.residual_node
-                if result.uncertainty_node is not None:
-                    self._parameterNode.uncertaintyVolume = result.uncertainty_node
+            if run is not None and run.save_model_path is not None:
+                self.onRefreshModels()
+            if self._parameterNode and run is not None:
+                for name, value in parameters_after_run(run, result).items():
+                    setattr(self._parameterNode, name, value)
             self.ui.progressBar.value = 100
             self.ui.progressBar.format = _("done")
             self.ui.statusLabel.text = self.logic.summaryText(result.summary)
@@ -345,6 +439,7 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(
                 _("Denoising failed: {message}").format(message=error), **({"detailedText": details} if details else {})
             )
+        self._updateGui()
 
     def _showIdle(self, message) -> None:
         self.ui.progressBar.value = 0
@@ -551,15 +646,8 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def summaryText(summary) -> str:
-        parts = []
-        if "seconds" in summary:
-            parts.append(_("Done in {seconds:.0f} s.").format(seconds=summary["seconds"]))
-        before, after = summary.get("noise_sigma_before"), summary.get("noise_sigma_after")
-        if before is not None and after is not None:
-            parts.append(_("Estimated noise {before:.4g} -> {after:.4g}.").format(before=before, after=after))
-        if "noise_model" in summary:
-            parts.append(_("Noise model: {model}.").format(model=summary["noise_model"]))
-        return " ".join(parts) or _("Done.")
+        """One line on a finished run: time, frames, noise before and after, the model it saved."""
+        return summary_text(summary)
 
     def ensureDependencies(self) -> bool:
         """Make sure PyTorch (through the PyTorch extension) and the other packages the worker needs are
@@ -633,6 +721,8 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
         self.test_RefusesSettingsThatDoNotGoTogether()
         self.setUp()
         self.test_DenoisesAndCancels()
+        self.setUp()
+        self.test_SavesAModelAndAppliesIt()
 
     def _noisyVolume(self, nodeClassName="vtkMRMLScalarVolumeNode"):
         import numpy as np
@@ -720,3 +810,31 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
         self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(inputVolume), inputArray))
         self.delayDisplay("Test passed")
+
+    def test_SavesAModelAndAppliesIt(self):
+        import tempfile
+
+        import numpy as np
+
+        self.delayDisplay("Saving the trained model, then applying it without training")
+        logic = DeepDenoiseLogic()
+        self.assertTrue(logic.ensureDependencies())
+        inputVolume = self._noisyVolume()
+        with tempfile.TemporaryDirectory() as folder:
+            modelPath = os.path.join(folder, "selftest.safetensors")
+            trained = logic.process(inputVolume, None, self._tinyConfig(), saveModelPath=modelPath)
+            self.assertTrue(os.path.samefile(logic.lastResult.summary["saved_model"], modelPath))
+            models = logic.savedModels(folder)
+            self.assertEqual([(model.name, model.problem) for model in models], [("selftest", None)])
+            stages = []
+            applied = logic.process(
+                inputVolume, None, {"testTimeAugmentation": True}, modelPath=modelPath,
+                progressCallback=lambda e: stages.append(e.stage),
+            )  # fmt: skip
+        self.assertNotIn("training", stages)
+        self.assertEqual(stages[-1], "done")
+        self.assertTrue(np.array_equal(self._matrix(inputVolume), self._matrix(applied)))
+        # The same network on the same voxels with the same test-time augmentation: the same result.
+        np.testing.assert_allclose(slicer.util.arrayFromVolume(applied), slicer.util.arrayFromVolume(trained), rtol=1e-4, atol=1e-4)
+        self.delayDisplay("Test passed")
+

@@ -63,6 +63,15 @@ def is_model_name(name_or_path: PathLike) -> bool:
     return not (os.sep in text or (os.altsep and os.altsep in text) or text.lower().endswith(MODEL_EXTENSION))
 
 
+def check_model_name(name: str) -> None:
+    """Raise :class:`InputError` unless ``name`` can name a model file in the model folder."""
+    if not _NAME_PATTERN.match(name):
+        raise InputError(
+            f"'{name}' is not a valid model name: use letters, digits, spaces, dots, dashes and underscores, "
+            f"starting with a letter or digit, or give a path ending in {MODEL_EXTENSION}"
+        )
+
+
 def resolve_model_path(name_or_path: PathLike, folder: Optional[PathLike] = None, for_writing: bool = False) -> Path:
     """A model's file: ``name_or_path`` as a path if it holds a folder separator or ends in ``.safetensors``,
     else a model NAME in the per-user ``folder`` (:func:`default_model_folder` by default), which is
@@ -71,11 +80,7 @@ def resolve_model_path(name_or_path: PathLike, folder: Optional[PathLike] = None
     text = str(name_or_path)
     if not is_model_name(text):
         return Path(text).expanduser()
-    if not _NAME_PATTERN.match(text):
-        raise InputError(
-            f"'{text}' is not a valid model name: use letters, digits, spaces, dots, dashes and underscores, "
-            f"or give a path ending in {MODEL_EXTENSION}"
-        )
+    check_model_name(text)
     folder = Path(folder).expanduser() if folder is not None else default_model_folder()
     path = folder / f"{text}{MODEL_EXTENSION}"
     if for_writing:

@@ -163,6 +163,22 @@ def browser_of(sequence: Any) -> Optional[Any]:
     return None
 
 
+def sequence_of_proxy(volume_node: Any) -> Optional[Any]:
+    """The sequence whose current frame ``volume_node`` shows (it is a browser's proxy node), or None.
+
+    The panel offers to denoise that whole sequence when the user picks the frame in view."""
+    if volume_node is None or volume_node.GetScene() is None:
+        return None
+    scene = volume_node.GetScene()
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceBrowserNode")):
+        browser = scene.GetNthNodeByClass(index, "vtkMRMLSequenceBrowserNode")
+        if browser.IsProxyNodeID(volume_node.GetID()):
+            sequence = browser.GetSequenceNode(volume_node)
+            if sequence is not None:
+                return sequence
+    return None
+
+
 def make_job(input_node: Any, config: Optional[DenoiseConfig], **options: Any) -> NodeDenoiseJob:
     """The job for ``input_node``: a :class:`SequenceDenoiseJob` for a sequence, else a
     :class:`~DeepDenoiseLib.mrml_bridge.NodeDenoiseJob`; ``options`` are the jobs' keyword arguments."""

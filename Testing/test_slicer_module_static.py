@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
+import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from DeepDenoiseLib import mrml_bridge
+from DeepDenoiseLib import mrml_bridge, panel_jobs, sequence_bridge
+from DeepDenoiseLib.model_folder import ModelInfo
 from DeepDenoiseLib.mrml_bridge import PanelSettings
+from DeepDenoiseLib.progress import Cancelled
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 MODULE_FOLDER = Path(__file__).resolve().parents[1] / "DeepDenoise"
 MODULE_PATH = MODULE_FOLDER / "DeepDenoise.py"
@@ -30,6 +37,7 @@ CLASSES_BY_SUFFIX = {
     "ComboBox": {"QComboBox", "ctkComboBox"},
     "SpinBox": {"QSpinBox", "QDoubleSpinBox", "ctkDoubleSpinBox"},
     "CheckBox": {"QCheckBox", "ctkCheckBox"},
+    "LineEdit": {"QLineEdit"},
     "Button": {"QPushButton"},
     "ProgressBar": {"QProgressBar"},
     "Label": {"QLabel"},
@@ -47,12 +55,16 @@ CHOICE_WIDGETS = {"QComboBox", "ctkComboBox"}
 # Parameters that are nodes or panel-only switches rather than library settings.
 NODE_AND_PANEL_FIELDS = {
     "inputVolume", "outputVolume", "residualVolume", "computeResidual", "uncertaintyVolume", "computeUncertainty",
+    "denoiseSequence", "modelSource", "savedModel", "saveModel", "saveModelName",
 }  # fmt: skip
+# Parameters no widget binds: the widget fills the saved-model list from the model folder itself.
+UNBOUND_FIELDS = {"savedModel"}
 CHOICE_SOURCES = {
-    "method": "METHOD_NAMES",
-    "dimensions": "DIMENSION_NAMES",
-    "modality": "MODALITY_NOISE_MODELS",
-    "device": "DEVICE_NAMES",
+    "method": (mrml_bridge, "METHOD_NAMES"),
+    "dimensions": (mrml_bridge, "DIMENSION_NAMES"),
+    "modality": (mrml_bridge, "MODALITY_NOISE_MODELS"),
+    "device": (mrml_bridge, "DEVICE_NAMES"),
+    "modelSource": (panel_jobs, "MODEL_SOURCES"),
 }
 
 
@@ -114,6 +126,14 @@ def validators(annotation: ast.expr) -> dict[str, ast.Call]:
     return {}
 
 
+def module_constant(name: str):
+    """The value of a module-level constant of DeepDenoise.py (a literal)."""
+    for node in MODULE_TREE.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"DeepDenoise.py has no constant {name}")
+
+
 def ui_names_used_by_the_module() -> set[str]:
     return {
         node.attr
@@ -136,11 +156,11 @@ def fitting_classes(name: str) -> set[str]:
 def test_every_ui_name_the_module_uses_exists_with_a_fitting_class():
     widgets = ui_widgets()
     used = ui_names_used_by_the_module()
-    # Besides Apply and progress, the widget logic enables the optional outputs and locks the
-    # settings that a method or an output imposes.
+    # Besides Apply and progress, the widget fills the saved-model list, offers the whole sequence
+    # of a frame in view, and says where a sequence's results go.
     assert {
-        "applyButton", "progressBar", "statusLabel", "residualSelector", "uncertaintySelector",
-        "dimensionsComboBox", "testTimeAugmentationCheckBox", "maskedFractionSpinBox",
+        "applyButton", "progressBar", "statusLabel", "savedModelComboBox", "refreshModelsButton",
+        "openModelFolderButton", "denoiseSequenceCheckBox", "sequenceOutputsLabel",
     } <= used  # fmt: skip
     for name in sorted(used):
         assert name in widgets, f"DeepDenoise.py uses self.ui.{name}, which the .ui does not have"
@@ -158,11 +178,14 @@ def test_every_named_widget_in_the_ui_has_a_fitting_class():
 def test_every_parameter_is_bound_to_a_widget_its_type_connects_to():
     fields = parameter_fields()
     bindings = parameter_bindings()
-    assert set(bindings) == set(fields), (
-        f"fields without a widget: {sorted(set(fields) - set(bindings))}; "
+    assert UNBOUND_FIELDS <= set(fields)
+    assert set(bindings) == set(fields) - UNBOUND_FIELDS, (
+        f"fields without a widget: {sorted(set(fields) - UNBOUND_FIELDS - set(bindings))}; "
         f"widgets naming no field: {sorted(set(bindings) - set(fields))}"
     )
     for name, statement in fields.items():
+        if name in UNBOUND_FIELDS:
+            continue
         widget = bindings[name]
         widget_class = widget.get("class")
         kind = base_type(statement.annotation)
@@ -189,10 +212,12 @@ def test_parameter_node_mirrors_the_library_panel_settings():
         assert isinstance(default, ast.Attribute) and default.attr == snake_name, (
             f"{camel_name} must default to _DEFAULTS.{snake_name}, the library's default"
         )
-    for name, source in CHOICE_SOURCES.items():
+    for name, (module, source) in CHOICE_SOURCES.items():
         choice = validators(fields[name].annotation)["Choice"]
         assert ast.unparse(choice.args[0]) == f"list({source})"
-        assert hasattr(mrml_bridge, source)
+        assert hasattr(module, source)
+    assert ast.unparse(fields["modelSource"].value) == "TRAIN_ON_INPUT"
+    assert panel_jobs.MODEL_SOURCES[panel_jobs.TRAIN_ON_INPUT] == "train"
 
 
 @pytest.mark.parametrize("name", ["budgetMinutes", "patchSize", "batchSize", "learningRate", "maskedFraction", "seed"])
@@ -230,78 +255,263 @@ def function_source(class_name: str, function_name: str) -> str:
     return ast.get_source_segment(MODULE_SOURCE, function)
 
 
+WIDGET_METHODS = (
+    "_updateGui", "_suggestModelName", "_showSavedModel", "onSavedModelChosen", "onRefreshModels",
+    "onMethodChosen", "onComputeUncertaintyClicked", "onCompleted", "_showIdle",
+)  # fmt: skip
+
+
 def widget_function(name: str):
-    """A DeepDenoiseWidget method compiled on its own, with the module's names it uses."""
+    """A DeepDenoiseWidget method compiled on its own, with the module's names it uses (the library's
+    for real; Qt's few constants as stand-ins)."""
     function = next(f for f in class_def("DeepDenoiseWidget").body if getattr(f, "name", "") == name)
-    namespace = {name: getattr(mrml_bridge, name) for name in ("METHODS_2D_ONLY", "MASKING_METHODS")}
-    namespace["_"] = str
+    namespace = {name: getattr(panel_jobs, name) for name in panel_jobs.__dict__ if not name.startswith("__")}
+    namespace.update(METHODS_2D_ONLY=mrml_bridge.METHODS_2D_ONLY, _=str, Cancelled=Cancelled)
+    namespace.update(qt=SimpleNamespace(Qt=SimpleNamespace(ToolTipRole=3)), ITEM_FLAGS_ROLE=ITEM_FLAGS_ROLE)
+    namespace["sequence_of_proxy"] = sequence_bridge.sequence_of_proxy
     exec(compile(ast.Module(body=[function], type_ignores=[]), str(MODULE_PATH), "exec"), namespace)
     return namespace[name]
 
 
-def fake_widget(**parameters) -> SimpleNamespace:
-    """What the widget methods touch: ``self.ui`` widgets, the logic, and a parameter node."""
-    names = {"applyButton", "residualSelector", "uncertaintySelector", "dimensionsComboBox",
-             "testTimeAugmentationCheckBox", "maskedFractionSpinBox"}  # fmt: skip
-    names |= {w.get("name") for w in ui_widgets().values() if w.get("class") == "ctkCollapsibleButton"}
-    values = dict(vars(PanelSettings()), computeResidual=False, computeUncertainty=False, inputVolume=object())
-    node = SimpleNamespace(**{camel: values[snake] for snake, camel in zip(values, PanelSettings.parameter_names())})
-    for name in ("computeResidual", "computeUncertainty", "inputVolume"):
-        setattr(node, name, values[name])
-    for name, value in parameters.items():
-        setattr(node, name, value)
-    return SimpleNamespace(
-        ui=SimpleNamespace(**{name: SimpleNamespace(enabled=None) for name in names}),
-        logic=SimpleNamespace(isRunning=False),
-        _parameterNode=node,
+ITEM_FLAGS_ROLE = "flags"
+
+
+class FakeComboBox:
+    """The parts of QComboBox the widget uses, keeping each item's text, data and role values."""
+
+    def __init__(self) -> None:
+        self.items: list[dict] = []
+        self.currentIndex = -1
+        self.enabled = None
+
+    def clear(self) -> None:
+        self.items, self.currentIndex = [], -1
+
+    def addItem(self, text, data) -> None:
+        self.items.append({"text": text, "data": data})
+        self.currentIndex = max(self.currentIndex, 0)
+
+    def setItemData(self, index, value, role) -> None:
+        self.items[index][role] = value
+
+    def itemData(self, index):
+        return self.items[index]["data"]
+
+    def findData(self, data) -> int:
+        return next((index for index, item in enumerate(self.items) if item["data"] == data), -1)
+
+    def blockSignals(self, blocked) -> bool:
+        return False
+
+
+def fake_node(name: str) -> SimpleNamespace:
+    """A volume node outside any scene, as far as the widget asks."""
+    return SimpleNamespace(GetName=lambda: name, GetScene=lambda: None)
+
+
+def field_default(statement: ast.AnnAssign):
+    """A parameter-node field's default: nodes None, ``_DEFAULTS.x`` the library's, names from panel_jobs."""
+    value = statement.value
+    if value is None:
+        return None
+    if isinstance(value, ast.Attribute):
+        return getattr(PanelSettings(), value.attr)
+    if isinstance(value, ast.Name):
+        return getattr(panel_jobs, value.id)
+    return ast.literal_eval(value)
+
+
+def fake_widget(models=(), **parameters) -> SimpleNamespace:
+    """The widget's own methods on stand-ins for its .ui widgets, its logic and its parameter node
+    (the parameter node's fields at their declared defaults, then ``parameters``)."""
+    state = {name: field_default(statement) for name, statement in parameter_fields().items()}
+    state.update({"inputVolume": fake_node("MRHead"), **parameters})
+    ui = SimpleNamespace(**{name: SimpleNamespace(enabled=None, visible=None, text="", toolTip="", value=0, format="")
+                            for name in ui_widgets()})  # fmt: skip
+    ui.savedModelComboBox = FakeComboBox()
+    widget = SimpleNamespace(
+        ui=ui,
+        logic=SimpleNamespace(isRunning=False, savedModels=lambda: list(models), modelFolder=lambda: Path("/models"),
+                              summaryText=panel_jobs.summary_text),  # fmt: skip
+        _parameterNode=SimpleNamespace(**state),
+        _modelChoices=[],
+        _suggestedModelName="",
+        _run=None,
     )
+    widget._settingWidgets = {name: getattr(ui, element.get("name")) for name, element in parameter_bindings().items()}
+    widget._settingWidgets.update({name: getattr(ui, ui_name) for name, ui_name in module_constant("UNBOUND_SETTING_WIDGETS").items()})
+    for name in WIDGET_METHODS:
+        setattr(widget, name, types.MethodType(widget_function(name), widget))
+    return widget
+
+
+def test_the_widget_builds_its_setting_widgets_from_the_ui_bindings():
+    setup = function_source("DeepDenoiseWidget", "setup")
+    assert 'widget.property("SlicerParameterName"): widget' in setup
+    assert "for name, widgetName in UNBOUND_SETTING_WIDGETS.items()" in setup
+    unbound = module_constant("UNBOUND_SETTING_WIDGETS")
+    assert set(unbound) == UNBOUND_FIELDS
+    widgets = ui_widgets()
+    for widget_name in unbound.values():
+        assert widget_property(widgets[widget_name], "SlicerParameterName") is None
+    # Every setting the library locks or frees has a widget.
+    for state in ({}, {"modelSource": panel_jobs.APPLY_SAVED_MODEL}):
+        widget = fake_widget(**state)
+        assert set(panel_jobs.enabled_settings(widget._parameterNode)) <= set(widget._settingWidgets)
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{}, {"modelSource": panel_jobs.APPLY_SAVED_MODEL}, {"saveModel": True, "method": "N2V", "dimensions": "3D"},
+     {"computeResidual": True, "computeUncertainty": True, "testTimeAugmentation": True}],
+)  # fmt: skip
+def test_update_gui_applies_the_librarys_enabled_settings(parameters):
+    widget = fake_widget(**parameters)
+    widget._updateGui()
+    for name, enabled in panel_jobs.enabled_settings(widget._parameterNode).items():
+        assert widget._settingWidgets[name].enabled is enabled, name
+    assert widget.ui.applyButton.enabled is True and widget.ui.applyButton.text == "Apply"
+    assert widget.ui.applyButton.toolTip == panel_jobs.apply_tooltip(widget._parameterNode)
+    assert widget.ui.denoiseSequenceCheckBox.visible is False and widget.ui.sequenceOutputsLabel.visible is False
+    widget.logic.isRunning = True
+    widget._updateGui()
+    assert widget.ui.applyButton.text == "Cancel" and widget.ui.modelCollapsibleButton.enabled is False
 
 
 def test_choosing_a_2d_only_method_sets_2d_and_locks_it_while_it_holds():
-    on_method_chosen, update_gui = widget_function("onMethodChosen"), widget_function("_updateGui")
     # The user's own choice (activated), not the connector refilling the box, triggers the rule.
     assert 'self.ui.methodComboBox.connect("activated(int)", self.onMethodChosen)' in function_source("DeepDenoiseWidget", "setup")
     for method in mrml_bridge.METHOD_NAMES:
         widget = fake_widget(method=method, dimensions="3D")
-        on_method_chosen(widget, 0)
+        widget.onMethodChosen(0)
         two_d_only = method in mrml_bridge.METHODS_2D_ONLY
         assert widget._parameterNode.dimensions == ("2D" if two_d_only else "3D")
-        update_gui(widget)
+        widget._updateGui()
         assert widget.ui.dimensionsComboBox.enabled is not two_d_only
         assert widget.ui.maskedFractionSpinBox.enabled is (method in mrml_bridge.MASKING_METHODS)
         PanelSettings.from_parameters({"method": method, "dimensions": widget._parameterNode.dimensions}).to_config()
-    # A scene saved with a 2D-only method in 3D keeps the dimensions editable, so it can be mended.
-    widget = fake_widget(method=mrml_bridge.METHODS_2D_ONLY[0], dimensions="3D")
-    update_gui(widget)
-    assert widget.ui.dimensionsComboBox.enabled is True
 
 
 def test_asking_for_the_uncertainty_turns_test_time_augmentation_on_and_locks_it():
-    on_clicked, update_gui = widget_function("onComputeUncertaintyClicked"), widget_function("_updateGui")
     assert 'self.ui.computeUncertaintyCheckBox.connect("clicked(bool)", self.onComputeUncertaintyClicked)' in (
         function_source("DeepDenoiseWidget", "setup")
     )
     widget = fake_widget(computeUncertainty=True, testTimeAugmentation=False)
-    update_gui(widget)
+    widget._updateGui()
     assert widget.ui.uncertaintySelector.enabled is True
     assert widget.ui.testTimeAugmentationCheckBox.enabled is True  # a saved scene's mismatch stays mendable
-    on_clicked(widget, True)
+    widget.onComputeUncertaintyClicked(True)
     assert widget._parameterNode.testTimeAugmentation is True
-    update_gui(widget)
+    widget._updateGui()
     assert widget.ui.testTimeAugmentationCheckBox.enabled is False
     # Unticking leaves test-time augmentation on, and free to change again.
     widget._parameterNode.computeUncertainty = False
-    on_clicked(widget, False)
-    update_gui(widget)
+    widget.onComputeUncertaintyClicked(False)
+    widget._updateGui()
     assert widget._parameterNode.testTimeAugmentation is True
     assert widget.ui.testTimeAugmentationCheckBox.enabled is True and widget.ui.uncertaintySelector.enabled is False
 
 
-def test_apply_passes_the_optional_outputs_only_when_asked_for():
+def test_the_saved_model_list_greys_out_unusable_files_and_keeps_the_choice_in_the_parameter_node():
+    setup = function_source("DeepDenoiseWidget", "setup")
+    for connection in ('savedModelComboBox.connect("activated(int)", self.onSavedModelChosen)',
+                       'refreshModelsButton.connect("clicked(bool)", self.onRefreshModels)',
+                       'openModelFolderButton.connect("clicked(bool)", self.onOpenModelFolder)'):  # fmt: skip
+        assert connection in setup
+    folder = Path("/models")
+    models = [
+        ModelInfo("broken", folder / "broken.safetensors", problem="not a DeepDenoise model"),
+        ModelInfo("brain", folder / "brain.safetensors", method="n2v", dimensions="3d", noise_model="rician", trained_on="8x8x8"),
+        ModelInfo("ct", folder / "ct.safetensors", method="blindspot", dimensions="2d", noise_model="gaussian", trained_on="9x9x9"),
+    ]
+    widget = fake_widget(models=models)
+    widget.onRefreshModels()
+    combo = widget.ui.savedModelComboBox
+    choices = panel_jobs.model_choices(models, folder)
+    assert [item["text"] for item in combo.items] == [choice.label for choice in choices]
+    assert [item["data"] for item in combo.items] == ["broken", "brain", "ct"]
+    assert combo.items[0][ITEM_FLAGS_ROLE] == 0 and ITEM_FLAGS_ROLE not in combo.items[1]
+    assert combo.items[0][3] == choices[0].tooltip  # the reason, as a tooltip
+    # The first usable model is chosen, in the list and in the parameter node.
+    assert widget._parameterNode.savedModel == "brain" and combo.currentIndex == 1
+    widget.onSavedModelChosen(2)
+    assert widget._parameterNode.savedModel == "ct"
+    widget._updateGui()
+    assert combo.currentIndex == 2
+    # A model that vanished from the folder is not kept as the choice.
+    widget.logic.savedModels = lambda: models[:2]
+    widget.onRefreshModels()
+    assert widget._parameterNode.savedModel == "brain" and combo.currentIndex == 1
+    widget.logic.savedModels = lambda: []
+    widget.onRefreshModels()
+    assert widget._parameterNode.savedModel == "" and combo.items[0]["text"] == "No saved models yet"
+
+
+def test_the_save_as_name_follows_input_and_method_until_the_user_types_one():
+    widget = fake_widget(method="N2V2")
+    widget._updateGui()
+    assert widget._parameterNode.saveModelName == "MRHead N2V2"
+    widget._parameterNode.inputVolume = fake_node("CT chest")
+    widget._updateGui()
+    assert widget._parameterNode.saveModelName == "CT chest N2V2"
+    widget._parameterNode.saveModelName = "my model"
+    widget._parameterNode.method = "N2V"
+    widget._updateGui()
+    assert widget._parameterNode.saveModelName == "my model"
+    # A scene saved with a name keeps it.
+    widget = fake_widget(saveModelName="kept")
+    widget._updateGui()
+    assert widget._parameterNode.saveModelName == "kept"
+
+
+def test_a_frame_in_view_offers_its_whole_sequence():
+    slicer_scene = pytest.importorskip("slicer_scene")
+    from DeepDenoiseLib.sequence_bridge import add_browser
+
+    scene = slicer_scene.headless_scene()
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "fMRI")
+    for index in range(4):
+        frame = slicer_scene.slicer.vtkMRMLScalarVolumeNode()
+        slicer_scene.slicer.util.updateVolumeFromArray(frame, np.zeros((3, 4, 5), np.float32))
+        sequence.SetDataNodeAtValue(frame, str(index))
+    proxy = add_browser(scene, [sequence], "browser").GetProxyNode(sequence)
+    widget = fake_widget(inputVolume=proxy)
+    widget._updateGui()
+    checkbox = widget.ui.denoiseSequenceCheckBox
+    assert checkbox.visible is True and checkbox.text == "Denoise every frame of 'fMRI' (4 frames, one model)"
+    assert widget.ui.sequenceOutputsLabel.visible is True and widget.ui.outputSelector.enabled is False
+    assert widget._parameterNode.saveModelName == "fMRI Blind-spot N2V"
+    widget._parameterNode.denoiseSequence = False
+    widget._updateGui()
+    assert widget.ui.sequenceOutputsLabel.visible is False and widget.ui.outputSelector.enabled is True
+
+
+def test_apply_runs_what_the_library_plans():
     apply = function_source("DeepDenoiseWidget", "onApplyButton")
-    assert "residualVolume=parameters.residualVolume if parameters.computeResidual else None" in apply
-    assert "uncertaintyVolume=parameters.uncertaintyVolume if parameters.computeUncertainty else None" in apply
-    assert "computeUncertainty=parameters.computeUncertainty" in apply
+    assert "run = plan_run(self._parameterNode, self.logic.savedModels(), self.logic.modelFolder())" in apply
+    assert "**run.process_arguments()" in apply and "run.replaces_model" in apply
+    # Every argument the plan hands over is one DeepDenoiseLogic.process takes.
+    process = next(f for f in class_def("DeepDenoiseLogic").body if getattr(f, "name", "") == "process")
+    arguments = {a.arg for a in process.args.args}
+    keys = set(panel_jobs.PanelRun(input_node=None, parameters=PanelSettings()).process_arguments())
+    assert {"inputVolume", "modelPath", "saveModelPath"} <= keys <= arguments, sorted(keys - arguments)
+
+
+def test_completion_shows_the_results_and_the_saved_model():
+    denoised = object()
+    run = panel_jobs.PanelRun(input_node=SimpleNamespace(IsA=lambda name: False), parameters=PanelSettings(), save_model_path="brain")
+    models = [ModelInfo("brain", Path("/models/brain.safetensors"), method="blindspot", dimensions="2d")]
+    widget = fake_widget(models=models)
+    widget._run = run
+    widget.onCompleted(SimpleNamespace(output_node=denoised, residual_node=None, uncertainty_node=None,
+                                       summary={"seconds": 3.0, "saved_model": "/models/brain.safetensors"}), None)  # fmt: skip
+    assert widget._run is None
+    assert widget._parameterNode.outputVolume is denoised and widget._parameterNode.savedModel == "brain"
+    assert [item["data"] for item in widget.ui.savedModelComboBox.items] == ["brain"]  # the list was refreshed
+    assert widget.ui.statusLabel.text == "Done in 3 s. Model saved to /models/brain.safetensors."
+    widget._run = run
+    widget.onCompleted(None, Cancelled("the run was cancelled"))
+    assert widget.ui.statusLabel.text == "Cancelled; the scene was left as it was." and widget._run is None
 
 
 def help_text() -> str:
@@ -341,7 +551,7 @@ def test_panel_has_the_sections_the_issue_lists():
         for widget in ui_widgets().values()
         if widget.get("class") == "ctkCollapsibleButton"
     ]
-    assert titles == ["Inputs", "Method", "Budget", "Outputs", "Advanced"]
+    assert titles == ["Inputs", "Method", "Model", "Budget", "Outputs", "Advanced"]
 
 
 def test_module_follows_slicer_scripted_module_conventions():

@@ -1,0 +1,173 @@
+"""DeepDenoise.py's Logic in real MRML (the slicer-core wheel): the module is imported with small
+stand-ins for the Qt side of Slicer that the wheel lacks (qt.QTimer, tr, the parameter-node wrapper
+decorator, the scripted-module base classes, slicer.app.temporaryPath), and its jobs run the scripted
+worker (fake_worker.py). Checks that what the panel plans reaches ``process``, for volumes, sequences
+and saved models, blocking or through the timer, and that a cancelled run leaves the scene as it was.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+TESTING = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTING))
+from slicer_scene import add_volume, headless_scene, ijk_to_ras_array, slicer  # noqa: E402
+
+from DeepDenoiseLib.model_folder import ModelInfo  # noqa: E402
+from DeepDenoiseLib.panel_jobs import APPLY_SAVED_MODEL, TRAIN_ON_INPUT, plan_run  # noqa: E402
+from DeepDenoiseLib.progress import Cancelled  # noqa: E402
+from DeepDenoiseLib.sequence_bridge import add_browser  # noqa: E402
+
+MODULE_PATH = TESTING.parent / "DeepDenoise" / "DeepDenoise.py"
+
+
+class StandInTimer:
+    """qt.QTimer as the Logic uses it; the test fires it by calling the connected slot."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.slot = None
+
+    def setInterval(self, milliseconds) -> None:
+        pass
+
+    def connect(self, signal, slot) -> None:
+        self.slot = slot
+
+    def start(self) -> None:
+        self.active = True
+
+    def stop(self) -> None:
+        self.active = False
+
+
+class StandInLogicBase:
+    def __init__(self, *args) -> None:
+        pass
+
+
+def stand_in_modules() -> dict[str, types.ModuleType]:
+    qt = types.ModuleType("qt")
+    qt.QTimer = StandInTimer
+    qt.Qt = SimpleNamespace(UserRole=256, ToolTipRole=3)
+    i18n = types.ModuleType("slicer.i18n")
+    i18n.tr = lambda text: text
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = lambda cls: cls
+    wrapper.Choice = wrapper.WithinRange = lambda *args: args
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest", "ScriptedLoadableModuleWidget"):
+        setattr(scripted, name, type(name, (StandInLogicBase,), {}))
+    return {"qt": qt, "slicer.i18n": i18n, "slicer.parameterNodeWrapper": wrapper, "slicer.ScriptedLoadableModule": scripted}
+
+
+@pytest.fixture
+def module(monkeypatch, tmp_path):
+    """DeepDenoise.py imported over a headless scene; its jobs run the scripted worker."""
+    headless_scene()
+    for name, stand_in in stand_in_modules().items():
+        monkeypatch.setitem(sys.modules, name, stand_in)
+    monkeypatch.setattr(slicer, "app", SimpleNamespace(temporaryPath=str(tmp_path / "temporary")), raising=False)
+    spec = importlib.util.spec_from_file_location("DeepDenoise", MODULE_PATH)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    loaded.worker_mode = "ok"
+    real_make_job = loaded.make_job
+
+    def make_job_with_scripted_worker(input_node, config, python=None, **options):
+        worker = [sys.executable, str(TESTING / "fake_worker.py"), "--mode", loaded.worker_mode]
+        return real_make_job(input_node, config, worker=worker, **options)
+
+    monkeypatch.setattr(loaded, "make_job", make_job_with_scripted_worker)
+    monkeypatch.setattr(loaded.DeepDenoiseLogic, "workerPython", staticmethod(lambda: sys.executable))
+    return loaded
+
+
+def volume_array(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(100.0, 10.0, (5, 6, 7)).astype(np.float32)
+
+
+def panel_state(**values) -> SimpleNamespace:
+    from DeepDenoiseLib.mrml_bridge import PanelSettings
+
+    settings = PanelSettings()
+    state = {camel: getattr(settings, snake) for snake, camel in zip(vars(settings), PanelSettings.parameter_names())}
+    state.update(
+        inputVolume=None, denoiseSequence=True, modelSource=TRAIN_ON_INPUT, savedModel="", saveModel=False,
+        saveModelName="", outputVolume=None, computeResidual=False, residualVolume=None,
+        computeUncertainty=False, uncertaintyVolume=None,
+    )  # fmt: skip
+    state.update(values)
+    return SimpleNamespace(**state)
+
+
+def test_process_denoises_a_volume_with_the_panels_plan(module) -> None:
+    scene = slicer.mrmlScene
+    array = volume_array()
+    node = add_volume(scene, "MRHead", array, spacing=(0.7, 0.9, 2.5))
+    logic = module.DeepDenoiseLogic()
+    run = plan_run(panel_state(inputVolume=node, method="N2V2", dimensions="3D", computeResidual=True,
+                               saveModel=True, saveModelName="brain"))  # fmt: skip
+    output = logic.process(**run.process_arguments(), showResult=False)
+    assert output is logic.lastResult.output_node and output.GetName() == "MRHead denoised"
+    assert np.array_equal(ijk_to_ras_array(output), ijk_to_ras_array(node))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(output), array * 0.5)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(logic.lastResult.residual_node), array * 0.5)
+    summary = logic.lastResult.summary
+    assert (summary["method"], summary["dimensions"], summary["save_model"]) == ("n2v2", "3d", "brain")
+    assert logic.summaryText(summary) == "Done in 0 s. Noise model: rician."
+
+
+def test_process_in_the_background_applies_a_saved_model_to_a_whole_sequence(module, tmp_path) -> None:
+    scene = slicer.mrmlScene
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "fMRI")
+    for index in range(3):
+        frame = slicer.vtkMRMLScalarVolumeNode()
+        slicer.util.updateVolumeFromArray(frame, volume_array(index))
+        sequence.SetDataNodeAtValue(frame, str(index))
+    proxy = add_browser(scene, [sequence], "fMRI browser").GetProxyNode(sequence)
+    models = [ModelInfo("fmri", tmp_path / "fmri.safetensors", method="blindspot", dimensions="2d")]
+    state = panel_state(inputVolume=proxy, modelSource=APPLY_SAVED_MODEL, savedModel="fmri", device="CPU")
+    logic = module.DeepDenoiseLogic()
+    events, outcome = [], []
+    returned = logic.process(
+        **plan_run(state, models, tmp_path).process_arguments(), waitForCompletion=False, showResult=False,
+        progressCallback=events.append, completedCallback=lambda result, error: outcome.append((result, error)),
+    )  # fmt: skip
+    assert returned is None and logic.isRunning and logic._timer.active
+    deadline = time.monotonic() + 30
+    while not outcome:
+        assert time.monotonic() < deadline, "the worker did not finish in time"
+        logic._timer.slot()
+        time.sleep(0.02)
+    result, error = outcome[0]
+    assert error is None and not logic.isRunning and not logic._timer.active
+    assert result.output_node.IsA("vtkMRMLSequenceNode") and result.output_node.GetNumberOfDataNodes() == 3
+    assert result.browser_node is not None and logic.lastResult is result
+    assert result.summary["model"] == str(tmp_path / "fmri.safetensors") and result.summary["device"] == "cpu"
+    assert events[-1].stage == "done"
+
+
+def test_cancel_leaves_the_scene_as_it_was(module) -> None:
+    scene = slicer.mrmlScene
+    node = add_volume(scene, "MRHead", volume_array())
+    nodes_before = scene.GetNumberOfNodes()
+    module.worker_mode = "hang"
+    logic = module.DeepDenoiseLogic()
+    outcome = []
+    logic.process(node, None, {"budgetMinutes": 1.0}, waitForCompletion=False, showResult=False,
+                  completedCallback=lambda result, error: outcome.append(error))  # fmt: skip
+    with pytest.raises(RuntimeError, match="in progress"):
+        logic.process(node, None, None)
+    logic.cancel()
+    assert isinstance(outcome[0], Cancelled) and not logic.isRunning
+    assert scene.GetNumberOfNodes() == nodes_before
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), volume_array())
