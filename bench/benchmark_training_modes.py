@@ -18,7 +18,7 @@ Training runs a fixed number of steps (``--steps``; batch 8 of 48x48 axial patch
 3e-3, which did better than the library's defaults at so few steps), not a time budget, so that
 results do not depend on the machine's load; the time column does. Then the synthetic fMRI series of the tests
 (block design, 4 % activation) is denoised with Noise2Noise at two step counts. Prints Markdown
-tables; about 8-10 minutes on a 2-core CPU::
+tables; 6.7 minutes of CPU time (about 5-6 minutes on an idle 2-core CPU; 16 on a loaded one)::
 
     python bench/benchmark_training_modes.py --shared ../shared/data
 """
@@ -94,18 +94,21 @@ def mean_of_draws(volumes: dict[str, Volume], steps: int, seed: int) -> np.ndarr
     return 0.5 * (volumes["noisy"].array + volumes["second"].array)
 
 
-RUNS: dict[str, Callable[[dict[str, Volume], int, int], np.ndarray]] = {
-    "supervised UNet": supervised_run("unet", 0.0),
-    "supervised UNet + adversarial": supervised_run("unet", 0.1),
-    "supervised DAE": supervised_run("dae", 0.0),
-    "supervised DAE + adversarial": supervised_run("dae", 0.1),
-    "average of the two draws (no learning)": mean_of_draws,
-    "Noise2Noise, two draws, predict each and average": noise2noise_run("each"),
-    "Noise2Noise, two draws, predict from their mean": noise2noise_run("mean"),
-}
+def runs(adversarial_weight: float) -> dict[str, Callable[[dict[str, Volume], int, int], np.ndarray]]:
+    return {
+        "supervised UNet": supervised_run("unet", 0.0),
+        f"supervised UNet + adversarial {adversarial_weight:g}": supervised_run("unet", adversarial_weight),
+        "supervised DAE": supervised_run("dae", 0.0),
+        f"supervised DAE + adversarial {adversarial_weight:g}": supervised_run("dae", adversarial_weight),
+        "average of the two draws (no learning)": mean_of_draws,
+        "Noise2Noise, two draws, predict each and average": noise2noise_run("each"),
+        "Noise2Noise, two draws, predict from their mean": noise2noise_run("mean"),
+    }
 
 
-def score_rows(shared: Path, levels: list[str], steps: int, seed: int, second_seed: int, only: Optional[list[str]]) -> list[dict[str, Any]]:
+def score_rows(
+    shared: Path, levels: list[str], steps: int, seed: int, second_seed: int, adversarial_weight: float, only: Optional[list[str]]
+) -> list[dict[str, Any]]:
     clean = read_volume(shared / "mni152_t1_128_clean.nii.gz")
     mask = read_volume(shared / "mni152_t1_128_mask.nii.gz").array > 0
     scored = mask.copy()
@@ -116,7 +119,7 @@ def score_rows(shared: Path, levels: list[str], steps: int, seed: int, second_se
         second = noisy.with_array(add_rician_noise(clean.array, int(level) / 100.0, second_seed))
         volumes = {"clean": clean, "noisy": noisy, "second": second}
         outputs: list[tuple[str, np.ndarray, float]] = [("noisy input", noisy.array, 0.0)]
-        for name, run in RUNS.items():
+        for name, run in runs(adversarial_weight).items():
             if only and not any(word.lower() in name.lower() for word in only):
                 continue
             start = time.perf_counter()
@@ -200,11 +203,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--second-seed", type=int, default=2024, help="seed of the second noise draw for Noise2Noise")
     parser.add_argument("--fmri-steps", type=int, nargs="*", default=[400, 1200], help="Noise2Noise steps on the fMRI series (none: skip)")
+    parser.add_argument("--adversarial-weight", type=float, default=0.1, help="weight of the adversarial rows")
     parser.add_argument("--only", nargs="*", help="run only methods whose name contains one of these words")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = score_rows(args.shared, args.levels, args.steps, args.seed, args.second_seed, args.only)
+    rows = score_rows(args.shared, args.levels, args.steps, args.seed, args.second_seed, args.adversarial_weight, args.only)
     fmri = fmri_rows(args.fmri_steps) if args.fmri_steps else []
     print_tables(rows, args.levels, fmri)
 
