@@ -53,23 +53,55 @@ def denoise_command(
     python: Optional[str] = None,
     worker: Optional[Sequence[str]] = None,
     save_model_path: Optional[PathLike] = None,
-    second_input_path: Optional[PathLike] = None,
 ) -> list[str]:
     """The command line that denoises ``input_path`` into ``output_path`` with JSON progress, also
     writing the residual and the uncertainty (the spread across test-time augmentations, which the
     configuration must switch on) where their paths are given, and saving the trained model to
-    ``save_model_path`` if given. With ``second_input_path`` (a second acquisition of the same
-    anatomy) it is Noise2Noise on the two (``deepdenoise n2n``).
+    ``save_model_path`` if given.
 
     ``worker`` replaces ``[python, "-m", "DeepDenoiseLib"]`` (tests put a stand-in script there);
     ``python`` defaults to the running interpreter.
     """
-    inputs = ["denoise", str(input_path)] if second_input_path is None else ["n2n", str(input_path), str(second_input_path)]
-    command = _prefix(python, worker) + inputs + [str(output_path), "--config", str(config_path)]
+    command = _prefix(python, worker) + ["denoise", str(input_path), str(output_path), "--config", str(config_path)]
     command += _output_options(residual_path, uncertainty_path)
     if save_model_path is not None:
         command += ["--save-model", str(save_model_path)]
     return command
+
+
+def noise2noise_command(
+    input_paths: Sequence[PathLike],
+    output_path: PathLike,
+    config_path: PathLike,
+    residual_path: Optional[PathLike] = None,
+    uncertainty_path: Optional[PathLike] = None,
+    python: Optional[str] = None,
+    worker: Optional[Sequence[str]] = None,
+) -> list[str]:
+    """The command line of Noise2Noise (``deepdenoise n2n``) on two acquisitions of the same anatomy,
+    or on one 4D series (neighbouring frames as the pairs); options as for :func:`denoise_command`."""
+    if len(input_paths) not in (1, 2):
+        raise ValueError(f"Noise2Noise takes two acquisitions or one 4D series; got {len(input_paths)} inputs")
+    command = _prefix(python, worker) + ["n2n", *map(str, input_paths), str(output_path), "--config", str(config_path)]
+    return command + _output_options(residual_path, uncertainty_path)
+
+
+def supervised_command(
+    noisy_path: PathLike,
+    clean_path: PathLike,
+    input_path: PathLike,
+    output_path: PathLike,
+    config_path: PathLike,
+    residual_path: Optional[PathLike] = None,
+    uncertainty_path: Optional[PathLike] = None,
+    python: Optional[str] = None,
+    worker: Optional[Sequence[str]] = None,
+) -> list[str]:
+    """The command line that trains on the (``noisy_path``, ``clean_path``) pair and denoises
+    ``input_path`` with the result (``deepdenoise supervised``); options as for :func:`denoise_command`."""
+    command = _prefix(python, worker) + ["supervised", "--noisy", str(noisy_path), "--clean", str(clean_path)]
+    command += ["--apply-to", str(input_path), str(output_path), "--config", str(config_path)]
+    return command + _output_options(residual_path, uncertainty_path)
 
 
 def apply_command(

@@ -37,7 +37,9 @@ from DeepDenoiseLib.background import (
     apply_command,
     denoise_command,
     make_work_folder,
+    noise2noise_command,
     remove_work_folder,
+    supervised_command,
     worker_environment,
 )
 from DeepDenoiseLib.config import (
@@ -65,13 +67,28 @@ MODALITY_NOISE_MODELS = {
     "ultrasound": "speckle",
     "generic": "gaussian",
 }
-#: The panel's method names and the configuration's; the library's default method first.
-METHOD_NAMES = {"Blind-spot N2V": "blindspot", "N2V": "n2v", "N2V2": "n2v2", "structN2V": "structn2v"}
+#: The panel's method names and the configuration's; the library's default method first, then the
+#: other single-volume methods, then those that learn from pairs of volumes.
+METHOD_NAMES = {
+    "Blind-spot N2V": "blindspot",
+    "N2V": "n2v",
+    "N2V2": "n2v2",
+    "structN2V": "structn2v",
+    "Noise2Noise": "noise2noise",
+    "Supervised": "supervised",
+}
 #: Panel methods whose network is 2D only (3D context comes from neighbouring slices).
 METHODS_2D_ONLY = tuple(name for name, method in METHOD_NAMES.items() if method == "blindspot")
-#: Panel methods that hide voxels by masking (the blind-spot network masks nothing): the masked
-#: fraction applies to these only.
-MASKING_METHODS = tuple(name for name, method in METHOD_NAMES.items() if method != "blindspot")
+#: Panel methods that hide voxels by masking (the blind-spot network and the paired methods mask
+#: nothing): the masked fraction applies to these only.
+MASKING_METHODS = tuple(name for name, method in METHOD_NAMES.items() if method not in ("blindspot", *PAIRED_METHODS))
+#: Panel methods that learn from pairs of volumes: a second acquisition (Noise2Noise) or a
+#: (noisy, clean) training pair (Supervised). The architecture applies to these only.
+PAIRED_METHOD_NAMES = tuple(name for name, method in METHOD_NAMES.items() if method in PAIRED_METHODS)
+#: The panel method whose training adds the adversarial loss (it needs clean targets).
+ADVERSARIAL_METHODS = tuple(name for name, method in METHOD_NAMES.items() if method == "supervised")
+#: The paired methods' networks: a UNet, or a denoising autoencoder (the UNet without skips).
+ARCHITECTURE_NAMES = {"UNet": "unet", "DAE": "dae"}
 #: The panel's dimension names and the configuration's.
 DIMENSION_NAMES = {"2D": "2d", "3D": "3d"}
 #: The panel's devices; "GPU" is CUDA, or Metal (MPS) on a Mac.
@@ -100,7 +117,10 @@ class PanelSettings:
 
     Defaults are the library's (the modality is the one whose noise model is the library's default).
     ``modality`` sets the configuration's noise model (:attr:`noise_model`), which Blind-spot N2V's
-    fusion step assumes. A 2D-only method with 3D dimensions is refused with a ValueError.
+    fusion step assumes. A 2D-only method with 3D dimensions is refused with a ValueError. Settings
+    that a method does not use are left out of its configuration: the masked fraction for methods
+    that mask nothing, the architecture for the single-volume methods, the adversarial weight for
+    all but Supervised.
     """
 
     method: str = _panel_name(METHOD_NAMES, DenoiseConfig.method)
@@ -114,6 +134,8 @@ class PanelSettings:
     masked_fraction: float = MaskingConfig.masked_fraction
     test_time_augmentation: bool = PredictionConfig.tta
     seed: int = TrainingConfig.seed
+    architecture: str = _panel_name(ARCHITECTURE_NAMES, ModelConfig.architecture)
+    adversarial_weight: float = TrainingConfig.adversarial_weight
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -121,6 +143,7 @@ class PanelSettings:
             ("dimensions", DIMENSION_NAMES),
             ("modality", MODALITY_NOISE_MODELS),
             ("device", DEVICE_NAMES),
+            ("architecture", ARCHITECTURE_NAMES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
@@ -137,20 +160,29 @@ class PanelSettings:
 
     def to_config(self) -> DenoiseConfig:
         """The run configuration these choices stand for (validated: a bad value raises ValueError)."""
+        model: dict[str, Any] = {"dimensions": DIMENSION_NAMES[self.dimensions]}
+        training: dict[str, Any] = {
+            "budget_seconds": float(self.budget_minutes) * 60.0,
+            "device": DEVICE_NAMES[self.device],
+            "patch_size": int(self.patch_size),
+            "batch_size": int(self.batch_size),
+            "learning_rate": float(self.learning_rate),
+            "seed": int(self.seed),
+        }
+        sections: dict[str, Any] = {}
+        if self.method in PAIRED_METHOD_NAMES:
+            model["architecture"] = ARCHITECTURE_NAMES[self.architecture]
+        else:
+            sections["masking"] = {"masked_fraction": float(self.masked_fraction)}
+        if self.method in ADVERSARIAL_METHODS:
+            training["adversarial_weight"] = float(self.adversarial_weight)
         return DenoiseConfig.for_method(
             METHOD_NAMES[self.method],
-            model={"dimensions": DIMENSION_NAMES[self.dimensions]},
-            masking={"masked_fraction": float(self.masked_fraction)},
-            training={
-                "budget_seconds": float(self.budget_minutes) * 60.0,
-                "device": DEVICE_NAMES[self.device],
-                "patch_size": int(self.patch_size),
-                "batch_size": int(self.batch_size),
-                "learning_rate": float(self.learning_rate),
-                "seed": int(self.seed),
-            },
+            model=model,
+            training=training,
             prediction={"tta": bool(self.test_time_augmentation)},
             noise={"model": self.noise_model},
+            **sections,
         )
 
     @classmethod
@@ -401,8 +433,14 @@ class NodeDenoiseJob:
     Sequence nodes (4D) go through :class:`~DeepDenoiseLib.sequence_bridge.SequenceDenoiseJob`.
     With ``second_input_node``, a second acquisition of the same anatomy on the same grid, the job
     runs Noise2Noise on the two (``config.method`` must be ``noise2noise``); the residual is then
-    the two acquisitions' mean minus the result.
+    the two acquisitions' mean minus the result. With ``training_noisy_node`` and
+    ``training_clean_node``, a (noisy, clean) pair on one grid (any grid: the input's may differ),
+    it trains a network on that pair and denoises the input with it (``config.method`` must be
+    ``supervised``). The paired methods keep no model (``save_model_path`` is refused).
     """
+
+    #: Whether Noise2Noise may run on the input alone (a 4D series pairs its neighbouring frames).
+    NOISE2NOISE_ON_INPUT_ALONE = False
 
     #: The file type the input and the results travel in between the scene and the worker.
     FILE_EXTENSION = ".nrrd"
@@ -423,9 +461,13 @@ class NodeDenoiseJob:
         model_path: Optional[PathLike] = None,
         save_model_path: Optional[PathLike] = None,
         second_input_node: Optional[Any] = None,
+        training_noisy_node: Optional[Any] = None,
+        training_clean_node: Optional[Any] = None,
     ) -> None:
         self.input_node = input_node
         self.second_input_node = second_input_node
+        self.training_noisy_node = training_noisy_node
+        self.training_clean_node = training_clean_node
         self.config = config
         self.output_node = output_node
         self.residual_node = residual_node
@@ -464,46 +506,64 @@ class NodeDenoiseJob:
         try:
             input_path = self.folder / f"input{self.FILE_EXTENSION}"
             self._write_input(input_path)
-            if self.second_input_node is not None:
-                write_node(self.second_input_node, self.folder / f"second{self.FILE_EXTENSION}")
+            for name, node in self._pair_inputs().items():
+                write_node(node, self._input_path(name))
             self.run = BackgroundRun(self._command(input_path), environment=worker_environment(self.library_parent), cwd=self.folder)
         except BaseException:
             self._remove_folder()
             raise
 
+    def _pair_inputs(self) -> dict[str, Any]:
+        """The volumes besides the input that the worker gets, by file name: the second acquisition,
+        the training pair."""
+        nodes = {
+            "second": self.second_input_node,
+            "training_noisy": self.training_noisy_node,
+            "training_clean": self.training_clean_node,
+        }
+        return {name: node for name, node in nodes.items() if node is not None}
+
+    def _input_path(self, name: str) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{name}{self.FILE_EXTENSION}"
+
     def _check_pairing(self) -> None:
-        """A second acquisition goes with Noise2Noise only, and must lie on the input's grid."""
+        """A second acquisition goes with Noise2Noise only, and must lie on the input's grid; a
+        training pair goes with Supervised only, and its two volumes must lie on one grid."""
         second = self.second_input_node
+        pair = (self.training_noisy_node, self.training_clean_node)
         if self.config is None or self.model_path is not None:
-            if second is not None:
-                raise ValueError("a saved model denoises one volume; a second acquisition is for training with noise2noise")
+            if self._pair_inputs():
+                raise ValueError("a saved model denoises one volume; a second acquisition or a training pair is for training")
             return
-        if second is not None and self.save_model_path is not None:
-            raise ValueError("saving the model of a Noise2Noise run from the panel is not supported; use the library")
         method = self.config.method
-        if second is None:
-            if method in PAIRED_METHODS:
-                raise ValueError(
-                    f"method '{method}' learns from pairs of volumes: give the second acquisition (Noise2Noise), "
-                    "or train supervised models from the command line or DeepDenoiseLib.paired"
-                )
-            return
-        if method != "noise2noise":
+        if method in PAIRED_METHODS and self.save_model_path is not None:
+            raise ValueError(f"method '{method}' keeps no model: saving is for the single-volume methods")
+        if second is not None and method != "noise2noise":
             raise ValueError(f"a second acquisition is for method noise2noise; method '{method}' denoises one volume")
-        check_scalar_volume(second, "second acquisition")
-        if second is self.input_node:
-            raise InputError("the second acquisition must be another volume than the first")
-        same_shape = second.GetImageData().GetDimensions() == self.input_node.GetImageData().GetDimensions()
-        if not same_shape or not np.allclose(ijk_to_ras(second), ijk_to_ras(self.input_node), rtol=0.0, atol=1e-6):
-            raise InputError(
-                f"'{second.GetName()}' and '{self.input_node.GetName()}' must lie on the same voxel grid (dimensions, "
-                "spacing, origin and directions); resample one onto the other first (Resample Scalar/Vector/DWI Volume)"
+        if any(node is not None for node in pair) and method != "supervised":
+            raise ValueError(f"a training pair is for method supervised; method '{method}' does not learn from clean volumes")
+        if method == "noise2noise" and second is None and not self.NOISE2NOISE_ON_INPUT_ALONE:
+            raise ValueError(
+                "method 'noise2noise' learns from pairs of volumes: give the second acquisition "
+                "(another scan of the same anatomy on the same grid)"
             )
-        if second.GetParentTransformNode() is not self.input_node.GetParentTransformNode():
-            raise InputError(
-                f"'{second.GetName()}' and '{self.input_node.GetName()}' sit under different transforms; "
-                "harden the transforms or put both under the same one"
+        if method == "supervised" and None in pair:
+            raise ValueError(
+                "method 'supervised' learns from pairs of volumes: give the training noisy volume and its clean partner"
             )
+        if second is not None:
+            check_scalar_volume(second, "second acquisition")
+            if second is self.input_node:
+                raise InputError("the second acquisition must be another volume than the first")
+            _check_same_grid(second, self.input_node)
+        if method == "supervised":
+            noisy, clean = pair
+            check_scalar_volume(noisy, "training noisy volume")
+            check_scalar_volume(clean, "training clean volume")
+            if noisy is clean:
+                raise InputError("the training noisy and clean volumes must be two different volumes")
+            _check_same_grid(clean, noisy)
 
     def poll(self) -> list[ProgressEvent]:
         """New progress events, without waiting."""
@@ -550,7 +610,7 @@ class NodeDenoiseJob:
         for role, node in outputs.items():
             if node is None:
                 continue
-            if node is self.input_node or (node is not None and node is self.second_input_node):
+            if node is self.input_node or any(node is other for other in self._pair_inputs().values()):
                 raise InputError(f"the {role} must differ from the input volumes; choose or create another one")
             if node.IsA("vtkMRMLLabelMapVolumeNode") or not node.IsA("vtkMRMLScalarVolumeNode"):
                 raise InputError(f"the {role} '{node.GetName()}' must be a scalar volume")
@@ -617,12 +677,20 @@ class NodeDenoiseJob:
                 tta=self.tta, device=device, python=self.python, worker=self.worker,
             )  # fmt: skip
         assert self.config is not None
-        self.config.save(self.folder / "config.json")
+        config_path = self.folder / "config.json"
+        self.config.save(config_path)
+        output = self._result_path("output")
+        if self.config.method == "noise2noise":
+            inputs = [input_path] + ([self._input_path("second")] if self.second_input_node is not None else [])
+            return noise2noise_command(inputs, output, config_path, residual, uncertainty, python=self.python, worker=self.worker)
+        if self.config.method == "supervised":
+            return supervised_command(
+                self._input_path("training_noisy"), self._input_path("training_clean"), input_path, output, config_path,
+                residual, uncertainty, python=self.python, worker=self.worker,
+            )  # fmt: skip
         return denoise_command(
-            input_path, self._result_path("output"), self.folder / "config.json", residual, uncertainty,
-            python=self.python, worker=self.worker,
+            input_path, output, config_path, residual, uncertainty, python=self.python, worker=self.worker,
             save_model_path=None if self.save_model_path is None else _for_worker(self.save_model_path),
-            second_input_path=None if self.second_input_node is None else self.folder / f"second{self.FILE_EXTENSION}",
         )  # fmt: skip
 
     def _result_names(self) -> list[str]:
@@ -652,6 +720,21 @@ class NodeDenoiseJob:
         if self.folder is not None:
             remove_work_folder(self.folder)
             self.folder = None
+
+
+def _check_same_grid(node: Any, reference: Any) -> None:
+    """Raise :class:`InputError` unless ``node`` lies on ``reference``'s voxel grid, under the same transform."""
+    same_shape = node.GetImageData().GetDimensions() == reference.GetImageData().GetDimensions()
+    if not same_shape or not np.allclose(ijk_to_ras(node), ijk_to_ras(reference), rtol=0.0, atol=1e-6):
+        raise InputError(
+            f"'{node.GetName()}' and '{reference.GetName()}' must lie on the same voxel grid (dimensions, "
+            "spacing, origin and directions); resample one onto the other first (Resample Scalar/Vector/DWI Volume)"
+        )
+    if node.GetParentTransformNode() is not reference.GetParentTransformNode():
+        raise InputError(
+            f"'{node.GetName()}' and '{reference.GetName()}' sit under different transforms; "
+            "harden the transforms or put both under the same one"
+        )
 
 
 def _for_worker(model: PathLike) -> str:

@@ -200,7 +200,9 @@ class SequenceDenoiseJob(NodeDenoiseJob):
     """:class:`~DeepDenoiseLib.mrml_bridge.NodeDenoiseJob` for a sequence of scalar volumes (4D).
 
     The worker gets the series as a 4D NIfTI file and trains ONE model on all its frames (or applies
-    the saved model at ``model_path`` to each frame). :meth:`finish` adds new sequences (denoised,
+    the saved model at ``model_path`` to each frame). With method ``noise2noise`` the pairs are
+    neighbouring frames (no second acquisition); with ``supervised`` the network trained on the
+    training pair denoises every frame. :meth:`finish` adds new sequences (denoised,
     and the residual and uncertainty if asked for) with the input's frame count, index values, index
     name/unit/type and geometry, and one browser node for them all (``JobResult.browser_node``).
     Results always go to new nodes: ``output_node``, ``residual_node`` and ``uncertainty_node`` must
@@ -208,9 +210,17 @@ class SequenceDenoiseJob(NodeDenoiseJob):
     """
 
     FILE_EXTENSION = ".nii"
+    NOISE2NOISE_ON_INPUT_ALONE = True
 
     def _check_input(self) -> None:
         check_volume_sequence(self.input_node)
+
+    def _check_pairing(self) -> None:
+        if self.second_input_node is not None:
+            raise ValueError(
+                "Noise2Noise on a sequence pairs its neighbouring frames: give no second acquisition"
+            )
+        super()._check_pairing()
 
     def _check_outputs(self) -> None:
         chosen = [node for node in (self.output_node, self.residual_node, self.uncertainty_node) if node is not None]

@@ -1,12 +1,15 @@
-"""A stand-in for ``python -m DeepDenoiseLib denoise|apply ... --progress json`` with scripted behaviour.
+"""A stand-in for ``python -m DeepDenoiseLib denoise|apply|n2n|supervised ... --progress json`` with
+scripted behaviour.
 
-It takes the real command line after ``--mode MODE`` (``denoise IN OUT --config C`` or
-``apply MODEL IN OUT``) and speaks the real JSON-lines protocol, so the background runner and the
-Slicer jobs can be tested quickly and deterministically:
+It takes the real command line after ``--mode MODE`` (``denoise IN OUT --config C``,
+``apply MODEL IN OUT``, ``n2n FIRST [SECOND] OUT --config C`` or ``supervised --noisy N --clean C
+--apply-to IN OUT --config C``) and speaks the real JSON-lines protocol, so the background runner and
+the Slicer jobs can be tested quickly and deterministically:
 
-* ``ok``: reads the input (3D, or a 4D series), "denoises" it to ``input * 0.5`` (residual
-  ``input - output``, uncertainty ``|input| * 0.25``), writes atomically, ends with a ``done`` event
-  whose summary echoes the configuration it was given (or the model, --tta and --device of ``apply``).
+* ``ok``: reads the input (3D, or a 4D series; for ``n2n`` on two acquisitions, their mean),
+  "denoises" it to ``input * 0.5`` (residual ``input - output``, uncertainty ``|input| * 0.25``),
+  writes atomically, ends with a ``done`` event whose summary echoes the configuration it was given
+  (or the model, --tta and --device of ``apply``; for ``supervised`` also the training pair's means).
 * ``error``: reports stage ``error`` with a message and exits with code 2, as the CLI does.
 * ``crash``: leaves a half-written output file, then dies of an uncaught exception (traceback only).
 * ``hang``: starts two child processes (one in a session of its own), then reports training progress
@@ -32,8 +35,11 @@ ERROR_MESSAGE = "the fake worker refuses this input"
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=("ok", "error", "crash", "hang"), default="ok")
-    parser.add_argument("command", choices=("denoise", "apply"))
-    parser.add_argument("paths", nargs="+")
+    parser.add_argument("command", choices=("denoise", "apply", "n2n", "supervised"))
+    parser.add_argument("paths", nargs="*")
+    parser.add_argument("--noisy")
+    parser.add_argument("--clean")
+    parser.add_argument("--apply-to", nargs=2)
     parser.add_argument("--config")
     parser.add_argument("--progress", choices=("json",), required=True)
     parser.add_argument("--residual")
@@ -42,16 +48,20 @@ def main() -> int:
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--device")
     args = parser.parse_args()
+    config = None if args.command == "apply" else DenoiseConfig.load(args.config)
     if args.command == "apply":
         model, args.input, args.output = args.paths
-        config = None
+    elif args.command == "supervised":
+        args.input, args.output = args.apply_to
     else:
-        args.input, args.output = args.paths
-        config = DenoiseConfig.load(args.config)
+        *inputs, args.output = args.paths
+        args.input = inputs[0]
     report = JsonLinesReporter()
 
     report(ProgressEvent("loading", 0.0, message=f"reading {os.path.basename(args.input)}"))
     noisy = read_volume(args.input, allow_4d=True)
+    if args.command == "n2n" and len(inputs) == 2:
+        noisy = noisy.with_array((noisy.array.astype("float32") + read_volume(inputs[1]).array) * 0.5)
     print("UserWarning: a line that is not a progress event")
     print("a warning on stderr", file=sys.stderr)
 
@@ -99,6 +109,13 @@ def main() -> int:
             "noise_model": config.noise.model,
             "save_model": args.save_model,
         }
+        if args.command in ("n2n", "supervised"):
+            summary["architecture"] = config.model.architecture
+            summary["adversarial_weight"] = config.training.adversarial_weight
+        if args.command == "n2n":
+            summary["acquisitions"] = len(inputs)
+        if args.command == "supervised":
+            summary["training_means"] = [float(read_volume(path).array.mean()) for path in (args.noisy, args.clean)]
     if noisy.is_4d:
         summary["frames"] = noisy.array.shape[0]
     report(ProgressEvent("done", 1.0, summary=summary))

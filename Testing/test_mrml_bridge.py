@@ -26,6 +26,7 @@ from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
     METHOD_NAMES,
     METHODS_2D_ONLY,
     MODALITY_NOISE_MODELS,
+    PAIRED_METHOD_NAMES,
     NodeDenoiseJob,
     PanelSettings,
     WorkerError,
@@ -207,8 +208,8 @@ def test_panel_defaults_are_the_library_defaults():
 
 
 def test_panel_choices_cover_the_library():
-    # every method that denoises one volume; the paired ones need inputs the panel does not offer yet
-    assert sorted(METHOD_NAMES.values()) == sorted(m for m in METHODS if m not in PAIRED_METHODS)
+    assert sorted(METHOD_NAMES.values()) == sorted(METHODS)
+    assert {METHOD_NAMES[name] for name in PAIRED_METHOD_NAMES} == set(PAIRED_METHODS)
     assert sorted(DIMENSION_NAMES.values()) == ["2d", "3d"]
     assert set(MODALITY_NOISE_MODELS.values()) <= set(NOISE_MODELS)
     # The panel calls 2D-only exactly the methods the library refuses in 3D.
@@ -235,7 +236,9 @@ def test_every_method_and_dimension_maps_to_the_library_or_is_refused_clearly(na
     library = DenoiseConfig.for_method(METHOD_NAMES[name], model={"dimensions": DIMENSION_NAMES[dimensions]})
     assert config.method == METHOD_NAMES[name]
     assert config.model == library.model  # N2V2's blur-pool and missing top skip come with the method
-    assert config.masking == dataclasses.replace(library.masking, masked_fraction=0.03)
+    # The paired methods mask nothing, and refuse masking settings: the masked fraction stays out.
+    masked_fraction = library.masking.masked_fraction if name in PAIRED_METHOD_NAMES else 0.03
+    assert config.masking == dataclasses.replace(library.masking, masked_fraction=masked_fraction)
 
 
 @pytest.mark.parametrize(

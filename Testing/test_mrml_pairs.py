@@ -14,7 +14,7 @@ TESTING = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTING))
 from slicer_scene import add_volume, headless_scene, ijk_to_ras_array, slicer  # noqa: E402
 
-from DeepDenoiseLib.background import denoise_command  # noqa: E402
+from DeepDenoiseLib.background import denoise_command, noise2noise_command, supervised_command  # noqa: E402
 from DeepDenoiseLib.config import DenoiseConfig  # noqa: E402
 from DeepDenoiseLib.mrml_bridge import NodeDenoiseJob  # noqa: E402
 from DeepDenoiseLib.validation import InputError  # noqa: E402
@@ -36,10 +36,16 @@ def acquisition(seed: int, shape=(16, 24, 24)) -> np.ndarray:
     return (clean + np.random.default_rng(seed).normal(0.0, 20.0, shape)).astype(np.float32)
 
 
-def test_the_command_for_a_second_acquisition_is_n2n() -> None:
-    command = denoise_command("a.nrrd", "out.nrrd", "c.json", residual_path="r.nrrd", worker=["w"], second_input_path="b.nrrd")
+def test_the_commands_for_pairs_are_n2n_and_supervised() -> None:
+    command = noise2noise_command(["a.nrrd", "b.nrrd"], "out.nrrd", "c.json", residual_path="r.nrrd", worker=["w"])
     assert command == ["w", "n2n", "a.nrrd", "b.nrrd", "out.nrrd", "--config", "c.json", "--progress", "json", "--residual", "r.nrrd"]
+    assert noise2noise_command(["s.nii"], "o.nii", "c.json", worker=["w"])[:4] == ["w", "n2n", "s.nii", "o.nii"]
+    with pytest.raises(ValueError, match="two acquisitions or one 4D series"):
+        noise2noise_command(["a", "b", "c"], "o", "c.json")
     assert denoise_command("a.nrrd", "out.nrrd", "c.json", worker=["w"])[:3] == ["w", "denoise", "a.nrrd"]
+    command = supervised_command("n.nrrd", "c.nrrd", "in.nrrd", "out.nrrd", "c.json", uncertainty_path="u.nrrd", worker=["w"])
+    assert command == ["w", "supervised", "--noisy", "n.nrrd", "--clean", "c.nrrd", "--apply-to", "in.nrrd", "out.nrrd",
+                       "--config", "c.json", "--progress", "json", "--uncertainty", "u.nrrd"]  # fmt: skip
 
 
 def test_mismatched_acquisitions_and_settings_are_refused_before_anything_runs(scene, tmp_path) -> None:
@@ -51,6 +57,7 @@ def test_mismatched_acquisitions_and_settings_are_refused_before_anything_runs(s
     moved_by_transform = add_volume(scene, "under transform", acquisition(2), **GEOMETRY)
     moved_by_transform.SetAndObserveTransformNodeID(transform.GetID())
     n2n = DenoiseConfig.for_method("noise2noise")
+    supervised = DenoiseConfig.for_method("supervised")
     nodes_before = scene.GetNumberOfNodes()
     for kwargs, error, words in [
         ({"second_input_node": moved}, InputError, "same voxel grid"),
@@ -61,6 +68,17 @@ def test_mismatched_acquisitions_and_settings_are_refused_before_anything_runs(s
         ({"config": n2n}, ValueError, "give the second acquisition"),
         ({"config": DenoiseConfig.for_method("supervised")}, ValueError, "pairs of volumes"),
         ({"second_input_node": second, "output_node": second}, InputError, "must differ from the input volumes"),
+        ({"second_input_node": second, "save_model_path": tmp_path / "m.safetensors"}, ValueError, "keeps no model"),
+        ({"second_input_node": second, "config": None, "model_path": tmp_path / "m.safetensors"}, ValueError,
+         "a saved model denoises one volume"),
+        # Supervised: a (noisy, clean) pair on one grid; the input's grid may differ.
+        ({"config": supervised, "training_noisy_node": cropped, "training_clean_node": second}, InputError, "same voxel grid"),
+        ({"config": supervised, "training_noisy_node": second, "training_clean_node": second}, InputError, "two different volumes"),
+        ({"config": supervised, "training_noisy_node": second}, ValueError, "its clean partner"),
+        ({"training_noisy_node": moved, "training_clean_node": second, "second_input_node": second}, ValueError,
+         "a training pair is for method supervised"),
+        ({"config": supervised, "training_noisy_node": moved, "training_clean_node": cropped, "residual_node": cropped},
+         InputError, "must differ from the input volumes"),
     ]:  # fmt: skip
         kwargs.setdefault("config", n2n)
         job = NodeDenoiseJob(first, worker=["unused"], temp_parent=tmp_path, **kwargs)
@@ -68,6 +86,71 @@ def test_mismatched_acquisitions_and_settings_are_refused_before_anything_runs(s
             job.start()
         assert job.run is None
     assert scene.GetNumberOfNodes() == nodes_before
+    assert list(tmp_path.iterdir()) == []
+
+
+def fake(mode: str = "ok") -> list[str]:
+    return [sys.executable, str(TESTING / "fake_worker.py"), "--mode", mode]
+
+
+def run_job(job, timeout: float = 30.0):
+    job.start()
+    assert job.run.wait(timeout=timeout) == "succeeded", job.run.details
+    return job.finish()
+
+
+def test_paired_jobs_send_every_volume_to_the_worker(scene, tmp_path) -> None:
+    first_array, second_array = acquisition(0), acquisition(1)
+    first = add_volume(scene, "scan 1", first_array, **GEOMETRY)
+    second = add_volume(scene, "scan 2", second_array, **GEOMETRY)
+    n2n = DenoiseConfig.for_method("noise2noise", model={"architecture": "dae"}, prediction={"tta": True})
+    job = NodeDenoiseJob(first, n2n, compute_residual=True, compute_uncertainty=True, second_input_node=second,
+                         worker=fake(), temp_parent=tmp_path / "work")  # fmt: skip
+    result = run_job(job)
+    mean = 0.5 * (first_array + second_array)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(result.output_node), mean * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(result.residual_node), mean * 0.5, rtol=1e-6)
+    assert result.uncertainty_node is not None and np.array_equal(ijk_to_ras_array(result.output_node), ijk_to_ras_array(first))
+    assert (result.summary["acquisitions"], result.summary["architecture"]) == (2, "dae")
+
+    # Supervised: trained on a pair on another grid than the input's, applied to the input.
+    noisy = add_volume(scene, "low dose", acquisition(2, shape=(8, 10, 12)) + 7.0, spacing=(2.0, 2.0, 3.0))
+    clean = add_volume(scene, "full dose", np.full((8, 10, 12), 3.0, np.float32), spacing=(2.0, 2.0, 3.0))
+    config = DenoiseConfig.for_method("supervised", training={"adversarial_weight": 0.1})
+    job = NodeDenoiseJob(first, config, training_noisy_node=noisy, training_clean_node=clean, worker=fake(),
+                         temp_parent=tmp_path / "work")  # fmt: skip
+    result = run_job(job)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(result.output_node), first_array * 0.5, rtol=1e-6)
+    assert np.array_equal(ijk_to_ras_array(result.output_node), ijk_to_ras_array(first))
+    means = result.summary["training_means"]
+    assert means == pytest.approx([float(slicer.util.arrayFromVolume(noisy).mean()), 3.0], rel=1e-5)
+    assert result.summary["method"] == "supervised" and result.summary["adversarial_weight"] == 0.1
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_paired_methods_on_a_sequence(scene, tmp_path) -> None:
+    from DeepDenoiseLib.sequence_bridge import SequenceDenoiseJob, add_browser, volume_from_sequence
+
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "fMRI")
+    frames = np.stack([acquisition(seed, shape=(4, 6, 8)) for seed in range(3)])
+    for index, frame_array in enumerate(frames):
+        frame = slicer.vtkMRMLScalarVolumeNode()
+        slicer.util.updateVolumeFromArray(frame, frame_array)
+        sequence.SetDataNodeAtValue(frame, str(index))
+    add_browser(scene, [sequence], "fMRI browser")
+    # Noise2Noise pairs neighbouring frames: the series alone goes to the worker.
+    result = run_job(SequenceDenoiseJob(sequence, DenoiseConfig.for_method("noise2noise"), worker=fake(), temp_parent=tmp_path))
+    assert result.summary["acquisitions"] == 1 and result.summary["frames"] == 3
+    np.testing.assert_allclose(volume_from_sequence(result.output_node).array, frames * 0.5, rtol=1e-6)
+    noisy = add_volume(scene, "noisy", acquisition(4))
+    clean = add_volume(scene, "clean", acquisition(5))
+    job = SequenceDenoiseJob(sequence, DenoiseConfig.for_method("supervised"), training_noisy_node=noisy,
+                             training_clean_node=clean, worker=fake(), temp_parent=tmp_path)  # fmt: skip
+    result = run_job(job)
+    assert result.summary["frames"] == 3 and len(result.summary["training_means"]) == 2
+    job = SequenceDenoiseJob(sequence, DenoiseConfig.for_method("noise2noise"), second_input_node=noisy, worker=fake(), temp_parent=tmp_path)
+    with pytest.raises(ValueError, match="pairs its neighbouring frames"):
+        job.start()
     assert list(tmp_path.iterdir()) == []
 
 
