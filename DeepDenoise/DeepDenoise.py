@@ -39,6 +39,7 @@ if LIBRARY_PARENT not in sys.path:
 
 from DeepDenoiseLib.config import DenoiseConfig  # noqa: E402
 from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
+    ARCHITECTURE_NAMES,
     DEVICE_NAMES,
     DIMENSION_NAMES,
     METHOD_NAMES,
@@ -55,12 +56,14 @@ from DeepDenoiseLib.panel_jobs import (  # noqa: E402
     enabled_settings,
     model_choices,
     parameters_after_run,
+    parameters_for_method,
     plan_run,
     sequence_option_text,
     sequence_to_run,
     suggested_model_name,
     summary_text,
     updated_model_name,
+    visible_settings,
 )
 from DeepDenoiseLib.progress import Cancelled  # noqa: E402
 from DeepDenoiseLib.sequence_bridge import make_job, sequence_of_proxy, shown_node  # noqa: E402
@@ -101,6 +104,11 @@ class DeepDenoise(ScriptedLoadableModule):
             "artefacts.</li>"
             "<li><b>structN2V</b>: hides a short line of voxels instead of one, for noise correlated along "
             "an axis (streaks).</li>"
+            "<li><b>Noise2Noise</b>: learns to predict one acquisition from another of the same anatomy "
+            "(a <i>second acquisition</i> on the same grid; for a sequence, neighbouring frames).</li>"
+            "<li><b>Supervised</b>: learns from a <i>training noisy volume</i> and its clean partner (e.g. "
+            "low-dose and full-dose CT), then denoises the input; UNet or denoising autoencoder (DAE), "
+            "with an optional adversarial term (Advanced).</li>"
             "</ul>"
             "The modality preset sets the noise model: Rician for MRI, Gaussian for CT and generic "
             "images, Poisson for PET (denoised after a variance-stabilising transform) and speckle for "
@@ -160,6 +168,8 @@ class DeepDenoiseParameterNode:
     """The panel's state, saved with the scene. Names match PanelSettings (in camelCase) plus the nodes.
 
     inputVolume - the noisy volume.
+    secondVolume - Noise2Noise: a second acquisition of the same anatomy on the input's grid.
+    trainingNoisyVolume, trainingCleanVolume - Supervised: the (noisy, clean) pair to train on.
     denoiseSequence - when the input is the frame in view of a sequence, denoise the whole sequence.
     modelSource - train on the input, or apply the saved model savedModel (a name in the model folder;
     the panel fills its list from the folder, so no widget binds it).
@@ -171,10 +181,14 @@ class DeepDenoiseParameterNode:
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
+    secondVolume: vtkMRMLScalarVolumeNode
+    trainingNoisyVolume: vtkMRMLScalarVolumeNode
+    trainingCleanVolume: vtkMRMLScalarVolumeNode
     denoiseSequence: bool = True
     method: Annotated[str, Choice(list(METHOD_NAMES))] = _DEFAULTS.method
     dimensions: Annotated[str, Choice(list(DIMENSION_NAMES))] = _DEFAULTS.dimensions
     modality: Annotated[str, Choice(list(MODALITY_NOISE_MODELS))] = _DEFAULTS.modality
+    architecture: Annotated[str, Choice(list(ARCHITECTURE_NAMES))] = _DEFAULTS.architecture
     modelSource: Annotated[str, Choice(list(MODEL_SOURCES))] = TRAIN_ON_INPUT
     savedModel: str = ""
     saveModel: bool = False
@@ -192,6 +206,7 @@ class DeepDenoiseParameterNode:
     maskedFraction: Annotated[float, WithinRange(1e-4, 0.25)] = _DEFAULTS.masked_fraction
     testTimeAugmentation: bool = _DEFAULTS.test_time_augmentation
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = _DEFAULTS.seed
+    adversarialWeight: Annotated[float, WithinRange(0.0, 10.0)] = _DEFAULTS.adversarial_weight
 
 
 #
@@ -215,6 +230,7 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._settingWidgets = {}
+        self._settingLabels = {}
         self._modelChoices = []
         self._suggestedModelName = ""
         self._run = None
@@ -232,6 +248,10 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         }
         for name, widgetName in UNBOUND_SETTING_WIDGETS.items():
             self._settingWidgets[name] = getattr(self.ui, widgetName)
+        # A widget's label in the .ui is named after it: "<widget>Label".
+        self._settingLabels = {
+            name: getattr(self.ui, f"{widget.objectName}Label", None) for name, widget in self._settingWidgets.items()
+        }
 
         self.logic = DeepDenoiseLogic()
 
@@ -308,6 +328,10 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if parameters:
             for name, enabled in enabled_settings(parameters).items():
                 self._settingWidgets[name].enabled = enabled
+            for name, visible in visible_settings(parameters).items():
+                for widget in (self._settingWidgets[name], self._settingLabels.get(name)):
+                    if widget is not None:
+                        widget.visible = visible
             frameOf = sequence_of_proxy(parameters.inputVolume)
             self.ui.denoiseSequenceCheckBox.visible = frameOf is not None
             if frameOf is not None:
@@ -371,9 +395,11 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
 
     def onMethodChosen(self, index) -> None:
-        """A 2D-only method (Blind-spot N2V) switches the dimensions to 2D."""
-        if self._parameterNode and self._parameterNode.method in METHODS_2D_ONLY:
-            self._parameterNode.dimensions = "2D"
+        """A 2D-only method (Blind-spot N2V) switches the dimensions to 2D; a paired method, which
+        keeps no model, unticks saving."""
+        if self._parameterNode:
+            for name, value in parameters_for_method(self._parameterNode.method).items():
+                setattr(self._parameterNode, name, value)
 
     def onComputeUncertaintyClicked(self, checked) -> None:
         """The uncertainty is the spread across test-time augmentations: asking for it turns them on."""
@@ -526,6 +552,9 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
         showResult=True,
         modelPath=None,
         saveModelPath=None,
+        secondVolume=None,
+        trainingNoisyVolume=None,
+        trainingCleanVolume=None,
     ):
         """Denoise ``inputVolume`` in a separate process. Works without the panel.
 
@@ -546,6 +575,10 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
             instead of training one; only the parameters' test-time augmentation and device then matter.
         :param saveModelPath: also save the model the run trains (a .safetensors path, or a name kept
             in the per-user folder ``modelFolder``).
+        :param secondVolume: method Noise2Noise: a second acquisition of the same anatomy on the
+            input's grid (none for a sequence, whose neighbouring frames are the pairs).
+        :param trainingNoisyVolume, trainingCleanVolume: method Supervised: the (noisy, clean) pair,
+            on one grid, that the network trains on before it denoises the input.
 
         The scene changes only when the worker succeeded: on failure or cancel nothing was added or
         filled. Temporary files go to a folder that is always removed.
@@ -566,6 +599,9 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
             temp_parent=slicer.app.temporaryPath,
             model_path=modelPath,
             save_model_path=saveModelPath,
+            second_input_node=secondVolume,
+            training_noisy_node=trainingNoisyVolume,
+            training_clean_node=trainingCleanVolume,
         )
         job.start()
         what = f"model {modelPath}" if modelPath else f"{config.method} {config.model.dimensions}"

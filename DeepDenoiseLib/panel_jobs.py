@@ -20,7 +20,14 @@ from typing import Any, Mapping, Optional, Sequence
 
 from DeepDenoiseLib.model_folder import ModelInfo, check_model_name, is_model_name
 from DeepDenoiseLib.model_record import MODEL_EXTENSION
-from DeepDenoiseLib.mrml_bridge import MASKING_METHODS, METHOD_NAMES, METHODS_2D_ONLY, PanelSettings
+from DeepDenoiseLib.mrml_bridge import (
+    ADVERSARIAL_METHODS,
+    MASKING_METHODS,
+    METHOD_NAMES,
+    METHODS_2D_ONLY,
+    PAIRED_METHOD_NAMES,
+    PanelSettings,
+)
 from DeepDenoiseLib.sequence_bridge import sequence_of_proxy
 from DeepDenoiseLib.validation import InputError
 
@@ -30,8 +37,14 @@ TRAIN_ON_INPUT, APPLY_SAVED_MODEL = MODEL_SOURCES
 #: Settings that only shape training; a saved model brings its own, so they are locked while one is applied.
 TRAINING_SETTINGS = (
     "method", "dimensions", "modality", "budgetMinutes", "patchSize", "batchSize", "learningRate",
-    "maskedFraction", "seed", "saveModel", "saveModelName",
+    "maskedFraction", "seed", "saveModel", "saveModelName", "architecture", "adversarialWeight",
 )  # fmt: skip
+#: The volumes a paired method learns from besides the input, shown only when the method needs them.
+PAIR_VOLUMES = ("secondVolume", "trainingNoisyVolume", "trainingCleanVolume")
+#: The panel's names of the two paired methods.
+NOISE2NOISE, SUPERVISED = (
+    next(name for name, value in METHOD_NAMES.items() if value == method) for method in ("noise2noise", "supervised")
+)
 #: The nodes a run on one volume fills; a sequence's results go to new sequences instead.
 OUTPUT_NODES = ("outputVolume", "residualVolume", "uncertaintyVolume")
 
@@ -128,6 +141,35 @@ def applies_saved_model(state: Any) -> bool:
     return MODEL_SOURCES[state.modelSource] == "apply"
 
 
+def trains_paired(state: Any) -> bool:
+    """Whether the run trains a method that learns from pairs of volumes (and so keeps no model)."""
+    return not applies_saved_model(state) and state.method in PAIRED_METHOD_NAMES
+
+
+def parameters_for_method(method: str) -> dict[str, Any]:
+    """What choosing ``method`` in the panel sets with it: 2D for a 2D-only method; no model saving
+    for a paired method, which keeps none."""
+    updates: dict[str, Any] = {}
+    if method in METHODS_2D_ONLY:
+        updates["dimensions"] = "2D"
+    if method in PAIRED_METHOD_NAMES:
+        updates["saveModel"] = False
+    return updates
+
+
+def visible_settings(state: Any) -> dict[str, bool]:
+    """Which of the paired methods' volume selectors the panel shows: the second acquisition for
+    Noise2Noise on a volume (on a sequence, neighbouring frames are the pairs), the training pair
+    for Supervised."""
+    training = not applies_saved_model(state)
+    supervised = training and state.method == SUPERVISED
+    return {
+        "secondVolume": training and state.method == NOISE2NOISE and sequence_to_run(state) is None,
+        "trainingNoisyVolume": supervised,
+        "trainingCleanVolume": supervised,
+    }
+
+
 def enabled_settings(state: Any) -> dict[str, bool]:
     """Which settings (by parameter name, plus ``savedModel``, the saved-model list) the panel leaves
     editable for the current choices. Locks hold only while their reason does (2D for a 2D-only
@@ -138,7 +180,12 @@ def enabled_settings(state: Any) -> dict[str, bool]:
     enabled = {name: training for name in TRAINING_SETTINGS}
     enabled["dimensions"] = training and not (state.method in METHODS_2D_ONLY and state.dimensions == "2D")
     enabled["maskedFraction"] = training and state.method in MASKING_METHODS
-    enabled["saveModelName"] = training and bool(state.saveModel)
+    enabled["architecture"] = training and state.method in PAIRED_METHOD_NAMES
+    enabled["adversarialWeight"] = training and state.method in ADVERSARIAL_METHODS
+    # Paired methods keep no model: saving stays editable only while ticked, so it can be unticked.
+    paired = trains_paired(state)
+    enabled["saveModel"] = training and (not paired or bool(state.saveModel))
+    enabled["saveModelName"] = training and bool(state.saveModel) and not paired
     enabled["savedModel"] = not training
     enabled["testTimeAugmentation"] = not (state.computeUncertainty and state.testTimeAugmentation)
     enabled["outputVolume"] = not on_sequence
@@ -155,6 +202,11 @@ def apply_tooltip(state: Any) -> str:
     what = f"every frame of '{sequence.GetName()}'" if sequence is not None else "the input volume"
     if applies_saved_model(state):
         return f"Denoise {what} with the saved model, in the background"
+    if state.method == SUPERVISED:
+        return f"Train on the training pair, then denoise {what} in the background"
+    if state.method == NOISE2NOISE:
+        pairs = "neighbouring frames" if sequence is not None else "the input and the second acquisition"
+        return f"Train Noise2Noise on {pairs}, then denoise {what} in the background"
     return f"Train on {what} and denoise it in the background"
 
 
@@ -173,6 +225,9 @@ class PanelRun:
     uncertainty_node: Optional[Any] = None
     compute_uncertainty: bool = False
     model_path: Optional[Path] = None
+    second_node: Optional[Any] = None
+    training_noisy_node: Optional[Any] = None
+    training_clean_node: Optional[Any] = None
     #: A model name (kept in the per-user folder) or a path ending in .safetensors.
     save_model_path: Optional[str] = None
     #: The saved model file that saving will replace, if one of that name exists.
@@ -194,6 +249,9 @@ class PanelRun:
             "computeUncertainty": self.compute_uncertainty,
             "modelPath": self.model_path,
             "saveModelPath": self.save_model_path,
+            "secondVolume": self.second_node,
+            "trainingNoisyVolume": self.training_noisy_node,
+            "trainingCleanVolume": self.training_clean_node,
         }
 
 
@@ -202,9 +260,11 @@ def plan_run(state: Any, models: Sequence[ModelInfo] = (), model_folder: Optiona
 
     Raises :class:`InputError` with what to do for an input that cannot be denoised as chosen (a
     sequence frame without the whole-sequence option, no saved model chosen or an unusable one, a
-    bad model name), and ``ValueError`` for settings that do not go together. Output nodes are
-    passed only when asked for, and not at all for a sequence, whose results are new sequences.
-    When a saved model is applied, only the device and test-time augmentation settings matter.
+    bad model name, a paired method without its volumes or asked to save its model), and
+    ``ValueError`` for settings that do not go together. Output nodes are passed only when asked
+    for, and not at all for a sequence, whose results are new sequences. When a saved model is
+    applied, only the device and test-time augmentation settings matter. The paired methods' volumes
+    are passed only for the method that uses them (Noise2Noise on a sequence pairs its frames).
     """
     node = state.inputVolume
     if node is None:
@@ -231,6 +291,8 @@ def plan_run(state: Any, models: Sequence[ModelInfo] = (), model_folder: Optiona
         run.uncertainty_node = state.uncertaintyVolume if compute_uncertainty else None
     if applies_saved_model(state):
         run.model_path = _saved_model_path(state.savedModel, models, model_folder)
+    elif trains_paired(state):
+        _add_pair_volumes(run, state)
     elif state.saveModel:
         run.save_model_path, run.replaces_model = _save_destination(state.saveModelName, model_folder)
     if run.compute_uncertainty and not run.parameters.test_time_augmentation:
@@ -239,6 +301,27 @@ def plan_run(state: Any, models: Sequence[ModelInfo] = (), model_folder: Optiona
             "augmentation on (Advanced), or untick the uncertainty output"
         )
     return run
+
+
+def _add_pair_volumes(run: PanelRun, state: Any) -> None:
+    if state.saveModel:
+        raise InputError(f"{state.method} keeps no model: untick 'Save the trained model as'.")
+    visible = visible_settings(state)
+    if visible["secondVolume"]:
+        if state.secondVolume is None:
+            raise InputError(
+                "Noise2Noise learns from two acquisitions of the same anatomy: choose the second acquisition "
+                "(a repeat scan on the same grid)."
+            )
+        run.second_node = state.secondVolume
+    if visible["trainingNoisyVolume"]:
+        if state.trainingNoisyVolume is None or state.trainingCleanVolume is None:
+            raise InputError(
+                "Supervised training learns from a noisy volume and its clean partner (e.g. low-dose and "
+                "full-dose CT): choose both training volumes."
+            )
+        run.training_noisy_node = state.trainingNoisyVolume
+        run.training_clean_node = state.trainingCleanVolume
 
 
 def _settings(state: Any) -> PanelSettings:

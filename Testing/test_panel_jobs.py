@@ -24,16 +24,21 @@ from DeepDenoiseLib.panel_jobs import (  # noqa: E402
     APPLY_SAVED_MODEL,
     TRAIN_ON_INPUT,
     TRAINING_SETTINGS,
+    NOISE2NOISE,
+    PAIR_VOLUMES,
+    SUPERVISED,
     apply_tooltip,
     chosen_model,
     enabled_settings,
     model_choices,
     parameters_after_run,
+    parameters_for_method,
     plan_run,
     sequence_option_text,
     suggested_model_name,
     summary_text,
     updated_model_name,
+    visible_settings,
 )
 from DeepDenoiseLib.sequence_bridge import add_browser, make_job, sequence_of_proxy  # noqa: E402
 from DeepDenoiseLib.validation import InputError  # noqa: E402
@@ -71,7 +76,8 @@ def panel_state(**values) -> SimpleNamespace:
     state.update(
         inputVolume=None, denoiseSequence=True, modelSource=TRAIN_ON_INPUT, savedModel="", saveModel=False,
         saveModelName="", outputVolume=None, computeResidual=False, residualVolume=None,
-        computeUncertainty=False, uncertaintyVolume=None,
+        computeUncertainty=False, uncertaintyVolume=None, secondVolume=None, trainingNoisyVolume=None,
+        trainingCleanVolume=None,
     )  # fmt: skip
     state.update(values)
     return SimpleNamespace(**state)
@@ -179,7 +185,8 @@ def test_the_suggested_name_follows_the_input_until_the_user_types_one() -> None
 def test_applying_a_saved_model_locks_every_training_setting(scene) -> None:
     node = add_volume(scene, "MRHead", volume_array())
     training = enabled_settings(panel_state(inputVolume=node, method="N2V", dimensions="3D", saveModel=True))
-    assert all(training[name] for name in TRAINING_SETTINGS)
+    # Every training setting the method uses (N2V has no architecture choice nor adversarial term).
+    assert all(training[name] for name in TRAINING_SETTINGS if name not in ("architecture", "adversarialWeight"))
     assert training["savedModel"] is False and training["testTimeAugmentation"] and training["outputVolume"]
     applying = enabled_settings(panel_state(inputVolume=node, modelSource=APPLY_SAVED_MODEL, saveModel=True))
     assert not any(applying[name] for name in TRAINING_SETTINGS)
@@ -195,7 +202,8 @@ def test_method_locks_hold_only_while_their_reason_does(method) -> None:
     assert enabled_settings(panel_state(method=method, dimensions="2D"))["dimensions"] is not two_d_only
     # A scene saved with a 2D-only method in 3D keeps the dimensions editable, so it can be mended.
     assert enabled_settings(panel_state(method=method, dimensions="3D"))["dimensions"] is True
-    assert enabled_settings(panel_state(method=method))["maskedFraction"] is not two_d_only
+    masks = METHOD_NAMES[method] in ("n2v", "n2v2", "structn2v")
+    assert enabled_settings(panel_state(method=method))["maskedFraction"] is masks
 
 
 def test_uncertainty_locks_test_time_augmentation_and_outputs_follow_their_checkboxes(scene) -> None:
@@ -325,6 +333,72 @@ def test_summary_text() -> None:
     )
 
 
+# --- Methods that learn from pairs of volumes ----------------------------------------------------------
+
+
+def test_paired_methods_show_their_volumes_and_settings_and_keep_no_model(scene) -> None:
+    _, proxy = add_sequence(scene, "fMRI")
+    assert visible_settings(panel_state(method=NOISE2NOISE)) == {
+        "secondVolume": True, "trainingNoisyVolume": False, "trainingCleanVolume": False,
+    }  # fmt: skip
+    assert visible_settings(panel_state(method=SUPERVISED)) == {
+        "secondVolume": False, "trainingNoisyVolume": True, "trainingCleanVolume": True,
+    }  # fmt: skip
+    # A sequence's neighbouring frames are Noise2Noise's pairs; a saved model needs no volumes.
+    assert not any(visible_settings(panel_state(method=NOISE2NOISE, inputVolume=proxy)).values())
+    assert not any(visible_settings(panel_state(method=SUPERVISED, modelSource=APPLY_SAVED_MODEL)).values())
+    assert set(PAIR_VOLUMES) == set(visible_settings(panel_state()))
+
+    for method in METHOD_NAMES:
+        enabled = enabled_settings(panel_state(method=method))
+        assert enabled["architecture"] is (method in (NOISE2NOISE, SUPERVISED))
+        assert enabled["adversarialWeight"] is (method == SUPERVISED)
+        assert enabled["saveModel"] is (method not in (NOISE2NOISE, SUPERVISED))
+    # Ticked (a saved scene), saving stays editable so that it can be unticked; the name stays locked.
+    ticked = enabled_settings(panel_state(method=NOISE2NOISE, saveModel=True))
+    assert ticked["saveModel"] is True and ticked["saveModelName"] is False
+    assert parameters_for_method(NOISE2NOISE) == {"saveModel": False}
+    assert parameters_for_method(METHODS_2D_ONLY[0]) == {"dimensions": "2D"}
+    assert parameters_for_method("N2V") == {}
+
+
+def test_paired_runs_take_their_volumes_or_say_which_are_missing(scene, tmp_path) -> None:
+    node = add_volume(scene, "scan 1", volume_array(0))
+    second = add_volume(scene, "scan 2", volume_array(1))
+    noisy, clean = (add_volume(scene, name, volume_array(seed)) for name, seed in (("low dose", 2), ("full dose", 3)))
+    state = panel_state(inputVolume=node, method=NOISE2NOISE, secondVolume=second, trainingNoisyVolume=noisy,
+                        architecture="DAE", maskedFraction=0.1, adversarialWeight=0.5)  # fmt: skip
+    run = plan_run(state)
+    assert run.second_node is second and run.training_noisy_node is None and run.training_clean_node is None
+    config = run.parameters.to_config()
+    assert config.method == "noise2noise" and config.model.architecture == "dae"
+    assert config.training.adversarial_weight == 0.0  # Supervised only
+
+    state.method, state.trainingCleanVolume = SUPERVISED, clean
+    run = plan_run(state)
+    assert (run.second_node, run.training_noisy_node, run.training_clean_node) == (None, noisy, clean)
+    assert run.parameters.to_config().training.adversarial_weight == 0.5
+    assert "Train on the training pair, then denoise the input volume" in apply_tooltip(state)
+
+    for method, field, words in [(NOISE2NOISE, "secondVolume", "choose the second acquisition"),
+                                 (SUPERVISED, "trainingCleanVolume", "choose both training volumes")]:  # fmt: skip
+        missing = panel_state(**{**vars(state), "method": method, field: None})
+        with pytest.raises(InputError, match=words):
+            plan_run(missing)
+    with pytest.raises(InputError, match="Supervised keeps no model: untick"):
+        plan_run(panel_state(**{**vars(state), "saveModel": True, "saveModelName": "x"}))
+
+    # On a sequence, Noise2Noise pairs neighbouring frames: a second acquisition chosen earlier is not sent.
+    sequence, proxy = add_sequence(scene, "fMRI")
+    run = plan_run(panel_state(inputVolume=proxy, method=NOISE2NOISE, secondVolume=second))
+    assert run.input_node is sequence and run.second_node is None
+    assert "neighbouring frames" in apply_tooltip(panel_state(inputVolume=proxy, method=NOISE2NOISE))
+    # Applying a saved model sends none of them.
+    run = plan_run(panel_state(**{**vars(state), "modelSource": APPLY_SAVED_MODEL, "savedModel": "m"}),
+                   [ModelInfo("m", tmp_path / "m.safetensors")], tmp_path)  # fmt: skip
+    assert (run.second_node, run.training_noisy_node, run.training_clean_node) == (None, None, None)
+
+
 # --- Runs carried out (scripted worker) ----------------------------------------------------------------
 
 
@@ -341,6 +415,9 @@ def job_for(run, tmp_path, mode: str = "ok"):
         compute_uncertainty=arguments["computeUncertainty"],
         model_path=arguments["modelPath"],
         save_model_path=arguments["saveModelPath"],
+        second_input_node=arguments["secondVolume"],
+        training_noisy_node=arguments["trainingNoisyVolume"],
+        training_clean_node=arguments["trainingCleanVolume"],
         worker=fake(mode),
         temp_parent=tmp_path / "work",
     )
@@ -365,4 +442,20 @@ def test_panel_runs_reach_the_worker_as_planned(scene, tmp_path) -> None:
     assert result.summary == {"seconds": 0.1, "model": str(tmp_path / "fmri.safetensors"), "tta": True, "device": "cpu"}
     assert np.array_equal(ijk_to_ras_array(result.output_node), ijk_to_ras_array(node))
     assert set(parameters_after_run(run, result)) == {"outputVolume", "uncertaintyVolume"}
+
+    second = add_volume(scene, "MRHead repeat", volume_array(5), spacing=(0.7, 0.9, 2.5))
+    run = plan_run(panel_state(inputVolume=node, method=NOISE2NOISE, secondVolume=second, computeResidual=True))
+    result = run_to_end(job_for(run, tmp_path))
+    mean = 0.5 * (volume_array() + volume_array(5))
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(result.output_node), mean * 0.5, rtol=1e-6)
+    assert result.summary["acquisitions"] == 2 and set(parameters_after_run(run, result)) == {"outputVolume", "residualVolume"}
+
+    noisy, clean = (add_volume(scene, name, volume_array(seed)) for name, seed in (("low dose", 6), ("full dose", 7)))
+    run = plan_run(panel_state(inputVolume=proxy, method=SUPERVISED, trainingNoisyVolume=noisy, trainingCleanVolume=clean,
+                               architecture="DAE", adversarialWeight=0.2))  # fmt: skip
+    result = run_to_end(job_for(run, tmp_path))
+    assert result.summary["frames"] == 3 and result.summary["training_means"] == pytest.approx(
+        [float(volume_array(6).mean()), float(volume_array(7).mean())], rel=1e-5
+    )
+    assert (result.summary["architecture"], result.summary["adversarial_weight"]) == ("dae", 0.2)
     assert list((tmp_path / "work").iterdir()) == []

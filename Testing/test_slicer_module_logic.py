@@ -103,7 +103,8 @@ def panel_state(**values) -> SimpleNamespace:
     state.update(
         inputVolume=None, denoiseSequence=True, modelSource=TRAIN_ON_INPUT, savedModel="", saveModel=False,
         saveModelName="", outputVolume=None, computeResidual=False, residualVolume=None,
-        computeUncertainty=False, uncertaintyVolume=None,
+        computeUncertainty=False, uncertaintyVolume=None, secondVolume=None, trainingNoisyVolume=None,
+        trainingCleanVolume=None,
     )  # fmt: skip
     state.update(values)
     return SimpleNamespace(**state)
@@ -171,3 +172,17 @@ def test_cancel_leaves_the_scene_as_it_was(module) -> None:
     assert isinstance(outcome[0], Cancelled) and not logic.isRunning
     assert scene.GetNumberOfNodes() == nodes_before
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), volume_array())
+
+
+def test_process_sends_the_paired_methods_volumes(module) -> None:
+    scene = slicer.mrmlScene
+    first, second = (add_volume(scene, name, volume_array(seed)) for name, seed in (("scan 1", 0), ("scan 2", 1)))
+    noisy, clean = (add_volume(scene, name, volume_array(seed)) for name, seed in (("low dose", 2), ("full dose", 3)))
+    logic = module.DeepDenoiseLogic()
+    output = logic.process(**plan_run(panel_state(inputVolume=first, method="Noise2Noise", secondVolume=second)).process_arguments(),
+                           showResult=False)  # fmt: skip
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(output), (volume_array(0) + volume_array(1)) * 0.25, rtol=1e-6)
+    state = panel_state(inputVolume=first, method="Supervised", trainingNoisyVolume=noisy, trainingCleanVolume=clean)
+    logic.process(**plan_run(state).process_arguments(), showResult=False)
+    means = logic.lastResult.summary["training_means"]
+    assert means == pytest.approx([float(volume_array(2).mean()), float(volume_array(3).mean())], rel=1e-5)

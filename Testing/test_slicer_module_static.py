@@ -56,6 +56,7 @@ CHOICE_WIDGETS = {"QComboBox", "ctkComboBox"}
 NODE_AND_PANEL_FIELDS = {
     "inputVolume", "outputVolume", "residualVolume", "computeResidual", "uncertaintyVolume", "computeUncertainty",
     "denoiseSequence", "modelSource", "savedModel", "saveModel", "saveModelName",
+    "secondVolume", "trainingNoisyVolume", "trainingCleanVolume",
 }  # fmt: skip
 # Parameters no widget binds: the widget fills the saved-model list from the model folder itself.
 UNBOUND_FIELDS = {"savedModel"}
@@ -64,6 +65,7 @@ CHOICE_SOURCES = {
     "dimensions": (mrml_bridge, "DIMENSION_NAMES"),
     "modality": (mrml_bridge, "MODALITY_NOISE_MODELS"),
     "device": (mrml_bridge, "DEVICE_NAMES"),
+    "architecture": (mrml_bridge, "ARCHITECTURE_NAMES"),
     "modelSource": (panel_jobs, "MODEL_SOURCES"),
 }
 
@@ -220,12 +222,13 @@ def test_parameter_node_mirrors_the_library_panel_settings():
     assert panel_jobs.MODEL_SOURCES[panel_jobs.TRAIN_ON_INPUT] == "train"
 
 
-@pytest.mark.parametrize("name", ["budgetMinutes", "patchSize", "batchSize", "learningRate", "maskedFraction", "seed"])
+@pytest.mark.parametrize("name", ["budgetMinutes", "patchSize", "batchSize", "learningRate", "maskedFraction", "seed", "adversarialWeight"])
 def test_every_value_the_panel_allows_makes_a_valid_config(name):
     within_range = validators(parameter_fields()[name].annotation)["WithinRange"]
     for bound in within_range.args:
         value = eval(compile(ast.Expression(bound), "<bound>", "eval"), {"__builtins__": {}})
-        PanelSettings.from_parameters({name: value}).to_config()
+        for method in mrml_bridge.METHOD_NAMES:
+            PanelSettings.from_parameters({name: value, "method": method}).to_config()
 
 
 def test_choice_combo_boxes_take_their_items_from_the_parameter_node():
@@ -340,6 +343,10 @@ def fake_widget(models=(), **parameters) -> SimpleNamespace:
     )
     widget._settingWidgets = {name: getattr(ui, element.get("name")) for name, element in parameter_bindings().items()}
     widget._settingWidgets.update({name: getattr(ui, ui_name) for name, ui_name in module_constant("UNBOUND_SETTING_WIDGETS").items()})
+    names = {id(getattr(ui, name)): name for name in ui_widgets()}
+    widget._settingLabels = {
+        name: getattr(ui, f"{names[id(control)]}Label", None) for name, control in widget._settingWidgets.items()
+    }
     for name in WIDGET_METHODS:
         setattr(widget, name, types.MethodType(widget_function(name), widget))
     return widget
@@ -376,6 +383,39 @@ def test_update_gui_applies_the_librarys_enabled_settings(parameters):
     widget.logic.isRunning = True
     widget._updateGui()
     assert widget.ui.applyButton.text == "Cancel" and widget.ui.modelCollapsibleButton.enabled is False
+
+
+def test_each_method_shows_the_volumes_it_learns_from_with_their_labels():
+    setup = function_source("DeepDenoiseWidget", "setup")
+    assert 'getattr(self.ui, f"{widget.objectName}Label", None)' in setup
+    widgets = ui_widgets()
+    for name in panel_jobs.PAIR_VOLUMES:
+        selector = parameter_bindings()[name].get("name")
+        assert f"{selector}Label" in widgets, f"{selector} has no label to hide with it"
+    expected = {
+        "Noise2Noise": {"secondVolume"},
+        "Supervised": {"trainingNoisyVolume", "trainingCleanVolume"},
+        "N2V": set(),
+    }
+    for method, shown in expected.items():
+        widget = fake_widget(method=method)
+        widget._updateGui()
+        for name in panel_jobs.PAIR_VOLUMES:
+            visible = name in shown
+            assert widget._settingWidgets[name].visible is visible and widget._settingLabels[name].visible is visible
+        assert widget.ui.architectureComboBox.enabled is bool(shown)
+        assert widget.ui.adversarialWeightSpinBox.enabled is (method == "Supervised")
+    widget = fake_widget(method="Supervised", modelSource=panel_jobs.APPLY_SAVED_MODEL)
+    widget._updateGui()
+    assert widget.ui.trainingNoisyVolumeSelector.visible is False
+
+
+def test_choosing_a_paired_method_unticks_saving_the_model():
+    widget = fake_widget(method="Noise2Noise", saveModel=True)
+    widget.onMethodChosen(0)
+    assert widget._parameterNode.saveModel is False
+    widget._updateGui()
+    assert widget.ui.saveModelCheckBox.enabled is False and widget.ui.saveModelNameLineEdit.enabled is False
 
 
 def test_choosing_a_2d_only_method_sets_2d_and_locks_it_while_it_holds():
