@@ -1,0 +1,239 @@
+"""Training one super-resolution stage: pairs made on the fly, and the network learning the detail the
+spline misses, as a conditional diffusion model or as a plain L1 regressor.
+
+Every pair is oriented so that the degraded axis is array axis 0, whichever voxel axis it is, so one
+network serves training along in-plane axes and application through-plane (the self-supervised mode).
+The network never sees the intensity it must output, only the *residual*: fine volume minus its
+spline upsampling from the coarse one, divided by the residual's RMS (so it has unit scale). The
+condition is the spline-upsampled volume itself, concatenated to the noisy residual as a channel.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from DeepDenoiseLib.config import SuperResConfig
+from DeepDenoiseLib.device import configure_threads, select_device
+from DeepDenoiseLib.diffusion_sampler import q_sample, training_target
+from DeepDenoiseLib.diffusion_schedule import DiffusionSchedule, cosine_schedule
+from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
+from DeepDenoiseLib.superres_grid import crop_to_multiple, downsample, upsample_spline
+from DeepDenoiseLib.training import _learning_rate
+from DeepDenoiseLib.unet import UNet
+from DeepDenoiseLib.validation import InputError
+
+#: Intensities (normalised to [0, 1] by percentiles) above this count as foreground when the residual's
+#: scale is measured, so that empty background does not shrink it.
+FOREGROUND_LEVEL = 0.05
+
+
+@dataclass
+class TrainingPair:
+    """A spline-upsampled volume (``condition``) and the fine volume it should become (``target``),
+    both float32 on the fine grid with the degraded axis first."""
+
+    condition: np.ndarray
+    target: np.ndarray
+
+
+def make_pair(fine: np.ndarray, factor: int, coarseness: int, axis: int, method: str) -> TrainingPair:
+    """The pair for a stage going from ``coarseness`` to ``coarseness / factor`` along ``axis``, made
+    from ``fine`` (the finest data there is along it): the target is ``fine`` degraded to the stage's
+    output resolution, the condition is ``fine`` degraded to its input resolution then spline-upsampled
+    by ``factor``. The pair is moved so that ``axis`` comes first."""
+    fine = crop_to_multiple(np.asarray(fine, dtype=np.float32), coarseness, axis)
+    target_coarseness = coarseness // factor
+    target = fine if target_coarseness == 1 else downsample(fine, target_coarseness, axis, method)
+    condition = upsample_spline(downsample(fine, coarseness, axis, method), factor, axis)
+    return TrainingPair(np.ascontiguousarray(np.moveaxis(condition, axis, 0)), np.ascontiguousarray(np.moveaxis(target, axis, 0)))
+
+
+def residual_scale(pairs: Sequence[TrainingPair]) -> float:
+    """The RMS of target minus condition over the foreground of all pairs (at least 1e-3)."""
+    total, count = 0.0, 0
+    for pair in pairs:
+        foreground = pair.condition > FOREGROUND_LEVEL
+        residual = (pair.target - pair.condition)[foreground].astype(np.float64)
+        total += float(np.sum(residual**2))
+        count += residual.size
+    return max(math.sqrt(total / count), 1e-3) if count else 1.0
+
+
+def fit_patch_shape(requested: tuple[int, int], pairs: Sequence[TrainingPair], multiple: int) -> tuple[int, int, int]:
+    """The training patch (along, across, across): the request, shrunk to the smallest pair and
+    rounded down to what the UNet's pooling needs."""
+    smallest = np.min([pair.condition.shape for pair in pairs], axis=0)
+    along = min(requested[0], int(smallest[0]))
+    across = min(requested[1], int(smallest[1]), int(smallest[2]))
+    along -= along % multiple
+    across -= across % multiple
+    if along < multiple or across < multiple:
+        shape = "x".join(str(int(n)) for n in smallest)
+        raise InputError(
+            f"the training data ({shape} voxels with the upsampled axis first) is too small for the "
+            f"network: every axis needs at least {multiple} voxels; use a larger volume or a shallower model"
+        )
+    return along, across, across
+
+
+class PatchPairs:
+    """Random patches of the pairs with random flips and across-axis transposition, as tensors
+    ``(B, 1, along, across, across)``: condition and scaled residual."""
+
+    def __init__(self, pairs: Sequence[TrainingPair], patch: tuple[int, int, int], scale: float, rng: np.random.Generator) -> None:
+        self.pairs = list(pairs)
+        self.patch = patch
+        self.scale = scale
+        self.rng = rng
+        sizes = np.array([pair.condition.size for pair in self.pairs], dtype=np.float64)
+        self.weights = sizes / sizes.sum()
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        conditions, residuals = [], []
+        for _ in range(size):
+            pair = self.pairs[self.rng.choice(len(self.pairs), p=self.weights)]
+            corner = [int(self.rng.integers(0, n - p + 1)) for n, p in zip(pair.condition.shape, self.patch)]
+            region = tuple(slice(c, c + p) for c, p in zip(corner, self.patch))
+            condition, target = pair.condition[region], pair.target[region]
+            flips = [axis for axis in range(3) if self.rng.random() < 0.5]
+            condition, target = np.flip(condition, flips), np.flip(target, flips)
+            if self.rng.random() < 0.5:
+                condition, target = condition.transpose(0, 2, 1), target.transpose(0, 2, 1)
+            conditions.append(condition)
+            residuals.append((target - condition) / self.scale)
+        return (
+            torch.from_numpy(np.ascontiguousarray(np.stack(conditions)[:, None], dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(np.stack(residuals)[:, None], dtype=np.float32)),
+        )
+
+
+def build_superres_network(config: SuperResConfig) -> UNet:
+    """The conditional 3D UNet: residual blocks with GroupNorm; for ``ddpm`` a time embedding and two
+    input channels (noisy residual, condition), for ``regression`` the condition alone."""
+    diffusion = config.method == "ddpm"
+    return UNet(
+        spatial_dims=3,
+        in_channels=2 if diffusion else 1,
+        out_channels=1,
+        depth=config.model.depth,
+        base_channels=config.model.base_channels,
+        norm="group",
+        residual_blocks=True,
+        time_embedding=diffusion,
+        attention=config.model.attention,
+    )
+
+
+def schedule_from(config: SuperResConfig) -> DiffusionSchedule:
+    diffusion = config.diffusion
+    return cosine_schedule(diffusion.timesteps, diffusion.cosine_offset, diffusion.max_beta, diffusion.variance_scale)
+
+
+@dataclass
+class StageHistory:
+    """What training one stage did."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    stopped_by: str = ""
+
+
+@dataclass
+class StageModel:
+    """A trained stage: the network, its ``factor``, the residual scale it learned in, and for a
+    diffusion model its schedule and what it predicts (``v`` or ``eps``)."""
+
+    network: UNet
+    device: torch.device
+    factor: int
+    scale: float
+    method: str
+    schedule: Optional[DiffusionSchedule]
+    prediction: str
+    history: StageHistory
+
+
+def train_stage(
+    pairs: Sequence[TrainingPair],
+    factor: int,
+    config: SuperResConfig,
+    budget_seconds: Optional[float],
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    label: str = "",
+    seed_offset: int = 0,
+) -> StageModel:
+    """Trains one stage on ``pairs`` for ``training.max_steps`` steps or ``budget_seconds``.
+
+    Reproducible on the CPU for a fixed seed without a time budget."""
+    training = config.training
+    configure_threads(training.threads)
+    seed = training.seed + seed_offset
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    device = select_device(training.device)
+    network = build_superres_network(config).to(device)
+    multiple = 2**config.model.depth
+    patch = fit_patch_shape(training.patch_size, pairs, multiple)
+    scale = residual_scale(pairs)
+    sampler = PatchPairs(pairs, patch, scale, rng)
+    schedule = schedule_from(config) if config.method == "ddpm" else None
+    optimizer = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
+    history = StageHistory()
+    start = time.perf_counter()
+    report(progress, ProgressEvent("training", 0.0, message=f"{label}starting", eta_seconds=budget_seconds))
+    network.train()
+    while True:
+        check_cancelled(cancel)
+        elapsed = time.perf_counter() - start
+        done = max(history.steps / training.max_steps, elapsed / budget_seconds if budget_seconds else 0.0)
+        if done >= 1.0:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(training.learning_rate, done)
+        condition, residual = (t.to(device) for t in sampler.batch(training.batch_size))
+        if schedule is None:
+            loss = F.l1_loss(network(condition), residual)
+        else:
+            loss = _diffusion_loss(network, condition, residual, schedule, config.diffusion.prediction, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        history.steps += 1
+        history.losses.append(float(loss.detach()))
+        if history.steps % 10 == 0:
+            eta = elapsed / max(done, 1e-9) - elapsed
+            message = f"{label}step {history.steps}"
+            report(progress, ProgressEvent("training", min(done, 1.0), message=message, loss=float(np.mean(history.losses[-10:])), eta_seconds=eta))
+    history.seconds = time.perf_counter() - start
+    history.stopped_by = "budget" if budget_seconds and history.seconds >= budget_seconds else "steps"
+    network.eval()
+    report(progress, ProgressEvent("training", 1.0, message=f"{label}{history.steps} steps", eta_seconds=0.0))
+    return StageModel(network, device, factor, scale, config.method, schedule, config.diffusion.prediction, history)
+
+
+def _diffusion_loss(
+    network: UNet,
+    condition: torch.Tensor,
+    residual: torch.Tensor,
+    schedule: DiffusionSchedule,
+    prediction: str,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Mean squared error of the network's ``v`` (or ``eps``) at uniformly drawn steps."""
+    batch = residual.shape[0]
+    steps = torch.randint(1, schedule.timesteps + 1, (batch,), generator=generator)
+    noise = torch.randn(residual.shape, generator=generator).to(residual.device)
+    noisy = q_sample(residual, steps, noise, schedule)
+    target = training_target(residual, noise, steps, schedule, prediction)
+    output = network(torch.cat([noisy, condition], dim=1), steps.to(residual.device).float())
+    return F.mse_loss(output, target)
