@@ -1,4 +1,5 @@
-"""The ``deepdenoise`` command line: ``denoise`` a volume file, or run the ``demo`` on the bundled sample.
+"""The ``deepdenoise`` command line: ``denoise`` a volume file, run the ``demo`` on the bundled sample,
+or make a volume finer along one axis (``superres``, see superres_cli.py).
 
 ``--progress json`` prints one JSON progress event per line on stdout (see progress.py) so another
 process can follow the run; the last line is a ``done`` event with the summary or an ``error`` event.
@@ -15,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 from DeepDenoiseLib.config import DEVICES, DIMENSIONS, METHODS, DenoiseConfig, deep_merge
 from DeepDenoiseLib.progress import Cancelled, JsonLinesReporter, ProgressCallback, ProgressEvent, TextProgressBar
+from DeepDenoiseLib.superres_cli import add_superres_parser, run_superres
 from DeepDenoiseLib.validation import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="denoise the bundled sample and score it against its clean truth")
     demo.add_argument("--output-dir", type=Path, default=Path("demo_output"), help="where results go (default demo_output)")
     _add_run_options(demo)
+    add_superres_parser(commands)
     return parser
 
 
@@ -143,6 +146,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "denoise":
             summary = _run_denoise(args, progress)
+        elif args.command == "superres":
+            summary = run_superres(args, progress)
         else:
             summary = _run_demo(args, progress)
     except (InputError, FileNotFoundError, ValueError) as error:

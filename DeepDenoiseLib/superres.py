@@ -146,7 +146,7 @@ def superres_volume(
         seconds=round(time.perf_counter() - start, 2),
         training_seconds=round(sum(s["training_seconds"] for s in stages), 2),
         training_steps=sum(s["training_steps"] for s in stages),
-        sampling_seconds=round(sum(s["sampling_seconds"] for s in stages), 2),
+        prediction_seconds=round(sum(s["sampling_seconds"] for s in stages), 2),
         stages=stages,
         device=device,
         output_shape_kji=list(fine.shape),

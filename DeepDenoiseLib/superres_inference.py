@@ -38,16 +38,22 @@ def apply_stage(
     """``coarse`` (normalised) made ``model.factor`` times finer along array ``axis``: the result and,
     for a diffusion model, the spread of its samples (``None`` for a regressor), both float32."""
     condition = np.moveaxis(upsample_spline(coarse, model.factor, axis), axis, 0)
-    multiple = 2 ** (len(model.network.encoders))
-    tile = max(multiple, sampling.patch_size - sampling.patch_size % multiple)
-    padded, crop = _pad_short_axes(condition, tile, multiple)
-    tiles = math.prod(len(tile_starts(n, min(tile, n), sampling.patch_overlap)) for n in padded.shape)
+    along_multiple, across_multiple = model.network.multiple
+    tile = (
+        max(along_multiple, sampling.patch_size - sampling.patch_size % along_multiple),
+        max(across_multiple, sampling.patch_size - sampling.patch_size % across_multiple),
+        max(across_multiple, sampling.patch_size - sampling.patch_size % across_multiple),
+    )
+    # Along axis 0 tiles must start on block boundaries: the overlap is a whole number of blocks.
+    overlap = (sampling.patch_overlap - sampling.patch_overlap % model.factor, sampling.patch_overlap, sampling.patch_overlap)
+    padded, crop = _pad_short_axes(condition, tile, (along_multiple, across_multiple, across_multiple))
+    tiles = math.prod(len(tile_starts(n, min(t, n), o)) for n, t, o in zip(padded.shape, tile, overlap))
     tracker = _Tracker(progress, tiles, label)
     if model.method == "ddpm":
         predict = _sampling_fn(model, sampling, tracker, cancel, seed_offset)
     else:
         predict = _regression_fn(model, tracker)
-    blended = predict_tiled(padded, predict, tile, sampling.patch_overlap, batch_size=1, cancel=cancel)
+    blended = predict_tiled(padded, predict, tile, overlap, batch_size=1, cancel=cancel)
     check_cancelled(cancel)
     blended = blended[(slice(None),) * (blended.ndim - 3) + crop]
     if model.method == "ddpm":
@@ -102,7 +108,7 @@ def _sampling_fn(
             condition = condition.expand(sampling.samples, 1, *patch.shape)
 
             def denoise(noisy: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-                return model.network(torch.cat([noisy, condition], dim=1), steps)
+                return model.network(condition, noisy, steps)
 
             drawn = sample(
                 denoise,
@@ -136,13 +142,15 @@ def _regression_fn(model: StageModel, tracker: _Tracker) -> Callable[[np.ndarray
     return predict
 
 
-def _pad_short_axes(array: np.ndarray, tile: int, multiple: int) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """``array`` mirrored at the end of each axis shorter than a patch up to a multiple of the UNet's
-    pooling, and the slices that cut the original back out."""
+def _pad_short_axes(
+    array: np.ndarray, tile: tuple[int, ...], multiple: tuple[int, ...]
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """``array`` mirrored at the end of each axis shorter than a patch up to a multiple of what the
+    network needs, and the slices that cut the original back out."""
     padding = []
-    for length in array.shape:
-        short = length < tile and length % multiple
-        padding.append((0, multiple - length % multiple if short else 0))
+    for length, size, step in zip(array.shape, tile, multiple):
+        short = length < size and length % step
+        padding.append((0, step - length % step if short else 0))
     crop = tuple(slice(0, length) for length in array.shape)
     if not any(after for _, after in padding):
         return array, crop
