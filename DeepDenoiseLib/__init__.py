@@ -32,6 +32,10 @@ _EXPORTS = {
     "denoise_volume": "pipeline",
     "denoise_file": "pipeline",
     "DenoiseResult": "pipeline",
+    "SuperResConfig": "config",
+    "superres_volume": "superres",
+    "superres_file": "superres",
+    "SuperResResult": "superres",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

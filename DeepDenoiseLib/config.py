@@ -272,7 +272,7 @@ SUPERRES_METHODS = ("ddpm", "regression")
 SUPERRES_AXES = ("x", "y", "z", "auto")
 DOWNSAMPLINGS = ("spline", "area")
 SAMPLERS = ("ddim", "ddpm")
-PREDICTIONS = ("v", "eps")
+PREDICTIONS = ("v", "eps", "x0")
 
 
 @dataclass
@@ -292,14 +292,19 @@ class SuperResModelConfig:
 @dataclass
 class DiffusionConfig:
     """The forward process: Nichol & Dhariwal's cosine schedule over ``timesteps`` steps (offset
-    ``cosine_offset``, betas clipped at ``max_beta``); the network predicts ``v`` or ``eps``;
-    ``variance_scale`` multiplies the variance of the noise the sampler adds at each step."""
+    ``cosine_offset``, betas clipped at ``max_beta``); the network predicts ``v``, ``eps`` or ``x0``;
+    ``variance_scale`` multiplies the variance of every noise draw of the sampler (starting noise and
+    each step's): a sampling temperature, 1 for the textbook sampler, 0.3 in the design this follows.
+    ``prior_share`` of the training budget goes to a regression prior (the same UNet, L1) whose
+    estimate replaces the spline as the diffusion model's condition, so the diffusion model only
+    samples what the prior cannot predict (predict-and-refine); 0 conditions it on the spline alone."""
 
     timesteps: int = 1000
     cosine_offset: float = 0.008
     max_beta: float = 0.999
     prediction: str = "v"
     variance_scale: float = 1.0
+    prior_share: float = 0.5
 
     def validate(self) -> None:
         _range("diffusion.timesteps", self.timesteps, 10, 100000)
@@ -307,6 +312,7 @@ class DiffusionConfig:
         _range("diffusion.max_beta", self.max_beta, 0.5, 0.9999)
         _choice("diffusion.prediction", self.prediction, PREDICTIONS)
         _range("diffusion.variance_scale", self.variance_scale, 0.0, 1.0)
+        _range("diffusion.prior_share", self.prior_share, 0.0, 0.9)
 
 
 @dataclass

@@ -1,15 +1,21 @@
 """The diffusion maths as plain functions: noising (``q_sample``), what the network learns to predict
-(``eps`` or ``v``), and the reverse steps of DDPM (ancestral) and DDIM samplers.
+(``v``, ``eps`` or ``x0``), and the reverse steps of DDPM (ancestral) and DDIM samplers.
 
 A network trained with ``prediction="v"`` predicts ``v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0``
 (Salimans & Ho 2022), which stays well scaled at every noise level; ``"eps"`` predicts the noise
-(Ho et al. 2020). Either way the samplers work with the implied clean estimate ``x0`` and noise ``eps``.
+(Ho et al. 2020); ``"x0"`` the clean sample itself. The squared error of each weighs the noise
+levels differently: in terms of the error on ``x0``, ``v`` weighs each step by ``1 + SNR`` and
+``eps`` by ``SNR``, while ``x0`` weighs all alike, so it spends the most effort where the noise
+dominates, which is where the mean of the samples is decided. Either way the samplers work with the
+implied clean estimate ``x0`` and noise ``eps``.
 
 Both samplers walk a respaced subset of the training steps (:meth:`DiffusionSchedule.sampling_steps`):
 DDIM (Song et al. 2021) with ``eta`` 0 is deterministic given the starting noise; DDPM's ancestral
-step adds fresh noise with the posterior variance of the respaced chain, times the schedule's
-``variance_scale``. All randomness comes from a seeded ``torch.Generator`` (drawn on the CPU, so a
-seed gives the same noise on every device).
+step adds fresh noise with the posterior variance of the respaced chain. The schedule's
+``variance_scale`` multiplies the variance of every noise draw, the starting noise included (a
+sampling temperature: below 1, samples lie closer to their mean and spread less). All randomness
+comes from a seeded ``torch.Generator`` (drawn on the CPU, so a seed gives the same noise on every
+device).
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ def training_target(
     _check_prediction(prediction)
     if prediction == "eps":
         return noise
+    if prediction == "x0":
+        return x0
     alpha_bar = _per_item(schedule.alpha_bar, steps, x0)
     return alpha_bar.sqrt() * noise - (1.0 - alpha_bar).sqrt() * x0
 
@@ -58,6 +66,8 @@ def split_prediction(
     signal, noise_level = float(np.sqrt(alpha_bar)), float(np.sqrt(1.0 - alpha_bar))
     if prediction == "v":
         return signal * x_t - noise_level * output, noise_level * x_t + signal * output
+    if prediction == "x0":
+        return output, (x_t - signal * output) / noise_level
     return (x_t - noise_level * output) / signal, output
 
 
@@ -117,7 +127,8 @@ def sample(
     cancel: Optional[CancelToken] = None,
     on_step: Optional[Callable[[int, int], None]] = None,
 ) -> torch.Tensor:
-    """Draws samples of ``shape`` by walking ``steps`` reverse steps from pure noise.
+    """Draws samples of ``shape`` by walking ``steps`` reverse steps from pure noise (of variance
+``schedule.variance_scale``).
 
     ``on_step(done, total)`` is called after each step; ``cancel`` is checked before each.
     """
@@ -128,7 +139,7 @@ def sample(
     device = device or torch.device("cpu")
     alpha_bar = schedule.alpha_bar
     sequence = schedule.sampling_steps(steps)
-    x = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+    x = float(np.sqrt(schedule.variance_scale)) * torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
     for index, step in enumerate(sequence):
         check_cancelled(cancel)
         current = float(alpha_bar[step - 1])

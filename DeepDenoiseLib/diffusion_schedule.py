@@ -11,9 +11,10 @@ with ``alpha_bar`` as the running product of the ``alpha_t`` (:func:`design_alph
 almost no signal after the first fifth of the steps (``alpha_bar`` is about 0.06 at step 150 and 0.001
 at step 200 of 1000), so most steps only ever see noise.
 
-``variance_scale`` multiplies the variance of the noise the sampler adds back at each reverse step
-(1 is the textbook sampler; the design this comes from used 0.3, which trades sample diversity for
-samples closer to the mean).
+``variance_scale`` multiplies the variance of every noise draw of the sampler: the starting noise and
+the noise added back at each reverse step (1 is the textbook sampler; the design this comes from
+scaled the variance by 0.3, a sampling temperature that trades sample diversity for samples closer
+to their mean).
 
 Steps are numbered ``t = 1..T``; arrays hold step ``t`` at index ``t - 1``.
 """

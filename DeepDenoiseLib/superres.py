@@ -2,7 +2,11 @@
 finer along one axis, on a grid with the same field of view, with a per-voxel uncertainty beside it.
 
 A conditional diffusion model (or, as a baseline, the same network as an L1 regressor) learns what a
-cubic spline misses when it upsamples. It learns either from high-resolution volumes the user gives
+cubic spline misses when it upsamples. By default the diffusion model refines a regression prior
+(predict and refine, after Whang et al. 2022): the same UNet trained with L1 for part of the budget
+predicts the mean detail, and the diffusion model, conditioned on that estimate, samples what is left,
+so that the mean of a few samples keeps the prior's accuracy and their spread is the uncertainty.
+With ``diffusion.prior_share`` 0 the diffusion model is conditioned on the spline alone. It learns either from high-resolution volumes the user gives
 (``supervised``: each is degraded on the fly along the axis by the factor), or from the input itself
 (``self-supervised``, after SMORE, Zhao et al. 2020): the input's finer in-plane axes are degraded to
 its through-plane resolution and restored, then the network is applied through-plane. For that the
@@ -22,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -33,7 +37,7 @@ from DeepDenoiseLib.normalization import PercentileNormalizer
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.superres_grid import AXIS_IJK, array_axis, coarsest_axis, on_fine_grid, upsample_spline
 from DeepDenoiseLib.superres_inference import apply_stage
-from DeepDenoiseLib.superres_training import TrainingPair, make_pair, train_stage
+from DeepDenoiseLib.superres_training import StageModel, TrainingPair, make_pair, train_stage
 from DeepDenoiseLib.validation import DEFAULT_MAX_VOXELS, InputError, check_volume_object
 from DeepDenoiseLib.volume import Volume
 from DeepDenoiseLib.volume_io import read_volume, write_volume
@@ -116,11 +120,16 @@ def superres_volume(
         label = f"stage {index + 1}/{len(factors)}: " if len(factors) > 1 else ""
         coarseness = math.prod(factors[index:])
         pairs = _stage_pairs(current, training_arrays, config, factor, coarseness, along)
-        model = train_stage(pairs, factor, config, stage_budget, progress, cancel, label, seed_offset=index)
+        training_start = time.perf_counter()
+        models = _train_models(pairs, factor, config, stage_budget, progress, cancel, label, index)
         del pairs
+        training_seconds = time.perf_counter() - training_start
         check_cancelled(cancel)
         sampling_start = time.perf_counter()
-        current, stage_spread = apply_stage(model, current, along, config.sampling, progress, cancel, label, seed_offset=index)
+        current = upsample_spline(current, factor, along)
+        stage_spread = None
+        for model in models:
+            current, stage_spread = apply_stage(model, current, along, config.sampling, progress, cancel, label, seed_offset=index)
         if stage_spread is not None:
             if spread is not None:
                 carried = np.maximum(upsample_spline(spread, factor, along), 0.0)
@@ -129,14 +138,15 @@ def superres_volume(
         stages.append(
             {
                 "factor": factor,
-                "training_steps": model.history.steps,
-                "training_seconds": round(model.history.seconds, 2),
-                "final_loss": float(np.mean(model.history.losses[-20:])) if model.history.losses else None,
+                "models": [model.method for model in models],
+                "training_steps": [model.history.steps for model in models],
+                "training_seconds": round(training_seconds, 2),
+                "final_loss": [_final_loss(model) for model in models],
                 "sampling_seconds": round(time.perf_counter() - sampling_start, 2),
-                "residual_scale": model.scale,
+                "residual_scale": [model.scale for model in models],
             }
         )
-        device = str(model.device)
+        device = str(models[-1].device)
     fine = normalizer.inverse(current)
     uncertainty = None
     if spread is not None:
@@ -145,7 +155,7 @@ def superres_volume(
     summary.update(
         seconds=round(time.perf_counter() - start, 2),
         training_seconds=round(sum(s["training_seconds"] for s in stages), 2),
-        training_steps=sum(s["training_steps"] for s in stages),
+        training_steps=sum(sum(s["training_steps"]) for s in stages),
         prediction_seconds=round(sum(s["sampling_seconds"] for s in stages), 2),
         stages=stages,
         device=device,
@@ -249,7 +259,12 @@ def _training_arrays(
                 f"training volume {number} has {training.array.shape[along]} voxels along {axis}; "
                 f"x{config.factor} training pairs need at least {needed}"
             )
-        _warn_spacing(warnings, f"training volume {number}'s voxels along {axis}", training.spacing[index], volume.spacing[index] / config.factor)
+        _warn_spacing(
+            warnings,
+            f"training volume {number}'s voxels along {axis}",
+            training.spacing[index],
+            volume.spacing[index] / config.factor,
+        )
         arrays.append(np.asarray(training.array, dtype=np.float32))
     return arrays
 
@@ -282,6 +297,47 @@ def _stage_pairs(
         return [make_pair(array, factor, coarseness, along, config.downsampling) for array in training_arrays]
     grid = upsample_spline(current, factor, along)
     return [make_pair(grid, factor, coarseness, other, config.downsampling) for other in range(3) if other != along]
+
+
+def _train_models(
+    pairs: list[TrainingPair],
+    factor: int,
+    config: SuperResConfig,
+    budget_seconds: Optional[float],
+    progress: Optional[ProgressCallback],
+    cancel: Optional[CancelToken],
+    label: str,
+    stage_index: int,
+) -> list[StageModel]:
+    """The models of one stage, applied in turn: the regressor; the diffusion model; or (predict and
+    refine) the regression prior, then the diffusion model trained on pairs whose condition is the
+    prior's estimate. Each gets its share of the budget and of the step limit."""
+    share = config.diffusion.prior_share
+    if config.method == "regression":
+        plan = [("regression", 1.0, "")]
+    elif share > 0:
+        plan = [("regression", share, "prior: "), ("ddpm", 1.0 - share, "diffusion: ")]
+    else:
+        plan = [("ddpm", 1.0, "")]
+    models: list[StageModel] = []
+    for part, (method, part_share, part_label) in enumerate(plan):
+        if models:
+            report(progress, ProgressEvent("training", 0.0, message=f"{label}applying the prior to the training pairs"))
+            prior = models[-1]
+            pairs = [
+                TrainingPair(apply_stage(prior, pair.condition, 0, config.sampling, None, cancel)[0], pair.target)
+                for pair in pairs
+            ]
+        steps = max(1, int(round(config.training.max_steps * part_share)))
+        part_config = replace(config, method=method, training=replace(config.training, max_steps=steps))
+        part_budget = budget_seconds * part_share if budget_seconds else None
+        seed = 2 * stage_index + part
+        models.append(train_stage(pairs, factor, part_config, part_budget, progress, cancel, label + part_label, seed))
+    return models
+
+
+def _final_loss(model: StageModel) -> Optional[float]:
+    return float(np.mean(model.history.losses[-20:])) if model.history.losses else None
 
 
 def _axis_name(array_index: int) -> str:

@@ -305,7 +305,9 @@ class NodeSuperResJob:
                 raise WorkerError(f"the worker finished but its result is unusable: {error}", run.details) from error
             for name, array in arrays.items():
                 if array.shape != self._shape:
-                    raise WorkerError(f"the worker's {name} has {array.shape} voxels where {self._shape} were expected", run.details)
+                    raise WorkerError(
+                        f"the worker's {name} has {array.shape} voxels where {self._shape} were expected", run.details
+                    )
             if self.input_node.GetScene() is None:
                 raise InputError("the input volume was removed from the scene while it was being processed")
             geometry = grid_node(self.fine_grid)
@@ -314,7 +316,9 @@ class NodeSuperResJob:
                 summary=dict(run.summary),
             )
             if "uncertainty" in arrays:
-                result.uncertainty_node = self._store(self.uncertainty_node, arrays["uncertainty"], "super-resolution uncertainty", geometry)
+                result.uncertainty_node = self._store(
+                    self.uncertainty_node, arrays["uncertainty"], "super-resolution uncertainty", geometry
+                )
             return result
         finally:
             self._remove_folder()
@@ -323,7 +327,9 @@ class NodeSuperResJob:
         assert self.folder is not None
         return self.folder / f"{name}.nrrd"
 
-    def _store(self, node: Optional[Any], array: np.ndarray, suffix: str, geometry: Any, display_like: Optional[Any] = None) -> Any:
+    def _store(
+        self, node: Optional[Any], array: np.ndarray, suffix: str, geometry: Any, display_like: Optional[Any] = None
+    ) -> Any:
         scene = self.input_node.GetScene()
         if node is None or node.GetScene() is None:
             node = create_volume_node(scene, f"{self.input_node.GetName()} {suffix}")

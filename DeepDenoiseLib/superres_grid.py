@@ -97,7 +97,9 @@ def on_fine_grid(volume: Volume, array: np.ndarray, factor: int, axis: str) -> V
     if tuple(array.shape) != tuple(expected):
         raise ValueError(f"array shape {array.shape} does not match the fine grid {tuple(expected)}")
     spacing, origin = resampled_geometry(volume, factor, axis)
-    return replace(volume, array=array, spacing=spacing, origin=origin, direction=volume.direction.copy(), metadata=dict(volume.metadata))
+    return replace(
+        volume, array=array, spacing=spacing, origin=origin, direction=volume.direction.copy(), metadata=dict(volume.metadata)
+    )
 
 
 def degrade_volume(volume: Volume, factor: int, axis: str, method: str = "spline") -> Volume:
@@ -110,7 +112,9 @@ def degrade_volume(volume: Volume, factor: int, axis: str, method: str = "spline
     coarse = downsample(cropped, factor, along, method)
     grid = replace(volume, array=cropped)
     spacing, origin = resampled_geometry(grid, 1.0 / factor, axis)
-    return replace(volume, array=coarse, spacing=spacing, origin=origin, direction=volume.direction.copy(), metadata=dict(volume.metadata))
+    return replace(
+        volume, array=coarse, spacing=spacing, origin=origin, direction=volume.direction.copy(), metadata=dict(volume.metadata)
+    )
 
 
 def field_of_view_corners(volume: Volume) -> np.ndarray:

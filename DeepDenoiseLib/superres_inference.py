@@ -1,6 +1,6 @@
-"""Applying a trained super-resolution stage patch by patch: spline-upsample, then add the residual
-the network predicts (regression) or the mean of ``samples`` diffusion samples, whose per-voxel
-standard deviation is the uncertainty.
+"""Applying a trained super-resolution model patch by patch: to the spline-upsampled volume (or a
+prior's estimate), add the residual the network predicts (regression) or the mean of ``samples``
+diffusion samples, whose per-voxel standard deviation is the uncertainty.
 
 Patches overlap and are blended with :func:`~DeepDenoiseLib.tiling.predict_tiled`'s raised-cosine
 weights, so a volume of any size is sampled without seams; the blended spread is the weighted mean of
@@ -20,14 +20,13 @@ import torch
 from DeepDenoiseLib.config import SamplingConfig
 from DeepDenoiseLib.diffusion_sampler import sample
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
-from DeepDenoiseLib.superres_grid import upsample_spline
 from DeepDenoiseLib.superres_training import StageModel
 from DeepDenoiseLib.tiling import predict_tiled, tile_starts
 
 
 def apply_stage(
     model: StageModel,
-    coarse: np.ndarray,
+    condition: np.ndarray,
     axis: int,
     sampling: SamplingConfig,
     progress: Optional[ProgressCallback] = None,
@@ -35,9 +34,10 @@ def apply_stage(
     label: str = "",
     seed_offset: int = 0,
 ) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """``coarse`` (normalised) made ``model.factor`` times finer along array ``axis``: the result and,
+    """The fine volume the model makes of ``condition`` (normalised, on the fine grid: the coarse
+    volume spline-upsampled ``model.factor`` times along array ``axis``, or a prior's estimate), and,
     for a diffusion model, the spread of its samples (``None`` for a regressor), both float32."""
-    condition = np.moveaxis(upsample_spline(coarse, model.factor, axis), axis, 0)
+    condition = np.moveaxis(np.asarray(condition, dtype=np.float32), axis, 0)
     along_multiple, across_multiple = model.network.multiple
     tile = (
         max(along_multiple, sampling.patch_size - sampling.patch_size % along_multiple),

@@ -81,7 +81,7 @@ def test_sampling_steps_run_from_the_last_step_down_to_one() -> None:
 # --- Noising and predictions ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("prediction", ["v", "eps"])
+@pytest.mark.parametrize("prediction", ["v", "eps", "x0"])
 def test_the_prediction_target_gives_back_x0_and_the_noise(prediction: str) -> None:
     schedule = cosine_schedule(1000)
     generator = torch.Generator().manual_seed(0)
@@ -122,6 +122,19 @@ def test_ddpm_step_noise_variance_follows_the_variance_scale() -> None:
     torch.testing.assert_close(ddpm_step(x_t + 1, x0 + 2, 0.9, 1.0, 1.0, None), x0 + 2)
 
 
+def test_the_starting_noise_follows_the_variance_scale() -> None:
+    first_inputs = []
+
+    def record(noisy: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        first_inputs.append(noisy.clone())
+        return torch.zeros_like(noisy)
+
+    for scale in (1.0, 0.25):
+        first_inputs.clear()
+        sample(record, (1, 100_000), cosine_schedule(100, variance_scale=scale), 2, generator=torch.Generator().manual_seed(0))
+        assert float(first_inputs[0].std()) == pytest.approx(np.sqrt(scale), rel=0.01)
+
+
 def test_ddim_with_eta_zero_adds_no_noise() -> None:
     x0, eps = torch.ones(1, 10), torch.full((1, 10), 2.0)
     stepped = ddim_step(x0, eps, 0.3, 0.8, 0.0, 1.0, torch.Generator().manual_seed(0))
@@ -137,13 +150,15 @@ def oracle(x0: torch.Tensor, schedule: DiffusionSchedule, prediction: str):
     def denoise(noisy: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         alpha_bar = torch.as_tensor(schedule.alpha_bar, dtype=torch.float64)[steps.long() - 1].float().reshape(-1, 1, 1)
         eps = (noisy - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+        if prediction == "x0":
+            return x0.expand_as(noisy)
         return eps if prediction == "eps" else alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * x0
 
     return denoise
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
-@pytest.mark.parametrize("prediction", ["v", "eps"])
+@pytest.mark.parametrize("prediction", ["v", "eps", "x0"])
 def test_samplers_reach_the_data_with_an_oracle_network(sampler: str, prediction: str) -> None:
     schedule = cosine_schedule(1000)
     x0 = torch.linspace(-2, 2, 12).reshape(1, 1, 12).expand(3, 1, 12).contiguous()

@@ -92,6 +92,7 @@ def test_output_lies_on_the_finer_grid_with_its_uncertainty(factor: int, cascade
     assert result.uncertainty is not None and result.uncertainty.same_geometry(result.volume)
     assert (result.uncertainty.array >= 0).all() and result.uncertainty.array.max() > 0
     assert len(result.summary["stages"]) == (2 if cascade else 1)
+    assert all(stage["models"] == ["regression", "ddpm"] for stage in result.summary["stages"])
     assert stage_factors(factor, cascade) == ([2, 2] if cascade else [factor])
 
 
@@ -110,6 +111,12 @@ def test_auto_refines_the_thickest_voxels() -> None:
     result = superres_volume(coarse, tiny(factor=2, axis="auto", mode="self-supervised"))
     assert result.summary["axis"] == "z"
     assert result.volume.array.shape == (16, 24, 24)
+
+
+def test_without_a_prior_the_diffusion_model_is_conditioned_on_the_spline() -> None:
+    result = superres_volume(thick_slices(2), tiny(factor=2, mode="self-supervised", diffusion={"prior_share": 0.0}))
+    assert result.summary["stages"][0]["models"] == ["ddpm"]
+    assert result.volume.array.shape == (16, 24, 24) and result.uncertainty is not None
 
 
 def test_sampling_is_reproducible_with_a_seed() -> None:

@@ -5,8 +5,10 @@ DeepDenoiseLib/superres_grid.py) and restored to 1.5 mm by:
 
 * cubic spline (order 3) along Z;
 * the conditional UNet trained as a plain L1 regressor of the spline's residual (supervised);
-* the DDPM (supervised): mean of K DDIM samples;
-* the DDPM (self-supervised): trained on the low-resolution volume's own in-plane detail only.
+* the DDPM (supervised), predict and refine: half the budget trains the L1 regression prior, half
+  the diffusion model conditioned on the prior's estimate; the result is the mean of K DDIM samples;
+* the same DDPM self-supervised: trained on the low-resolution volume's own in-plane detail only;
+* the DDPM (supervised) conditioned on the spline alone (no prior), all the budget on diffusion.
 
 Split: the template is exactly left-right symmetric, so a left/right split would test on the mirror
 image of the training data. The supervised models train on the posterior half of the clean volume
@@ -75,7 +77,7 @@ def main() -> None:
     parser.add_argument("--budget-seconds", type=float, default=240.0, help="training budget of each learned method")
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps")
     parser.add_argument("--samples", type=int, default=4, help="DDIM samples averaged per patch")
-    parser.add_argument("--methods", nargs="+", default=["spline", "regression", "ddpm", "ddpm-self"])
+    parser.add_argument("--methods", nargs="+", default=["spline", "regression", "ddpm", "ddpm-self", "ddpm-no-prior"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", default="{}", help="JSON settings laid over every learned method's config")
@@ -97,8 +99,17 @@ def main() -> None:
     )
     runs = {
         "regression": ("UNet L1 regression (supervised)", {"method": "regression", "mode": "supervised"}, [posterior]),
-        "ddpm": ("DDPM, mean of K DDIM samples (supervised)", {"method": "ddpm", "mode": "supervised"}, [posterior]),
-        "ddpm-self": ("DDPM, mean of K DDIM samples (self-supervised)", {"method": "ddpm", "mode": "self-supervised"}, None),
+        "ddpm": ("DDPM on a regression prior, mean of K samples (supervised)", {"method": "ddpm", "mode": "supervised"}, [posterior]),
+        "ddpm-self": (
+            "DDPM on a regression prior, mean of K samples (self-supervised)",
+            {"method": "ddpm", "mode": "self-supervised"},
+            None,
+        ),
+        "ddpm-no-prior": (
+            "DDPM on the spline alone, mean of K samples (supervised)",
+            {"method": "ddpm", "mode": "supervised", "diffusion": {"prior_share": 0.0}},
+            [posterior],
+        ),
     }
     rows = []
     for name in args.methods:
