@@ -6,8 +6,10 @@ cubic spline misses when it upsamples. By default the diffusion model refines a 
 (predict and refine, after Whang et al. 2022): the same UNet trained with L1 for part of the budget
 predicts the mean detail, and the diffusion model, conditioned on that estimate, samples what is left,
 so that the mean of a few samples keeps the prior's accuracy and their spread is the uncertainty.
-With ``diffusion.prior_share`` 0 the diffusion model is conditioned on the spline alone. It learns either from high-resolution volumes the user gives
-(``supervised``: each is degraded on the fly along the axis by the factor), or from the input itself
+With ``diffusion.prior_share`` 0 the diffusion model is conditioned on the spline alone.
+
+The models learn either from high-resolution volumes the user gives (``supervised``: each is
+degraded on the fly along the axis by the factor), or from the input itself
 (``self-supervised``, after SMORE, Zhao et al. 2020): the input's finer in-plane axes are degraded to
 its through-plane resolution and restored, then the network is applied through-plane. For that the
 input is first spline-upsampled through-plane, so that training and application patches lie on the
@@ -129,7 +131,9 @@ def superres_volume(
         current = upsample_spline(current, factor, along)
         stage_spread = None
         for model in models:
-            current, stage_spread = apply_stage(model, current, along, config.sampling, progress, cancel, label, seed_offset=index)
+            current, stage_spread = apply_stage(
+                model, current, along, config.sampling, progress, cancel, label, seed_offset=index
+            )
         if stage_spread is not None:
             if spread is not None:
                 carried = np.maximum(upsample_spline(spread, factor, along), 0.0)

@@ -45,7 +45,8 @@ def apply_stage(
         max(across_multiple, sampling.patch_size - sampling.patch_size % across_multiple),
     )
     # Along axis 0 tiles must start on block boundaries: the overlap is a whole number of blocks.
-    overlap = (sampling.patch_overlap - sampling.patch_overlap % model.factor, sampling.patch_overlap, sampling.patch_overlap)
+    block_overlap = sampling.patch_overlap - sampling.patch_overlap % model.factor
+    overlap = (block_overlap, sampling.patch_overlap, sampling.patch_overlap)
     padded, crop = _pad_short_axes(condition, tile, (along_multiple, across_multiple, across_multiple))
     tiles = math.prod(len(tile_starts(n, min(t, n), o)) for n, t, o in zip(padded.shape, tile, overlap))
     tracker = _Tracker(progress, tiles, label)

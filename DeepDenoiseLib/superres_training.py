@@ -5,7 +5,8 @@ Every pair is oriented so that the degraded axis is array axis 0, whichever voxe
 network serves training along in-plane axes and application through-plane (the self-supervised mode).
 The network is not asked for intensities, only for the *residual*: fine volume minus its spline
 upsampling from the coarse one, divided by the residual's RMS (so it has unit scale). The condition
-is the spline-upsampled volume itself, concatenated to the noisy residual.
+is the spline-upsampled volume itself (or, for a diffusion model refining a regression prior, the
+prior's estimate, and the residual is what the prior left), concatenated to the noisy residual.
 
 :class:`SuperResNetwork` runs the UNet on the *coarse* grid: the ``factor`` fine voxels of each coarse
 block along axis 0 are folded into channels (space-to-depth), so the network costs ``factor`` times
@@ -46,8 +47,8 @@ DECAY_START = 0.7
 
 @dataclass
 class TrainingPair:
-    """A spline-upsampled volume (``condition``) and the fine volume it should become (``target``),
-    both float32 on the fine grid with the degraded axis first."""
+    """A spline-upsampled volume or a prior's estimate (``condition``) and the fine volume it should
+    become (``target``), both float32 on the fine grid with the degraded axis first."""
 
     condition: np.ndarray
     target: np.ndarray
@@ -62,7 +63,9 @@ def make_pair(fine: np.ndarray, factor: int, coarseness: int, axis: int, method:
     target_coarseness = coarseness // factor
     target = fine if target_coarseness == 1 else downsample(fine, target_coarseness, axis, method)
     condition = upsample_spline(downsample(fine, coarseness, axis, method), factor, axis)
-    return TrainingPair(np.ascontiguousarray(np.moveaxis(condition, axis, 0)), np.ascontiguousarray(np.moveaxis(target, axis, 0)))
+    return TrainingPair(
+        np.ascontiguousarray(np.moveaxis(condition, axis, 0)), np.ascontiguousarray(np.moveaxis(target, axis, 0))
+    )
 
 
 def residual_scale(pairs: Sequence[TrainingPair]) -> float:
