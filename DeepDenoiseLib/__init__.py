@@ -44,6 +44,10 @@ _EXPORTS = {
     "noise2noise_series": "paired",
     "train_supervised": "paired",
     "denoise_with_model": "paired",
+    "SuperResConfig": "config",
+    "superres_volume": "superres",
+    "superres_file": "superres",
+    "SuperResResult": "superres",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

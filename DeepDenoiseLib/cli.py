@@ -1,7 +1,7 @@
 """The ``deepdenoise`` command line: ``denoise`` a volume file (or a 4D series), ``apply`` a saved model
 to another one, list the saved ``models``, run the ``demo`` on the bundled sample, denoise two
-acquisitions or a 4D series with Noise2Noise (``n2n``), or train on (noisy, clean) pairs and apply the
-model (``supervised``).
+acquisitions or a 4D series with Noise2Noise (``n2n``), train on (noisy, clean) pairs and apply the
+model (``supervised``), or make a volume finer along one axis (``superres``, see superres_cli.py).
 
 ``--progress json`` prints one JSON progress event per line on stdout (see progress.py) so another
 process can follow the run; the last line is a ``done`` event with the summary or an ``error`` event.
@@ -30,6 +30,7 @@ from DeepDenoiseLib.config import (
 from DeepDenoiseLib.model_folder import MODELS_FOLDER_VARIABLE, default_model_folder, list_models, resolve_model_path
 from DeepDenoiseLib.model_record import MODEL_EXTENSION
 from DeepDenoiseLib.progress import Cancelled, JsonLinesReporter, ProgressCallback, ProgressEvent, TextProgressBar
+from DeepDenoiseLib.superres_cli import add_superres_parser, run_superres
 from DeepDenoiseLib.validation import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     supervised.add_argument("--clean", nargs="+", type=Path, required=True, help="their clean partners, in the same order")
     supervised.add_argument("--apply-to", nargs=2, type=Path, metavar=("INPUT", "OUTPUT"), help="denoise INPUT into OUTPUT")
     _add_pair_options(supervised, "supervised")
+    add_superres_parser(commands)
     return parser
 
 
@@ -290,6 +292,7 @@ _COMMANDS = {
     "demo": _run_demo,
     "n2n": _run_n2n,
     "supervised": _run_supervised,
+    "superres": run_superres,
 }
 
 
