@@ -69,6 +69,9 @@ def _add_training_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--dims", choices=DIMENSIONS, help="2d: slice-wise with neighbouring slices as context; 3d: true 3D")
     group.add_argument("--budget-minutes", type=float, help="training time budget in minutes")
     group.add_argument("--epochs", type=int, help="maximum number of training epochs")
+    group.add_argument(
+        "--min-steps", type=int, help="train at least this many steps even past the budget (default 1000; 0: stop at the budget)"
+    )
     group.add_argument("--device", choices=DEVICES, help="where to run (default auto: GPU if there is one)")
     group.add_argument("--threads", type=int, help="CPU threads for torch")
     group.add_argument("--seed", type=int, help="random seed")
@@ -155,6 +158,7 @@ def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
     put("masking", "struct_axis", getattr(args, "struct_axis", None))
     put("training", "budget_seconds", None if args.budget_minutes is None else args.budget_minutes * 60.0)
     put("training", "max_epochs", args.epochs)
+    put("training", "min_steps", args.min_steps)
     put("training", "device", args.device)
     put("training", "threads", args.threads)
     put("training", "seed", args.seed)

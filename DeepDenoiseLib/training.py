@@ -155,6 +155,8 @@ def fit(
     last weights are kept). Returns with the best weights loaded and the network in eval mode."""
     total_steps = training.max_epochs * training.steps_per_epoch
     budget = training.budget_seconds
+    min_steps = min(training.min_steps, total_steps)
+    extended = False
     history = TrainingHistory()
     best_state = copy.deepcopy(network.state_dict())
     start = time.perf_counter()
@@ -166,13 +168,23 @@ def fit(
         for _ in range(training.steps_per_epoch):
             check_cancelled(cancel)
             elapsed = time.perf_counter() - start
-            done_fraction = max(history.steps / total_steps, elapsed / budget if budget else 0.0)
+            done_fraction = training_fraction(history.steps, elapsed, total_steps, budget, min_steps)
             if done_fraction >= 1.0:
                 break
+            if budget and elapsed >= budget and not extended:
+                extended = True
+                report(
+                    progress,
+                    ProgressEvent(
+                        "training",
+                        done_fraction,
+                        message=f"time budget reached after {history.steps} steps; training on to {min_steps} steps",
+                    ),
+                )
             epoch_losses.append(train_step(draw_batch(), _learning_rate(training.learning_rate, done_fraction)))
             history.steps += 1
             if history.steps % 10 == 0:
-                _report_step(progress, history, epoch_losses, start, total_steps, budget)
+                _report_step(progress, history, epoch_losses, start, total_steps, budget, min_steps)
         if epoch_losses:
             history.train_loss.append(float(np.mean(epoch_losses)))
         epoch_validation_loss = validation_loss()
@@ -187,7 +199,10 @@ def fit(
             break
 
     history.seconds = time.perf_counter() - start
-    history.stopped_by = "budget" if budget and history.seconds >= budget else "epochs"
+    if history.steps >= total_steps:
+        history.stopped_by = "epochs"
+    else:
+        history.stopped_by = "min_steps" if extended else "budget"
     network.load_state_dict(best_state)
     network.eval()
     report(progress, ProgressEvent("training", 1.0, message=f"{history.steps} steps", loss=_last(history.train_loss), eta_seconds=0.0))
@@ -275,6 +290,20 @@ def _training_loss(
     return torch.mean((prediction[(masked.batch_index, *masked.spatial_index)] - masked.targets) ** 2)
 
 
+def training_fraction(steps: int, elapsed: float, total_steps: int, budget: Optional[float], min_steps: int) -> float:
+    """How much of the training is done, 1 meaning stop: the larger of the step fraction and the
+    time fraction, the latter capped by the fraction of ``min_steps`` made, so that a budget that runs
+    out early is stretched to ``min_steps``. It moves continuously, so the learning-rate decay that
+    follows it has no jumps whichever limit ends up in charge."""
+    step_fraction = steps / total_steps
+    if not budget:
+        return step_fraction
+    time_fraction = elapsed / budget
+    if min_steps > 0:
+        time_fraction = min(time_fraction, steps / min_steps)
+    return max(step_fraction, time_fraction)
+
+
 def _report_step(
     progress: Optional[ProgressCallback],
     history: TrainingHistory,
@@ -282,15 +311,11 @@ def _report_step(
     start: float,
     total_steps: int,
     budget: Optional[float],
+    min_steps: int,
 ) -> None:
     elapsed = time.perf_counter() - start
-    step_fraction = history.steps / total_steps
-    time_fraction = elapsed / budget if budget else 0.0
-    fraction = min(1.0, max(step_fraction, time_fraction))
-    if time_fraction >= step_fraction and budget:
-        eta = max(0.0, budget - elapsed)
-    else:
-        eta = elapsed / max(step_fraction, 1e-9) - elapsed
+    fraction = min(1.0, training_fraction(history.steps, elapsed, total_steps, budget, min_steps))
+    eta = max(0.0, elapsed / max(fraction, 1e-9) - elapsed)
     loss = float(np.mean(epoch_losses[-10:]))
     report(progress, ProgressEvent("training", fraction, message=f"step {history.steps}", loss=loss, eta_seconds=eta))
 

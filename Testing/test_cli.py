@@ -218,8 +218,10 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
     config = parse(
         "--config", str(path), "--seed", "7", "--budget-minutes", "0.5", "--epochs", "9", "--tta", "--force",
         "--masked-fraction", "0.05", "--dims", "3d", "--device", "cpu", "--threads", "2", "--learning-rate", "0.002",
+        "--min-steps", "300",
     )
     assert config.training.seed == 7 and config.training.budget_seconds == 30.0 and config.training.max_epochs == 9
+    assert config.training.min_steps == 300 and from_file.training.min_steps == 1000
     assert config.prediction.tta and config.allow_label_map and config.masking.masked_fraction == 0.05
     assert config.model.dimensions == "3d" and config.training.device == "cpu" and config.training.threads == 2
     assert config.training.learning_rate == 0.002

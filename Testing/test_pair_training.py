@@ -242,7 +242,7 @@ def test_cancelling_stops_paired_training(pair) -> None:
 
 def test_time_budget_stops_paired_training(pair) -> None:
     noisy, clean = pair
-    config = tiny_config("supervised", training={"budget_seconds": 1.0, "steps_per_epoch": 100000, "max_epochs": 1})
+    config = tiny_config("supervised", training={"budget_seconds": 1.0, "steps_per_epoch": 100000, "max_epochs": 1, "min_steps": 0})
     model = train_pairs([noisy], [clean], config)
     assert model.history.stopped_by == "budget" and 1.0 <= model.history.seconds < 4.0
 

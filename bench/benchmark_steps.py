@@ -1,0 +1,93 @@
+"""Benchmark: how the default method's quality depends on the number of training steps.
+
+The default trains for a time budget, so the number of steps it makes depends on the machine; this
+script fixes the step count instead (no time budget, so the runs are the same on any machine) and
+scores the result in the brain mask of the shared volume. It is the evidence behind
+``training.min_steps``. Prints a Markdown table (rows: steps, columns: variants) and writes
+bench/results/steps.json::
+
+    python bench/benchmark_steps.py --shared ../shared/data --variants rician10 --steps 300 600 1000 1500
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout: find DeepDenoiseLib and bench
+    sys.path.insert(0, str(REPO_ROOT))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from bench.variants import VARIANTS, load_bench_data, make_noisy  # noqa: E402
+from DeepDenoiseLib.config import DenoiseConfig, TrainingConfig  # noqa: E402
+from DeepDenoiseLib.metrics import psnr, ssim  # noqa: E402
+from DeepDenoiseLib.pipeline import denoise_volume  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--variants", nargs="+", default=["rician10"], choices=list(VARIANTS))
+    parser.add_argument("--steps", nargs="+", type=int, default=[300, 600, 1000, 1500])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="several seeds: the median is reported")
+    parser.add_argument("--output", type=Path, default=Path("bench/results/steps.json"))
+    args = parser.parse_args()
+    per_epoch = TrainingConfig.steps_per_epoch
+    bad = [steps for steps in args.steps if steps % per_epoch]
+    if bad:
+        parser.error(f"step counts must be whole epochs (multiples of {per_epoch}); got {bad}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    data = load_bench_data(args.shared)
+    rows: list[dict[str, Any]] = []
+    for name in args.variants:
+        variant = VARIANTS[name]
+        noisy = make_noisy(variant, data.clean, args.shared)
+        rows.append({"variant": name, "steps": 0, "seed": None, "psnr": psnr(data.clean.array, noisy.array, 1.0, data.mask)})
+        for steps in args.steps:
+            for seed in args.seeds:
+                config = DenoiseConfig.for_method(
+                    "blindspot",
+                    training={"seed": seed, "budget_seconds": None, "max_epochs": steps // TrainingConfig.steps_per_epoch},
+                    noise={"model": variant.model},
+                )
+                start = time.perf_counter()
+                result = denoise_volume(noisy, config)
+                row = {
+                    "variant": name,
+                    "steps": result.summary["training_steps"],
+                    "seed": seed,
+                    "psnr": psnr(data.clean.array, result.denoised.array, 1.0, data.mask),
+                    "ssim": ssim(data.clean.array, result.denoised.array, 1.0, mask=data.mask),
+                    "seconds": time.perf_counter() - start,
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+
+    print()
+    print("| training steps | " + " | ".join(VARIANTS[name].title for name in args.variants) + " | wall s (median) |")
+    print("|---|" + "---|" * len(args.variants) + "---|")
+    for steps in [0] + args.steps:
+        cells = []
+        for name in args.variants:
+            picked = [row for row in rows if row["variant"] == name and row["steps"] == steps]
+            cells.append(f"{statistics.median(row['psnr'] for row in picked):.2f}")
+        timed = [row["seconds"] for row in rows if row["steps"] == steps and "seconds" in row]
+        label = "noisy input" if steps == 0 else str(steps)
+        wall = f"{statistics.median(timed):.0f}" if timed else "—"
+        print(f"| {label} | " + " | ".join(cells) + f" | {wall} |")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"arguments": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
