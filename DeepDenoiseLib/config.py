@@ -98,7 +98,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     steps_per_epoch: int = 50
     max_epochs: int = 1000
-    budget_seconds: Optional[float] = 180.0
+    budget_seconds: Optional[float] = 240.0
     min_steps: int = 1000
     validation_fraction: float = 0.1
     seed: int = 0

@@ -245,7 +245,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--skip", nargs="+", help="leave out methods whose key or name contains one of these words")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the default method (the table quotes medians)")
     parser.add_argument("--repeats-baselines", type=int, default=1, help="runs of the other learned methods")
-    parser.add_argument("--budget-seconds", type=float, default=180.0, help="training budget of DeepDenoise's methods")
+    parser.add_argument("--budget-seconds", type=float, default=240.0, help="training budget of DeepDenoise's methods (the default's)")
     parser.add_argument(
         "--careamics-budget-seconds", type=float, default=540.0, help="training budget of CAREamics (reference: 540 s)"
     )

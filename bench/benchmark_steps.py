@@ -2,7 +2,7 @@
 
 The default trains for a time budget, so the number of steps it makes depends on the machine; this
 script fixes the step count instead (no time budget, so the runs are the same on any machine) and
-scores the result in the brain mask of the shared volume. It is the evidence behind
+scores the result (PSNR dB / SSIM) in the brain mask of the shared volume. It is the evidence behind
 ``training.min_steps``. Prints a Markdown table (rows: steps, columns: variants) and writes
 bench/results/steps.json::
 
@@ -52,7 +52,15 @@ def main() -> None:
     for name in args.variants:
         variant = VARIANTS[name]
         noisy = make_noisy(variant, data.clean, args.shared)
-        rows.append({"variant": name, "steps": 0, "seed": None, "psnr": psnr(data.clean.array, noisy.array, 1.0, data.mask)})
+        rows.append(
+            {
+                "variant": name,
+                "steps": 0,
+                "seed": None,
+                "psnr": psnr(data.clean.array, noisy.array, 1.0, data.mask),
+                "ssim": ssim(data.clean.array, noisy.array, 1.0, mask=data.mask),
+            }
+        )
         for steps in args.steps:
             for seed in args.seeds:
                 config = DenoiseConfig.for_method(
@@ -80,7 +88,8 @@ def main() -> None:
         cells = []
         for name in args.variants:
             picked = [row for row in rows if row["variant"] == name and row["steps"] == steps]
-            cells.append(f"{statistics.median(row['psnr'] for row in picked):.2f}")
+            psnr_db = statistics.median(row["psnr"] for row in picked)
+            cells.append(f"{psnr_db:.2f} / {statistics.median(row['ssim'] for row in picked):.3f}")
         timed = [row["seconds"] for row in rows if row["steps"] == steps and "seconds" in row]
         label = "noisy input" if steps == 0 else str(steps)
         wall = f"{statistics.median(timed):.0f}" if timed else "—"
