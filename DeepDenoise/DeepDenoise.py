@@ -37,7 +37,7 @@ LIBRARY_PARENT = _libraryParent()
 if LIBRARY_PARENT not in sys.path:
     sys.path.insert(0, LIBRARY_PARENT)
 
-from DeepDenoiseLib.config import DenoiseConfig  # noqa: E402
+from DeepDenoiseLib.config import DenoiseConfig, SuperResConfig  # noqa: E402
 from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
     ARCHITECTURE_NAMES,
     DEVICE_NAMES,
@@ -67,6 +67,21 @@ from DeepDenoiseLib.panel_jobs import (  # noqa: E402
 )
 from DeepDenoiseLib.progress import Cancelled  # noqa: E402
 from DeepDenoiseLib.sequence_bridge import make_job, sequence_of_proxy, shown_node  # noqa: E402
+from DeepDenoiseLib.superres_bridge import (  # noqa: E402
+    AXIS_NAMES,
+    MODE_NAMES,
+    SUPERRES_METHOD_NAMES,
+    NodeSuperResJob,
+    SuperResSettings,
+)
+from DeepDenoiseLib.superres_panel import (  # noqa: E402
+    plan_superres_run,
+    superres_enabled_settings,
+    superres_parameters_after_run,
+    superres_summary_text,
+    superres_tooltip,
+    superres_visible_settings,
+)
 from DeepDenoiseLib.validation import InputError  # noqa: E402
 
 HOMEPAGE = "https://github.com/deepdenoise/SlicerDeepDenoise"
@@ -74,6 +89,7 @@ TORCH_REQUIREMENT = ">=2.0"
 SAMPLE_NAME = "DeepDenoiseNoisyBrain"
 
 _DEFAULTS = PanelSettings()
+_SUPERRES_DEFAULTS = SuperResSettings()
 
 
 #
@@ -119,6 +135,12 @@ class DeepDenoise(ScriptedLoadableModule):
             "folder, and choose <i>Apply a saved model</i> to denoise other volumes with it at once, "
             "without training. When the input is the frame in view of a sequence (4D), one model can "
             "denoise every frame; the results are new sequences.</p>"
+            "<p><b>Super-resolution</b>: makes a thick-slice or low-resolution volume finer along one axis "
+            "(by default its thickest) with a conditional diffusion model (DDPM) or, as a baseline, a "
+            "regression network. <i>Self-supervised</i> learns from the volume's own finer in-plane detail; "
+            "<i>Supervised</i> from a high-resolution training volume. The result is a new volume on the "
+            "finer grid with the same field of view; with DDPM, the optional uncertainty volume is the "
+            "spread of its samples.</p>"
             'See the <a href="{homepage}#readme">DeepDenoise documentation</a>.'
         ).format(homepage=HOMEPAGE)
         self.parent.acknowledgementText = _(
@@ -178,6 +200,9 @@ class DeepDenoiseParameterNode:
     computeResidual, residualVolume - also output input minus denoised (what was removed).
     computeUncertainty, uncertaintyVolume - also output the spread across test-time augmentations
     (needs testTimeAugmentation, which the panel turns on with it).
+    superres* - the Super-resolution section: its input, settings (SuperResSettings in camelCase with
+    the prefix; the device and seed are the module's), the high-resolution training volume of the
+    supervised mode, and its outputs.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -207,6 +232,19 @@ class DeepDenoiseParameterNode:
     testTimeAugmentation: bool = _DEFAULTS.test_time_augmentation
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = _DEFAULTS.seed
     adversarialWeight: Annotated[float, WithinRange(0.0, 10.0)] = _DEFAULTS.adversarial_weight
+    superresInputVolume: vtkMRMLScalarVolumeNode
+    superresMode: Annotated[str, Choice(list(MODE_NAMES))] = _SUPERRES_DEFAULTS.mode
+    superresMethod: Annotated[str, Choice(list(SUPERRES_METHOD_NAMES))] = _SUPERRES_DEFAULTS.method
+    superresFactor: Annotated[int, WithinRange(2, 16)] = _SUPERRES_DEFAULTS.factor
+    superresAxis: Annotated[str, Choice(list(AXIS_NAMES))] = _SUPERRES_DEFAULTS.axis
+    superresCascade: bool = _SUPERRES_DEFAULTS.cascade
+    superresBudgetMinutes: Annotated[float, WithinRange(0.05, 1440.0)] = _SUPERRES_DEFAULTS.budget_minutes
+    superresSamplingSteps: Annotated[int, WithinRange(1, 1000)] = _SUPERRES_DEFAULTS.sampling_steps
+    superresSamples: Annotated[int, WithinRange(1, 64)] = _SUPERRES_DEFAULTS.samples
+    superresTrainingVolume: vtkMRMLScalarVolumeNode
+    superresOutputVolume: vtkMRMLScalarVolumeNode
+    superresComputeUncertainty: bool = False
+    superresUncertaintyVolume: vtkMRMLScalarVolumeNode
 
 
 #
@@ -234,6 +272,7 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._modelChoices = []
         self._suggestedModelName = ""
         self._run = None
+        self._superresRun = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -258,6 +297,7 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.superresApplyButton.connect("clicked(bool)", self.onSuperResolveButton)
         # activated and clicked come from the user only, after the parameter node took the new value.
         self.ui.methodComboBox.connect("activated(int)", self.onMethodChosen)
         self.ui.computeUncertaintyCheckBox.connect("clicked(bool)", self.onComputeUncertaintyClicked)
@@ -301,6 +341,8 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolumeNode and not firstVolumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
                 self._parameterNode.inputVolume = firstVolumeNode
+        if not self._parameterNode.superresInputVolume and self._parameterNode.inputVolume:
+            self._parameterNode.superresInputVolume = self._parameterNode.inputVolume
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -322,16 +364,19 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.budgetCollapsibleButton,
             self.ui.outputsCollapsibleButton,
             self.ui.advancedCollapsibleButton,
+            self.ui.superresSettingsFrame,
         ):
             section.enabled = not running
         parameters = self._parameterNode
         if parameters:
-            for name, enabled in enabled_settings(parameters).items():
-                self._settingWidgets[name].enabled = enabled
-            for name, visible in visible_settings(parameters).items():
+            enabled = {**enabled_settings(parameters), **superres_enabled_settings(parameters)}
+            for name, isEnabled in enabled.items():
+                self._settingWidgets[name].enabled = isEnabled
+            visible = {**visible_settings(parameters), **superres_visible_settings(parameters)}
+            for name, isVisible in visible.items():
                 for widget in (self._settingWidgets[name], self._settingLabels.get(name)):
                     if widget is not None:
-                        widget.visible = visible
+                        widget.visible = isVisible
             frameOf = sequence_of_proxy(parameters.inputVolume)
             self.ui.denoiseSequenceCheckBox.visible = frameOf is not None
             if frameOf is not None:
@@ -339,14 +384,23 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.sequenceOutputsLabel.visible = sequence_to_run(parameters) is not None
             self._suggestModelName()
             self._showSavedModel()
+        # While a run goes on, its own button turns into Cancel and the other one waits.
+        superresRunning = running and self._superresRun is not None
+        for button, isRunning, idleText in (
+            (self.ui.applyButton, running and not superresRunning, _("Apply")),
+            (self.ui.superresApplyButton, superresRunning, _("Super-resolve")),
+        ):
+            button.text = _("Cancel") if isRunning else idleText
+            if isRunning:
+                button.toolTip = _("Stop the run; the scene stays as it was")
         if running:
-            self.ui.applyButton.text = _("Cancel")
-            self.ui.applyButton.toolTip = _("Stop the run; the scene stays as it was")
-            self.ui.applyButton.enabled = True
+            self.ui.applyButton.enabled = not superresRunning
+            self.ui.superresApplyButton.enabled = superresRunning
         else:
-            self.ui.applyButton.text = _("Apply")
             self.ui.applyButton.toolTip = apply_tooltip(parameters) if parameters else _("Select an input volume")
             self.ui.applyButton.enabled = bool(parameters and parameters.inputVolume)
+            self.ui.superresApplyButton.toolTip = superres_tooltip(parameters) if parameters else _("Select an input volume")
+            self.ui.superresApplyButton.enabled = bool(parameters and parameters.superresInputVolume)
 
     def _suggestModelName(self) -> None:
         """Offer "<input> <method>" as the save-as name until the user types one of their own."""
@@ -433,6 +487,40 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Running in the background; you can keep working.")
         self._updateGui()
 
+    def onSuperResolveButton(self) -> None:
+        if self.logic.isRunning:
+            self.logic.cancel()
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not start super-resolution."), waitCursor=True):
+            if not self.logic.ensureDependencies():
+                self._showIdle(_("Super-resolution needs PyTorch and a few Python packages; nothing was installed."))
+                return
+            run = plan_superres_run(self._parameterNode)
+            self.logic.superResolve(
+                **run.logic_arguments(),
+                waitForCompletion=False,
+                progressCallback=self.onProgress,
+                completedCallback=self.onSuperResCompleted,
+            )
+            self._superresRun = run
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.format = _("starting %p%")
+            self.ui.statusLabel.text = _("Running in the background; you can keep working.")
+        self._updateGui()
+
+    def onSuperResCompleted(self, result, error) -> None:
+        run, self._superresRun = self._superresRun, None
+        if error is None:
+            if self._parameterNode and run is not None:
+                for name, value in superres_parameters_after_run(run, result).items():
+                    setattr(self._parameterNode, name, value)
+            self.ui.progressBar.value = 100
+            self.ui.progressBar.format = _("done")
+            self.ui.statusLabel.text = superres_summary_text(result.summary)
+        else:
+            self._showFailure(error, _("Super-resolution failed: {message}"))
+        self._updateGui()
+
     def onProgress(self, event) -> None:
         self.ui.progressBar.value = int(round(100 * min(max(event.fraction, 0.0), 1.0)))
         text = f"{event.stage} %p%"
@@ -457,15 +545,18 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.value = 100
             self.ui.progressBar.format = _("done")
             self.ui.statusLabel.text = self.logic.summaryText(result.summary)
-        elif isinstance(error, Cancelled):
-            self._showIdle(_("Cancelled; the scene was left as it was."))
         else:
-            self._showIdle(_("Failed: {message}").format(message=error))
-            details = getattr(error, "details", "")
-            slicer.util.errorDisplay(
-                _("Denoising failed: {message}").format(message=error), **({"detailedText": details} if details else {})
-            )
+            self._showFailure(error, _("Denoising failed: {message}"))
         self._updateGui()
+
+    def _showFailure(self, error, dialogText) -> None:
+        """A cancelled run only says so; a failed one also opens an error dialog with the details."""
+        if isinstance(error, Cancelled):
+            self._showIdle(_("Cancelled; the scene was left as it was."))
+            return
+        self._showIdle(_("Failed: {message}").format(message=error))
+        details = getattr(error, "details", "")
+        slicer.util.errorDisplay(dialogText.format(message=error), **({"detailedText": details} if details else {}))
 
     def _showIdle(self, message) -> None:
         self.ui.progressBar.value = 0
@@ -606,6 +697,70 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
         job.start()
         what = f"model {modelPath}" if modelPath else f"{config.method} {config.model.dimensions}"
         logging.info(f"DeepDenoise: {what} on '{inputVolume.GetName()}' started")
+        return self._follow(job, waitForCompletion, progressCallback, completedCallback, showResult)
+
+    @staticmethod
+    def superResConfig(parameters):
+        """The SuperResConfig for a SuperResConfig, a SuperResSettings, a dict of its names in camelCase
+        (``{"mode": "Self-supervised", "factor": 4}``; missing ones take their defaults) or None."""
+        if isinstance(parameters, SuperResConfig):
+            return parameters
+        if parameters is None:
+            settings = SuperResSettings()
+        elif isinstance(parameters, SuperResSettings):
+            settings = parameters
+        else:
+            settings = SuperResSettings.from_parameters(parameters)
+        return settings.to_config()
+
+    def superResolve(
+        self,
+        inputVolume,
+        parameters=None,
+        trainingVolumes=(),
+        outputVolume=None,
+        uncertaintyVolume=None,
+        computeUncertainty=False,
+        waitForCompletion=True,
+        progressCallback=None,
+        completedCallback=None,
+        showResult=True,
+    ):
+        """Make ``inputVolume`` finer along one axis in a separate process. Works without the panel::
+
+            fine = logic.superResolve(getNode("thick"), {"mode": "Self-supervised", "factor": 4})
+
+        :param parameters: a SuperResSettings, a dict of its names in camelCase (``mode``, ``method``,
+            ``factor``, ``axis``, ``cascade``, ``budgetMinutes``, ``samplingSteps``, ``samples``,
+            ``device``, ``seed``), a full SuperResConfig, or None for the defaults (supervised mode:
+            give ``trainingVolumes``).
+        :param trainingVolumes: high-resolution volumes for the supervised mode.
+        :param outputVolume: the volume to fill; None creates one next to the input. Either way it
+            ends up on the finer grid (same orientation and field of view).
+        :param uncertaintyVolume, computeUncertainty: also output the spread of the DDPM's samples.
+
+        Blocking, callbacks, and the scene left as it was on failure or cancel: as for ``process``.
+        """
+        if self.isRunning:
+            raise RuntimeError(_("A run is in progress; cancel it first."))
+        config = self.superResConfig(parameters)
+        job = NodeSuperResJob(
+            inputVolume,
+            config,
+            training_nodes=list(trainingVolumes or ()),
+            output_node=outputVolume,
+            uncertainty_node=uncertaintyVolume,
+            compute_uncertainty=computeUncertainty,
+            python=self.workerPython(),
+            library_parent=LIBRARY_PARENT,
+            temp_parent=slicer.app.temporaryPath,
+        )
+        job.start()
+        logging.info(f"DeepDenoise: super-resolution x{config.factor} ({config.method}, {config.mode}) on '{inputVolume.GetName()}' started")
+        return self._follow(job, waitForCompletion, progressCallback, completedCallback, showResult)
+
+    def _follow(self, job, waitForCompletion, progressCallback, completedCallback, showResult):
+        """Wait for a started job and return its output node, or follow it from the timer and return None."""
         if waitForCompletion:
             try:
                 job.wait(on_event=progressCallback)
@@ -614,7 +769,7 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
                 raise
             self.lastResult = job.finish()
             if showResult:
-                self.showResult(inputVolume, self.lastResult.output_node)
+                self.showResult(job.input_node, self.lastResult.output_node)
             return self.lastResult.output_node
         self._job = job
         self._showResult = showResult
@@ -759,6 +914,8 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
         self.test_DenoisesAndCancels()
         self.setUp()
         self.test_SavesAModelAndAppliesIt()
+        self.setUp()
+        self.test_SuperResolvesOntoTheFinerGrid()
 
     def _noisyVolume(self, nodeClassName="vtkMRMLScalarVolumeNode"):
         import numpy as np
@@ -782,6 +939,30 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
             training={"budget_seconds": 2.0, "patch_size": 16, "batch_size": 4, "steps_per_epoch": 5, "max_epochs": 1},
             prediction={"tta": True},
         )
+
+    def test_SuperResolvesOntoTheFinerGrid(self):
+        """A tiny self-supervised regression model, x2 along the slices: the result lies on the grid
+        twice as fine along K with the input's orientation and field of view."""
+        import numpy as np
+
+        inputVolume = self._noisyVolume()
+        config = SuperResConfig.from_dict(
+            {
+                "factor": 2,
+                "axis": "z",
+                "mode": "self-supervised",
+                "method": "regression",
+                "model": {"depth": 1, "base_channels": 8},
+                "training": {"patch_size": [16, 16], "batch_size": 2, "max_steps": 3, "budget_seconds": None},
+                "sampling": {"patch_size": 16, "patch_overlap": 4},
+            }
+        )
+        outputVolume = DeepDenoiseLogic().superResolve(inputVolume, config, showResult=False)
+        self.assertEqual(slicer.util.arrayFromVolume(outputVolume).shape, (48, 24, 24))
+        expected = self._matrix(inputVolume)
+        expected[:3, 3] -= expected[:3, 2] / 4.0
+        expected[:3, 2] /= 2.0
+        np.testing.assert_allclose(self._matrix(outputVolume), expected, atol=1e-6)
 
     @staticmethod
     def _matrix(volumeNode):

@@ -186,3 +186,52 @@ def test_process_sends_the_paired_methods_volumes(module) -> None:
     logic.process(**plan_run(state).process_arguments(), showResult=False)
     means = logic.lastResult.summary["training_means"]
     assert means == pytest.approx([float(volume_array(2).mean()), float(volume_array(3).mean())], rel=1e-5)
+
+
+TINY_SUPERRES = {
+    "factor": 2,
+    "mode": "self-supervised",
+    "model": {"depth": 1, "base_channels": 8},
+    "training": {"patch_size": [16, 16], "batch_size": 2, "max_steps": 2, "budget_seconds": None, "device": "cpu", "threads": 1},
+    "sampling": {"steps": 2, "samples": 2, "patch_size": 16, "patch_overlap": 4},
+}
+
+
+def test_super_resolve_puts_the_result_and_its_uncertainty_on_the_finer_grid(module) -> None:
+    from DeepDenoiseLib.config import SuperResConfig
+    from DeepDenoiseLib.superres_bridge import fine_grid_ijk_to_ras
+
+    scene = slicer.mrmlScene
+    array = np.random.default_rng(5).normal(100.0, 10.0, (6, 16, 16)).astype(np.float32)
+    node = add_volume(scene, "thick", array, spacing=(0.8, 0.8, 1.6), origin=(4.0, -3.0, 10.0))
+    logic = module.DeepDenoiseLogic()
+    config = SuperResConfig.from_dict(TINY_SUPERRES)
+    events, outcome = [], []
+    assert logic.superResolve(node, config, computeUncertainty=True, waitForCompletion=False, showResult=False,
+                              progressCallback=events.append, completedCallback=lambda r, e: outcome.append((r, e))) is None  # fmt: skip
+    with pytest.raises(RuntimeError, match="in progress"):
+        logic.process(node, None, None)
+    deadline = time.monotonic() + 120
+    while not outcome:
+        assert time.monotonic() < deadline, "the worker did not finish in time"
+        logic._timer.slot()
+        time.sleep(0.05)
+    result, error = outcome[0]
+    assert error is None and not logic.isRunning and events
+    expected = fine_grid_ijk_to_ras(ijk_to_ras_array(node), 2, "z")
+    for output in (result.output_node, result.uncertainty_node):
+        assert slicer.util.arrayFromVolume(output).shape == (12, 16, 16)
+        np.testing.assert_allclose(ijk_to_ras_array(output), expected, atol=1e-9)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), array)  # the input is untouched
+    assert result.output_node.GetName() == "thick super-resolved"
+
+
+def test_super_resolve_by_setting_names_and_a_failed_run_leaves_the_scene(module) -> None:
+    scene = slicer.mrmlScene
+    node = add_volume(scene, "thick", np.full((6, 16, 16), 7.0, dtype=np.float32), spacing=(0.8, 0.8, 1.6))
+    logic = module.DeepDenoiseLogic()
+    assert logic.superResConfig({"factor": 3, "method": "Regression"}).factor == 3
+    nodes_before = scene.GetNumberOfNodes()
+    with pytest.raises(Exception, match="training volume"):
+        logic.superResolve(node, {"mode": "Supervised"})  # no training volume: refused before starting
+    assert scene.GetNumberOfNodes() == nodes_before and not logic.isRunning

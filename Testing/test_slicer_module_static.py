@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from DeepDenoiseLib import mrml_bridge, panel_jobs, sequence_bridge
+from DeepDenoiseLib import mrml_bridge, panel_jobs, sequence_bridge, superres_bridge, superres_panel
 from DeepDenoiseLib.model_folder import ModelInfo
 from DeepDenoiseLib.mrml_bridge import PanelSettings
 from DeepDenoiseLib.progress import Cancelled
@@ -41,6 +41,7 @@ CLASSES_BY_SUFFIX = {
     "Button": {"QPushButton"},
     "ProgressBar": {"QProgressBar"},
     "Label": {"QLabel"},
+    "Frame": {"QFrame"},
 }
 # The widget classes slicer.parameterNodeWrapper's GUI connectors accept for each type
 # (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py; they compare exact classes).
@@ -57,7 +58,10 @@ NODE_AND_PANEL_FIELDS = {
     "inputVolume", "outputVolume", "residualVolume", "computeResidual", "uncertaintyVolume", "computeUncertainty",
     "denoiseSequence", "modelSource", "savedModel", "saveModel", "saveModelName",
     "secondVolume", "trainingNoisyVolume", "trainingCleanVolume",
+    *superres_panel.SUPERRES_NODES, *superres_panel.SUPERRES_SWITCHES,
 }  # fmt: skip
+# The Super-resolution section's settings (SuperResSettings; device and seed are shared with denoising).
+SUPERRES_SETTINGS = {name for name in superres_panel.PARAMETER_OF_SETTING.values() if name.startswith("superres")}
 # Parameters no widget binds: the widget fills the saved-model list from the model folder itself.
 UNBOUND_FIELDS = {"savedModel"}
 CHOICE_SOURCES = {
@@ -67,6 +71,9 @@ CHOICE_SOURCES = {
     "device": (mrml_bridge, "DEVICE_NAMES"),
     "architecture": (mrml_bridge, "ARCHITECTURE_NAMES"),
     "modelSource": (panel_jobs, "MODEL_SOURCES"),
+    "superresMode": (superres_bridge, "MODE_NAMES"),
+    "superresMethod": (superres_bridge, "SUPERRES_METHOD_NAMES"),
+    "superresAxis": (superres_bridge, "AXIS_NAMES"),
 }
 
 
@@ -206,7 +213,14 @@ def test_every_parameter_is_bound_to_a_widget_its_type_connects_to():
 
 def test_parameter_node_mirrors_the_library_panel_settings():
     fields = parameter_fields()
-    assert set(fields) - NODE_AND_PANEL_FIELDS == set(PanelSettings.parameter_names())
+    assert set(fields) - NODE_AND_PANEL_FIELDS - SUPERRES_SETTINGS == set(PanelSettings.parameter_names())
+    for snake_name, camel_name in superres_panel.PARAMETER_OF_SETTING.items():
+        if camel_name in SUPERRES_SETTINGS:
+            default = fields[camel_name].value
+            assert isinstance(default, ast.Attribute) and default.attr == snake_name, (
+                f"{camel_name} must default to _SUPERRES_DEFAULTS.{snake_name}, the library's default"
+            )
+            assert default.value.id == "_SUPERRES_DEFAULTS"
     for snake_name, camel_name in zip(
         [f for f in PanelSettings.__dataclass_fields__], PanelSettings.parameter_names()
     ):
@@ -229,6 +243,16 @@ def test_every_value_the_panel_allows_makes_a_valid_config(name):
         value = eval(compile(ast.Expression(bound), "<bound>", "eval"), {"__builtins__": {}})
         for method in mrml_bridge.METHOD_NAMES:
             PanelSettings.from_parameters({name: value, "method": method}).to_config()
+
+
+@pytest.mark.parametrize("name", ["superresFactor", "superresBudgetMinutes", "superresSamplingSteps", "superresSamples"])
+def test_every_super_resolution_value_the_panel_allows_makes_a_valid_config(name):
+    within_range = validators(parameter_fields()[name].annotation)["WithinRange"]
+    setting = next(snake for snake, camel in superres_panel.PARAMETER_OF_SETTING.items() if camel == name)
+    for bound in within_range.args:
+        value = eval(compile(ast.Expression(bound), "<bound>", "eval"), {"__builtins__": {}})
+        for method in superres_bridge.SUPERRES_METHOD_NAMES:
+            superres_bridge.SuperResSettings(**{setting: value, "method": method}).to_config()
 
 
 def test_choice_combo_boxes_take_their_items_from_the_parameter_node():
@@ -260,7 +284,7 @@ def function_source(class_name: str, function_name: str) -> str:
 
 WIDGET_METHODS = (
     "_updateGui", "_suggestModelName", "_showSavedModel", "onSavedModelChosen", "onRefreshModels",
-    "onMethodChosen", "onComputeUncertaintyClicked", "onCompleted", "_showIdle",
+    "onMethodChosen", "onComputeUncertaintyClicked", "onCompleted", "_showIdle", "onSuperResCompleted", "_showFailure",
 )  # fmt: skip
 
 
@@ -269,6 +293,7 @@ def widget_function(name: str):
     for real; Qt's few constants as stand-ins)."""
     function = next(f for f in class_def("DeepDenoiseWidget").body if getattr(f, "name", "") == name)
     namespace = {name: getattr(panel_jobs, name) for name in panel_jobs.__dict__ if not name.startswith("__")}
+    namespace.update({name: getattr(superres_panel, name) for name in superres_panel.__dict__ if not name.startswith("__")})
     namespace.update(METHODS_2D_ONLY=mrml_bridge.METHODS_2D_ONLY, _=str, Cancelled=Cancelled)
     namespace.update(qt=SimpleNamespace(Qt=SimpleNamespace(ToolTipRole=3)), ITEM_FLAGS_ROLE=ITEM_FLAGS_ROLE)
     namespace["sequence_of_proxy"] = sequence_bridge.sequence_of_proxy
@@ -318,7 +343,8 @@ def field_default(statement: ast.AnnAssign):
     if value is None:
         return None
     if isinstance(value, ast.Attribute):
-        return getattr(PanelSettings(), value.attr)
+        defaults = superres_bridge.SuperResSettings() if value.value.id == "_SUPERRES_DEFAULTS" else PanelSettings()
+        return getattr(defaults, value.attr)
     if isinstance(value, ast.Name):
         return getattr(panel_jobs, value.id)
     return ast.literal_eval(value)
@@ -340,6 +366,7 @@ def fake_widget(models=(), **parameters) -> SimpleNamespace:
         _modelChoices=[],
         _suggestedModelName="",
         _run=None,
+        _superresRun=None,
     )
     widget._settingWidgets = {name: getattr(ui, element.get("name")) for name, element in parameter_bindings().items()}
     widget._settingWidgets.update({name: getattr(ui, ui_name) for name, ui_name in module_constant("UNBOUND_SETTING_WIDGETS").items()})
@@ -591,7 +618,7 @@ def test_panel_has_the_sections_the_issue_lists():
         for widget in ui_widgets().values()
         if widget.get("class") == "ctkCollapsibleButton"
     ]
-    assert titles == ["Inputs", "Method", "Model", "Budget", "Outputs", "Advanced"]
+    assert titles == ["Inputs", "Method", "Model", "Budget", "Outputs", "Advanced", "Super-resolution"]
 
 
 def test_module_follows_slicer_scripted_module_conventions():
@@ -653,3 +680,58 @@ def test_nothing_is_installed_at_import_time():
     assert not calls(module_level + class_level) & installers
     ensure = next(f for f in class_def("DeepDenoiseLogic").body if getattr(f, "name", "") == "ensureDependencies")
     assert {"installTorch", "pipEnsure", "pip_install", "confirmOkCancelDisplay"} <= calls([ensure])
+
+
+def test_the_super_resolution_section_shows_and_locks_what_its_choices_use():
+    widget = fake_widget(superresInputVolume=fake_node("thick"))
+    widget._updateGui()
+    assert widget.ui.superresTrainingVolumeSelector.visible is False
+    assert widget.ui.superresTrainingVolumeSelectorLabel.visible is False
+    assert widget.ui.superresSamplesSpinBox.enabled is True and widget.ui.superresUncertaintySelector.enabled is False
+    assert widget.ui.superresApplyButton.enabled is True and widget.ui.superresApplyButton.text == "Super-resolve"
+    assert widget.ui.superresApplyButton.toolTip == superres_panel.superres_tooltip(widget._parameterNode)
+    widget = fake_widget(superresInputVolume=fake_node("thick"), superresMode="Supervised", superresMethod="Regression",
+                         superresComputeUncertainty=True, superresFactor=3)  # fmt: skip
+    widget._updateGui()
+    assert widget.ui.superresTrainingVolumeSelector.visible is True
+    assert widget.ui.superresTrainingVolumeSelectorLabel.visible is True
+    for name in ("superresSamplingStepsSpinBox", "superresSamplesSpinBox", "superresComputeUncertaintyCheckBox",
+                 "superresUncertaintySelector", "superresCascadeCheckBox"):  # fmt: skip
+        assert getattr(widget.ui, name).enabled is False, name
+    widget = fake_widget(superresInputVolume=None)
+    widget._updateGui()
+    assert widget.ui.superresApplyButton.enabled is False
+
+
+def test_a_running_super_resolution_turns_its_own_button_into_cancel():
+    widget = fake_widget(superresInputVolume=fake_node("thick"))
+    widget.logic.isRunning = True
+    widget._superresRun = object()
+    widget._updateGui()
+    assert widget.ui.superresApplyButton.text == "Cancel" and widget.ui.superresApplyButton.enabled is True
+    assert widget.ui.applyButton.text == "Apply" and widget.ui.applyButton.enabled is False
+    assert widget.ui.superresSettingsFrame.enabled is False and widget.ui.inputsCollapsibleButton.enabled is False
+    widget._superresRun = None
+    widget._updateGui()
+    assert widget.ui.applyButton.text == "Cancel" and widget.ui.superresApplyButton.enabled is False
+
+
+def test_super_resolve_runs_what_the_library_plans_and_shows_the_result():
+    source = function_source("DeepDenoiseWidget", "onSuperResolveButton")
+    assert "run = plan_superres_run(self._parameterNode)" in source and "**run.logic_arguments()" in source
+    assert "self.logic.cancel()" in source
+    logic = next(f for f in class_def("DeepDenoiseLogic").body if getattr(f, "name", "") == "superResolve")
+    arguments = {a.arg for a in logic.args.args}
+    keys = set(superres_panel.SuperResRun(input_node=None, settings=superres_bridge.SuperResSettings()).logic_arguments())
+    assert keys <= arguments, sorted(keys - arguments)
+    fine, spread = object(), object()
+    widget = fake_widget()
+    widget._superresRun = superres_panel.SuperResRun(None, superres_bridge.SuperResSettings(), compute_uncertainty=True)
+    summary = {"seconds": 12.0, "input_shape_kji": [8, 24, 24], "output_shape_kji": [32, 24, 24]}
+    widget.onSuperResCompleted(SimpleNamespace(output_node=fine, uncertainty_node=spread, summary=summary), None)
+    assert widget._superresRun is None
+    assert widget._parameterNode.superresOutputVolume is fine and widget._parameterNode.superresUncertaintyVolume is spread
+    assert widget.ui.statusLabel.text == "Done in 12 s. 24x24x8 -> 24x24x32 voxels."
+    widget._superresRun = superres_panel.SuperResRun(None, superres_bridge.SuperResSettings())
+    widget.onSuperResCompleted(None, Cancelled("the run was cancelled"))
+    assert widget.ui.statusLabel.text == "Cancelled; the scene was left as it was." and widget._superresRun is None
