@@ -411,7 +411,90 @@ class JobResult:
     browser_node: Optional[Any] = None
 
 
-class NodeDenoiseJob:
+class WorkerJob:
+    """What every job on nodes shares: a worker process started by the subclass's ``start`` (which sets
+    ``folder`` and ``run``), followed by :meth:`poll` or :meth:`wait`, then :meth:`finish`, which puts
+    the results into the scene only if the worker succeeded and the input is still there, or
+    :meth:`cancel`. The temporary folder is removed whatever happens. Subclasses say which results to
+    read and how to store them (``_read_results``, ``_store_results``)."""
+
+    #: The file type the input and the results travel in between the scene and the worker.
+    FILE_EXTENSION = ".nrrd"
+
+    input_node: Any
+    folder: Optional[Path] = None
+    run: Optional[BackgroundRun] = None
+
+    @property
+    def finished(self) -> bool:
+        return self.run is not None and self.run.finished
+
+    def poll(self) -> list[ProgressEvent]:
+        """New progress events, without waiting."""
+        return self._started().poll()
+
+    def wait(self, on_event: Optional[Callable[[ProgressEvent], None]] = None) -> str:
+        """Block until the worker ends, handing each progress event to ``on_event``; returns its state."""
+        return self._started().wait(on_event=on_event)
+
+    def cancel(self) -> None:
+        """Kill the worker and its children and remove the temporary folder; the scene is untouched."""
+        if self.run is not None:
+            self.run.cancel()
+        self._remove_folder()
+
+    def finish(self) -> JobResult:
+        """After the worker ended: put its results into the scene, or raise with the scene unchanged."""
+        run = self._started()
+        if not run.finished:
+            raise RuntimeError("the worker is still running; wait for it or cancel it first")
+        try:
+            if run.state == CANCELLED:
+                raise Cancelled("the run was cancelled")
+            if run.state == FAILED:
+                raise WorkerError(run.error_message, run.details)
+            arrays = self._read_results(run)
+            if self.input_node.GetScene() is None:
+                raise InputError("the input volume was removed from the scene while the worker ran")
+            return self._store_results(arrays, dict(run.summary))
+        finally:
+            self._remove_folder()
+
+    def _read_results(self, run: BackgroundRun) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _store_results(self, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> JobResult:
+        raise NotImplementedError
+
+    def _result_path(self, name: str) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{name}{self.FILE_EXTENSION}"
+
+    def _store(
+        self, node: Optional[Any], array: np.ndarray, suffix: str, geometry: Any, display_like: Optional[Any] = None
+    ) -> Any:
+        """``array`` into ``node`` on the grid of the node ``geometry``, or into a new node named after
+        the input and ``suffix``, under the input's transform, next to it in the Data module."""
+        scene = self.input_node.GetScene()
+        if node is None or node.GetScene() is None:
+            node = create_volume_node(scene, f"{self.input_node.GetName()} {suffix}")
+            node.SetAndObserveTransformNodeID(self.input_node.GetTransformNodeID())
+        fill_node(node, array, geometry, display_like=display_like)
+        place_next_to(node, self.input_node)
+        return node
+
+    def _started(self) -> BackgroundRun:
+        if self.run is None:
+            raise RuntimeError("the job has not been started")
+        return self.run
+
+    def _remove_folder(self) -> None:
+        if self.folder is not None:
+            remove_work_folder(self.folder)
+            self.folder = None
+
+
+class NodeDenoiseJob(WorkerJob):
     """Denoises one volume node in a worker process; the scene changes only when the worker succeeded.
 
     :meth:`start` writes the input and the configuration to a temporary folder and starts the worker;
@@ -441,9 +524,6 @@ class NodeDenoiseJob:
 
     #: Whether Noise2Noise may run on the input alone (a 4D series pairs its neighbouring frames).
     NOISE2NOISE_ON_INPUT_ALONE = False
-
-    #: The file type the input and the results travel in between the scene and the worker.
-    FILE_EXTENSION = ".nrrd"
 
     def __init__(
         self,
@@ -484,10 +564,6 @@ class NodeDenoiseJob:
         self.run: Optional[BackgroundRun] = None
         self._grid: Any = None
         self._shape: tuple[int, ...] = ()
-
-    @property
-    def finished(self) -> bool:
-        return self.run is not None and self.run.finished
 
     @property
     def tta(self) -> bool:
@@ -565,37 +641,6 @@ class NodeDenoiseJob:
                 raise InputError("the training noisy and clean volumes must be two different volumes")
             _check_same_grid(clean, noisy)
 
-    def poll(self) -> list[ProgressEvent]:
-        """New progress events, without waiting."""
-        return self._started().poll()
-
-    def wait(self, on_event: Optional[Callable[[ProgressEvent], None]] = None) -> str:
-        """Block until the worker ends, handing each progress event to ``on_event``; returns its state."""
-        return self._started().wait(on_event=on_event)
-
-    def cancel(self) -> None:
-        """Kill the worker and its children and remove the temporary folder; the scene is untouched."""
-        if self.run is not None:
-            self.run.cancel()
-        self._remove_folder()
-
-    def finish(self) -> JobResult:
-        """After the worker ended: put its results into the scene, or raise with the scene unchanged."""
-        run = self._started()
-        if not run.finished:
-            raise RuntimeError("the worker is still running; wait for it or cancel it first")
-        try:
-            if run.state == CANCELLED:
-                raise Cancelled("the run was cancelled")
-            if run.state == FAILED:
-                raise WorkerError(run.error_message, run.details)
-            arrays = self._read_results(run)
-            if self.input_node.GetScene() is None:
-                raise InputError("the input volume was removed from the scene while it was being denoised")
-            return self._store_results(arrays, dict(run.summary))
-        finally:
-            self._remove_folder()
-
     # --- Steps a sequence job does its own way ---
 
     def _check_input(self) -> None:
@@ -646,11 +691,14 @@ class NodeDenoiseJob:
         return arrays
 
     def _store_results(self, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> JobResult:
-        result = JobResult(self._store(self.output_node, arrays["output"], "denoised", display_like=self.input_node), summary=summary)
+        grid = self._grid
+        result = JobResult(
+            self._store(self.output_node, arrays["output"], "denoised", grid, display_like=self.input_node), summary=summary
+        )
         if "residual" in arrays:
-            result.residual_node = self._store(self.residual_node, arrays["residual"], "residual")
+            result.residual_node = self._store(self.residual_node, arrays["residual"], "residual", grid)
         if "uncertainty" in arrays:
-            result.uncertainty_node = self._store(self.uncertainty_node, arrays["uncertainty"], "uncertainty")
+            result.uncertainty_node = self._store(self.uncertainty_node, arrays["uncertainty"], "uncertainty", grid)
         return result
 
     # --- Shared steps ---
@@ -698,28 +746,6 @@ class NodeDenoiseJob:
         optional = (("residual", self.compute_residual), ("uncertainty", self.compute_uncertainty))
         return ["output"] + [name for name, wanted in optional if wanted]
 
-    def _result_path(self, name: str) -> Path:
-        assert self.folder is not None
-        return self.folder / f"{name}{self.FILE_EXTENSION}"
-
-    def _store(self, node: Optional[Any], array: np.ndarray, suffix: str, display_like: Optional[Any] = None) -> Any:
-        scene = self.input_node.GetScene()
-        if node is None or node.GetScene() is None:
-            node = create_volume_node(scene, f"{self.input_node.GetName()} {suffix}")
-            node.SetAndObserveTransformNodeID(self.input_node.GetTransformNodeID())
-        fill_node(node, array, self._grid, display_like=display_like)
-        place_next_to(node, self.input_node)
-        return node
-
-    def _started(self) -> BackgroundRun:
-        if self.run is None:
-            raise RuntimeError("the job has not been started")
-        return self.run
-
-    def _remove_folder(self) -> None:
-        if self.folder is not None:
-            remove_work_folder(self.folder)
-            self.folder = None
 
 
 def _check_same_grid(node: Any, reference: Any) -> None:

@@ -22,34 +22,23 @@ import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from DeepDenoiseLib.background import (
-    CANCELLED,
-    FAILED,
-    BackgroundRun,
-    PathLike,
-    make_work_folder,
-    remove_work_folder,
-    worker_environment,
-)
+from DeepDenoiseLib.background import BackgroundRun, PathLike, make_work_folder, worker_environment
 from DeepDenoiseLib.config import SamplingConfig, SuperResConfig, SuperResTrainingConfig
 from DeepDenoiseLib.mrml_bridge import (
     DEVICE_NAMES,
     JobResult,
     WorkerError,
+    WorkerJob,
     array_on_grid,
     check_scalar_volume,
-    create_volume_node,
-    fill_node,
     ijk_to_ras,
-    place_next_to,
     read_file_node,
     write_node,
 )
-from DeepDenoiseLib.progress import Cancelled, ProgressEvent
 from DeepDenoiseLib.superres_grid import AXIS_IJK, coarsest_axis
 from DeepDenoiseLib.validation import InputError
 
@@ -171,7 +160,7 @@ def superres_command(
     return command
 
 
-class NodeSuperResJob:
+class NodeSuperResJob(WorkerJob):
     """Super-resolves one volume node in a worker process; the scene changes only if it succeeded.
 
     :meth:`start` writes the input (and, supervised, the ``training_nodes``) with the configuration to
@@ -210,10 +199,6 @@ class NodeSuperResJob:
         self.axis = ""
         self._fine_grid: Optional[np.ndarray] = None
         self._shape: tuple[int, ...] = ()
-
-    @property
-    def finished(self) -> bool:
-        return self.run is not None and self.run.finished
 
     @property
     def fine_grid(self) -> np.ndarray:
@@ -272,78 +257,26 @@ class NodeSuperResJob:
             self._remove_folder()
             raise
 
-    def poll(self) -> list[ProgressEvent]:
-        """New progress events, without waiting."""
-        return self._started().poll()
-
-    def wait(self, on_event: Optional[Callable[[ProgressEvent], None]] = None) -> str:
-        """Block until the worker ends, handing each progress event to ``on_event``; returns its state."""
-        return self._started().wait(on_event=on_event)
-
-    def cancel(self) -> None:
-        """Kill the worker and its children and remove the temporary folder; the scene is untouched."""
-        if self.run is not None:
-            self.run.cancel()
-        self._remove_folder()
-
-    def finish(self) -> JobResult:
-        """After the worker ended: put its results into the scene, or raise with the scene unchanged."""
-        run = self._started()
-        if not run.finished:
-            raise RuntimeError("the worker is still running; wait for it or cancel it first")
+    def _read_results(self, run: BackgroundRun) -> dict[str, np.ndarray]:
+        """The worker's results on the fine grid, by name; WorkerError if any is unusable."""
+        names = ["output"] + (["uncertainty"] if self.compute_uncertainty else [])
+        arrays = {}
         try:
-            if run.state == CANCELLED:
-                raise Cancelled("the run was cancelled")
-            if run.state == FAILED:
-                raise WorkerError(run.error_message, run.details)
-            names = ["output"] + (["uncertainty"] if self.compute_uncertainty else [])
-            arrays = {}
-            try:
-                for name in names:
-                    arrays[name] = array_on_grid(read_file_node(self._result_path(name)), self.fine_grid)
-            except (OSError, ValueError) as error:
-                raise WorkerError(f"the worker finished but its result is unusable: {error}", run.details) from error
-            for name, array in arrays.items():
-                if array.shape != self._shape:
-                    raise WorkerError(
-                        f"the worker's {name} has {array.shape} voxels where {self._shape} were expected", run.details
-                    )
-            if self.input_node.GetScene() is None:
-                raise InputError("the input volume was removed from the scene while it was being processed")
-            geometry = grid_node(self.fine_grid)
-            result = JobResult(
-                self._store(self.output_node, arrays["output"], "super-resolved", geometry, display_like=self.input_node),
-                summary=dict(run.summary),
-            )
-            if "uncertainty" in arrays:
-                result.uncertainty_node = self._store(
-                    self.uncertainty_node, arrays["uncertainty"], "super-resolution uncertainty", geometry
-                )
-            return result
-        finally:
-            self._remove_folder()
+            for name in names:
+                arrays[name] = array_on_grid(read_file_node(self._result_path(name)), self.fine_grid)
+        except (OSError, ValueError) as error:
+            raise WorkerError(f"the worker finished but its result is unusable: {error}", run.details) from error
+        for name, array in arrays.items():
+            if array.shape != self._shape:
+                raise WorkerError(f"the worker's {name} has {array.shape} voxels where {self._shape} were expected", run.details)
+        return arrays
 
-    def _result_path(self, name: str) -> Path:
-        assert self.folder is not None
-        return self.folder / f"{name}.nrrd"
-
-    def _store(
-        self, node: Optional[Any], array: np.ndarray, suffix: str, geometry: Any, display_like: Optional[Any] = None
-    ) -> Any:
-        scene = self.input_node.GetScene()
-        if node is None or node.GetScene() is None:
-            node = create_volume_node(scene, f"{self.input_node.GetName()} {suffix}")
-            node.SetAndObserveTransformNodeID(self.input_node.GetTransformNodeID())
-        fill_node(node, array, geometry, display_like=display_like)
-        place_next_to(node, self.input_node)
-        return node
-
-    def _started(self) -> BackgroundRun:
-        if self.run is None:
-            raise RuntimeError("the job has not been started")
-        return self.run
-
-    def _remove_folder(self) -> None:
-        if self.folder is not None:
-            remove_work_folder(self.folder)
-            self.folder = None
+    def _store_results(self, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> JobResult:
+        geometry = grid_node(self.fine_grid)
+        result = JobResult(
+            self._store(self.output_node, arrays["output"], "super-resolved", geometry, display_like=self.input_node),
+            summary=summary,
+        )
+        if "uncertainty" in arrays:
+            result.uncertainty_node = self._store(self.uncertainty_node, arrays["uncertainty"], "super-resolution uncertainty", geometry)
+        return result
