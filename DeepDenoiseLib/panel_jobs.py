@@ -383,6 +383,8 @@ def summary_text(summary: Mapping[str, Any]) -> str:
         parts.append(f"Done in {summary['seconds']:.0f} s.")
     if "frames" in summary:
         parts.append(f"{summary['frames']} frames, one model.")
+    if summary.get("stopped_by") == "min_steps":
+        parts.append(f"The time budget was stretched to train the minimum of {summary.get('training_steps')} steps.")
     before, after = summary.get("noise_sigma_before"), summary.get("noise_sigma_after")
     if before is not None and after is not None:
         parts.append(f"Estimated noise {before:.4g} -> {after:.4g}.")

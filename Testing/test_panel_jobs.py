@@ -331,6 +331,9 @@ def test_summary_text() -> None:
         "Done in 12 s. 20 frames, one model. Estimated noise 0.1 -> 0.02. Noise model: rician. "
         "Model saved to /m/brain.safetensors."
     )
+    stretched = summary_text({"seconds": 300.0, "stopped_by": "min_steps", "training_steps": 1000})
+    assert stretched == "Done in 300 s. The time budget was stretched to train the minimum of 1000 steps."
+    assert "stretched" not in summary_text({"stopped_by": "budget", "training_steps": 1400})
 
 
 # --- Methods that learn from pairs of volumes ----------------------------------------------------------
