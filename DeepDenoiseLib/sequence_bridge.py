@@ -33,7 +33,6 @@ from DeepDenoiseLib.mrml_bridge import (
 )
 from DeepDenoiseLib.validation import InputError
 from DeepDenoiseLib.volume import Volume
-from DeepDenoiseLib.volume_io import read_volume, write_volume
 
 #: Frames whose IJK-to-RAS matrices differ by more than this (mm, or per unit for directions) are on
 #: different grids.
@@ -241,9 +240,14 @@ class SequenceDenoiseJob(NodeDenoiseJob):
         self._index_values = [self.input_node.GetNthIndexValue(index) for index in range(frame_count)]
 
     def _write_input(self, path: Path) -> None:
+        # volume_io imports SimpleITK: imported when a run starts, never when Slicer starts.
+        from DeepDenoiseLib.volume_io import write_volume
+
         write_volume(volume_from_sequence(self.input_node), path)
 
     def _read_results(self, run: BackgroundRun) -> dict[str, np.ndarray]:
+        from DeepDenoiseLib.volume_io import read_volume
+
         arrays = {}
         for name in self._result_names():
             try:

@@ -37,7 +37,7 @@ import numpy as np
 from DeepDenoiseLib.config import SuperResConfig
 from DeepDenoiseLib.normalization import PercentileNormalizer
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
-from DeepDenoiseLib.superres_grid import AXIS_IJK, array_axis, coarsest_axis, on_fine_grid, upsample_spline
+from DeepDenoiseLib.superres_grid import AXIS_IJK, MIN_COARSE_VOXELS, array_axis, coarsest_axis, on_fine_grid, upsample_spline
 from DeepDenoiseLib.superres_inference import apply_stage
 from DeepDenoiseLib.superres_training import StageModel, TrainingPair, make_pair, train_stage
 from DeepDenoiseLib.validation import DEFAULT_MAX_VOXELS, InputError, check_volume_object
@@ -48,8 +48,6 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
-#: The fewest coarse voxels along the upsampled axis a spline (and a training pair) can work with.
-MIN_COARSE_VOXELS = 4
 #: Spacing ratios further than this from what the factor implies get a warning.
 SPACING_TOLERANCE = 0.25
 

@@ -21,13 +21,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from scipy import ndimage
 
 from DeepDenoiseLib.validation import InputError
 from DeepDenoiseLib.volume import Volume
 
+# scipy is imported where it resamples: the Slicer module imports this file at start-up.
+
 #: Voxel axis names and their index in the (i, j, k) spacing and direction columns.
 AXIS_IJK = {"x": 0, "y": 1, "z": 2}
+#: The fewest coarse voxels along the upsampled axis a spline (and a training pair) can work with.
+MIN_COARSE_VOXELS = 4
 
 
 def array_axis(axis: str) -> int:
@@ -48,6 +51,8 @@ def coarsest_axis(spacing: tuple[float, float, float]) -> str:
 
 def upsample_spline(array: np.ndarray, factor: int, axis: int) -> np.ndarray:
     """``array`` with ``factor`` times as many voxels along ``axis`` (cubic spline, same extent)."""
+    from scipy import ndimage
+
     zoom = [1.0] * array.ndim
     zoom[axis] = float(factor)
     upsampled = ndimage.zoom(np.asarray(array, dtype=np.float32), zoom, order=3, mode="reflect", grid_mode=True)
@@ -67,6 +72,8 @@ def downsample(array: np.ndarray, factor: int, axis: int, method: str = "spline"
         return array.reshape(shape).mean(axis=axis + 1, dtype=np.float64).astype(np.float32)
     if method != "spline":
         raise ValueError(f"downsampling must be spline or area; got {method!r}")
+    from scipy import ndimage
+
     zoom = [1.0] * array.ndim
     zoom[axis] = 1.0 / factor
     return ndimage.zoom(array, zoom, order=3, mode="reflect", grid_mode=True).astype(np.float32, copy=False)

@@ -17,9 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
-from DeepDenoiseLib.superres import MIN_COARSE_VOXELS
 from DeepDenoiseLib.superres_bridge import AXIS_NAMES, MODE_NAMES, SUPERRES_METHOD_NAMES, SuperResSettings, resolve_axis
-from DeepDenoiseLib.superres_grid import AXIS_IJK
+from DeepDenoiseLib.superres_grid import AXIS_IJK, MIN_COARSE_VOXELS
 from DeepDenoiseLib.validation import InputError
 
 #: The parameter-node name of each SuperResSettings field.
