@@ -1,10 +1,8 @@
-import importlib.metadata
-import importlib.util
 import logging
 import os
-import re
 import shutil
 import sys
+import unittest
 from typing import Annotated
 
 import qt
@@ -12,8 +10,6 @@ import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
-from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -36,6 +32,14 @@ def _libraryParent():
 LIBRARY_PARENT = _libraryParent()
 if LIBRARY_PARENT not in sys.path:
     sys.path.insert(0, LIBRARY_PARENT)
+
+# What Slicer imports at start-up stays light: no torch, SimpleITK or package of requirements.txt (see
+# Testing/test_slicer_module_startup.py); runs import them, or run them in the worker.
+from DeepDenoiseLib import slicer_support  # noqa: E402
+
+# On a Slicer older than the minimum the module still loads, and its panel says which Slicer it needs.
+SLICER_VERSION_PROBLEM = slicer_support.slicer_version_problem(slicer.app.majorVersion, slicer.app.minorVersion)
+_, Choice, WithinRange, parameterNodeWrapper = slicer_support.slicer_module_api(SLICER_VERSION_PROBLEM)
 
 from DeepDenoiseLib.config import DenoiseConfig, SuperResConfig  # noqa: E402
 from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
@@ -86,7 +90,7 @@ from DeepDenoiseLib.validation import InputError  # noqa: E402
 
 HOMEPAGE = "https://github.com/deepdenoise/SlicerDeepDenoise"
 TORCH_REQUIREMENT = ">=2.0"
-SAMPLE_NAME = "DeepDenoiseNoisyBrain"
+REQUIREMENTS_PATH = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
 
 _DEFAULTS = PanelSettings()
 _SUPERRES_DEFAULTS = SuperResSettings()
@@ -151,7 +155,10 @@ class DeepDenoise(ScriptedLoadableModule):
             "Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal "
             "Neurological Institute, McGill University."
         )
-        slicer.app.connect("startupCompleted()", registerSampleData)
+        if SLICER_VERSION_PROBLEM:
+            self.parent.helpText = SLICER_VERSION_PROBLEM
+        else:
+            slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 #
@@ -163,21 +170,8 @@ def registerSampleData():
     """Offer the bundled noisy brain slab (MNI152 T1 with Rician noise) in the Sample Data module."""
     import SampleData
 
-    from DeepDenoiseLib.sample_data import sample_paths
-
-    sampleFile = str(sample_paths().noisy)
-    iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
-    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):
-        SampleData.SampleDataLogic.registerCustomSampleDataCategory("DeepDenoise", title=_("DeepDenoise"))
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="DeepDenoise",
-        sampleName=SAMPLE_NAME,
-        thumbnailFileName=os.path.join(iconsPath, f"{SAMPLE_NAME}.png"),
-        uris=qt.QUrl.fromLocalFile(sampleFile).toString(),
-        fileNames=os.path.basename(sampleFile),
-        nodeNames=SAMPLE_NAME,
-        loadFileTypes="VolumeFile",
-    )
+    thumbnail = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "DeepDenoiseNoisyBrain.png")
+    slicer_support.register_sample(SampleData.SampleDataLogic, thumbnail, category_title=_("DeepDenoise"))
 
 
 #
@@ -276,6 +270,11 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        if SLICER_VERSION_PROBLEM:
+            label = qt.QLabel(SLICER_VERSION_PROBLEM)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/DeepDenoise.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -309,16 +308,23 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
 
         self._showIdle(_("Pick a volume and press Apply."))
-        self.initializeParameterNode()
+        # The model list first: the parameter node's saved-model choice is kept only if it is listed.
         self.onRefreshModels()
+        self.initializeParameterNode()
 
     def cleanup(self) -> None:
         if self.logic is not None and self.logic.isRunning:
             self.logic.cancel()
         self.removeObservers()
 
+    def onReload(self) -> None:
+        """Developer mode's Reload also re-reads DeepDenoiseLib, so that library edits need no restart."""
+        slicer_support.forget_library_modules()
+        ScriptedLoadableModuleWidget.onReload(self)
+
     def enter(self) -> None:
-        self.initializeParameterNode()
+        if self.logic is not None:
+            self.initializeParameterNode()
 
     def exit(self) -> None:
         if self._parameterNode:
@@ -584,6 +590,8 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
     POLL_INTERVAL_MS = 200
 
     def __init__(self) -> None:
+        if SLICER_VERSION_PROBLEM:
+            raise RuntimeError(SLICER_VERSION_PROBLEM)
         ScriptedLoadableModuleLogic.__init__(self)
         self.lastResult = None
         self._job = None
@@ -842,10 +850,11 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
 
     def ensureDependencies(self) -> bool:
         """Make sure PyTorch (through the PyTorch extension) and the other packages the worker needs are
-        installed, asking the user before installing anything. False if the user declined.
+        installed, asking the user before installing anything. False if any is still missing (the user
+        declined, or Slicer's testing mode skipped the install).
 
         Only the worker process imports torch: here its presence is checked without importing it."""
-        if importlib.util.find_spec("torch") is None:
+        if "torch" in slicer_support.missing_worker_packages(REQUIREMENTS_PATH):
             try:
                 import PyTorchUtils
             except ModuleNotFoundError as error:
@@ -855,43 +864,26 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
             torchLogic = PyTorchUtils.PyTorchUtilsLogic()
             if torchLogic.installTorch(askConfirmation=True, torchVersionRequirement=TORCH_REQUIREMENT) is None:
                 return False
-        requirementsPath = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
         try:
             import slicer.packaging
 
-            pipEnsure = slicer.packaging.pip_ensure
+            pipEnsure = slicer.packaging.pip_ensure  # Slicer 5.12 and newer
         except (ImportError, AttributeError):
             pipEnsure = None
+        missing = [name for name in slicer_support.missing_worker_packages(REQUIREMENTS_PATH) if name != "torch"]
         if pipEnsure is not None:
             try:
-                pipEnsure(slicer.packaging.load_requirements(requirementsPath), requester="DeepDenoise")
+                pipEnsure(slicer.packaging.load_requirements(REQUIREMENTS_PATH), requester="DeepDenoise")
             except RuntimeError as error:  # the user declined
                 logging.info(f"DeepDenoise: {error}")
                 return False
-            return True
-        missing = [requirement for requirement in _readRequirements(requirementsPath) if not _isInstalled(requirement)]
-        if not missing:
-            return True
-        if not slicer.util.confirmOkCancelDisplay(
-            _("DeepDenoise needs these Python packages: {packages}. Install them now?").format(packages=", ".join(missing))
-        ):
-            return False
-        slicer.util.pip_install(" ".join(missing))
-        return True
-
-
-def _readRequirements(path):
-    with open(path, encoding="utf-8") as file:
-        return [line.strip() for line in file if line.strip() and not line.lstrip().startswith(("#", "-"))]
-
-
-def _isInstalled(requirement) -> bool:
-    name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0)
-    try:
-        importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
+        elif missing:
+            if not slicer.util.confirmOkCancelDisplay(
+                _("DeepDenoise needs these Python packages: {packages}. Install them now?").format(packages=", ".join(missing))
+            ):
+                return False
+            slicer.util.pip_install(" ".join(missing))
+        return not slicer_support.missing_worker_packages(REQUIREMENTS_PATH)
 
 
 #
@@ -900,22 +892,28 @@ def _isInstalled(requirement) -> bool:
 
 
 class DeepDenoiseTest(ScriptedLoadableModuleTest):
-    """Self-test on a small synthetic volume with a budget of seconds (Developer Tools > Reload and Test)."""
+    """Self-test on a small synthetic volume with a budget of seconds (Developer Tools > Reload and Test).
+    It installs nothing: without PyTorch the runs in the background worker are skipped, saying why."""
 
     def setUp(self):
+        if SLICER_VERSION_PROBLEM:
+            self.skipTest(SLICER_VERSION_PROBLEM)
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_RefusesLabelMap()
-        self.setUp()
-        self.test_RefusesSettingsThatDoNotGoTogether()
-        self.setUp()
-        self.test_DenoisesAndCancels()
-        self.setUp()
-        self.test_SavesAModelAndAppliesIt()
-        self.setUp()
-        self.test_SuperResolvesOntoTheFinerGrid()
+        for test in (self.test_RefusesLabelMap, self.test_RefusesSettingsThatDoNotGoTogether, self.test_DenoisesAndCancels,
+                     self.test_SavesAModelAndAppliesIt, self.test_SuperResolvesOntoTheFinerGrid):  # fmt: skip
+            try:
+                self.setUp()
+                test()
+            except unittest.SkipTest as skipped:
+                logging.warning(f"DeepDenoise self-test: {test.__name__}: {skipped}")
+
+    def _skipUnlessTheWorkerCanRun(self):
+        reason = slicer_support.self_test_skip_reason(slicer_support.missing_worker_packages(REQUIREMENTS_PATH))
+        if reason:
+            self.delayDisplay(reason)
+            self.skipTest(reason)
 
     def _noisyVolume(self, nodeClassName="vtkMRMLScalarVolumeNode"):
         import numpy as np
@@ -945,6 +943,7 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
         twice as fine along K with the input's orientation and field of view."""
         import numpy as np
 
+        self._skipUnlessTheWorkerCanRun()
         inputVolume = self._noisyVolume()
         config = SuperResConfig.from_dict(
             {
@@ -993,8 +992,8 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         self.delayDisplay("Denoising a 24^3 volume with a 2 s budget, with its uncertainty")
+        self._skipUnlessTheWorkerCanRun()
         logic = DeepDenoiseLogic()
-        self.assertTrue(logic.ensureDependencies())
         inputVolume = self._noisyVolume()
         inputArray = slicer.util.arrayFromVolume(inputVolume).copy()
         stages = []
@@ -1034,8 +1033,8 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         self.delayDisplay("Saving the trained model, then applying it without training")
+        self._skipUnlessTheWorkerCanRun()
         logic = DeepDenoiseLogic()
-        self.assertTrue(logic.ensureDependencies())
         inputVolume = self._noisyVolume()
         with tempfile.TemporaryDirectory() as folder:
             modelPath = os.path.join(folder, "selftest.safetensors")

@@ -1,16 +1,18 @@
 """DeepDenoise.py's Logic in real MRML (the slicer-core wheel): the module is imported with small
-stand-ins for the Qt side of Slicer that the wheel lacks (qt.QTimer, tr, the parameter-node wrapper
-decorator, the scripted-module base classes, slicer.app.temporaryPath), and its jobs run the scripted
-worker (fake_worker.py). Checks that what the panel plans reaches ``process``, for volumes, sequences
-and saved models, blocking or through the timer, and that a cancelled run leaves the scene as it was.
+stand-ins for the Qt side of Slicer that the wheel lacks (slicer_stand_ins.py: qt.QTimer, tr, the
+parameter-node wrapper decorator, the scripted-module base classes, slicer.app), and its jobs run the
+scripted worker (fake_worker.py). Checks that what the panel plans reaches ``process``, for volumes,
+sequences and saved models, blocking or through the timer, and that a cancelled run leaves the scene
+as it was; and the module's start-up: the sample it registers, and what it does on a Slicer too old.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import logging
 import sys
 import time
-import types
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,66 +21,22 @@ import pytest
 
 TESTING = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTING))
+import slicer_stand_ins  # noqa: E402
 from slicer_scene import add_volume, headless_scene, ijk_to_ras_array, slicer  # noqa: E402
 
 from DeepDenoiseLib.model_folder import ModelInfo  # noqa: E402
 from DeepDenoiseLib.panel_jobs import APPLY_SAVED_MODEL, TRAIN_ON_INPUT, plan_run  # noqa: E402
 from DeepDenoiseLib.progress import Cancelled  # noqa: E402
+from DeepDenoiseLib.sample_data import sample_paths  # noqa: E402
 from DeepDenoiseLib.sequence_bridge import add_browser  # noqa: E402
-
-MODULE_PATH = TESTING.parent / "DeepDenoise" / "DeepDenoise.py"
-
-
-class StandInTimer:
-    """qt.QTimer as the Logic uses it; the test fires it by calling the connected slot."""
-
-    def __init__(self) -> None:
-        self.active = False
-        self.slot = None
-
-    def setInterval(self, milliseconds) -> None:
-        pass
-
-    def connect(self, signal, slot) -> None:
-        self.slot = slot
-
-    def start(self) -> None:
-        self.active = True
-
-    def stop(self) -> None:
-        self.active = False
-
-
-class StandInLogicBase:
-    def __init__(self, *args) -> None:
-        pass
-
-
-def stand_in_modules() -> dict[str, types.ModuleType]:
-    qt = types.ModuleType("qt")
-    qt.QTimer = StandInTimer
-    qt.Qt = SimpleNamespace(UserRole=256, ToolTipRole=3)
-    i18n = types.ModuleType("slicer.i18n")
-    i18n.tr = lambda text: text
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = lambda cls: cls
-    wrapper.Choice = wrapper.WithinRange = lambda *args: args
-    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest", "ScriptedLoadableModuleWidget"):
-        setattr(scripted, name, type(name, (StandInLogicBase,), {}))
-    return {"qt": qt, "slicer.i18n": i18n, "slicer.parameterNodeWrapper": wrapper, "slicer.ScriptedLoadableModule": scripted}
 
 
 @pytest.fixture
 def module(monkeypatch, tmp_path):
     """DeepDenoise.py imported over a headless scene; its jobs run the scripted worker."""
     headless_scene()
-    for name, stand_in in stand_in_modules().items():
-        monkeypatch.setitem(sys.modules, name, stand_in)
-    monkeypatch.setattr(slicer, "app", SimpleNamespace(temporaryPath=str(tmp_path / "temporary")), raising=False)
-    spec = importlib.util.spec_from_file_location("DeepDenoise", MODULE_PATH)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
+    slicer_stand_ins.install(monkeypatch, str(tmp_path / "temporary"))
+    loaded = slicer_stand_ins.load_module()
     loaded.worker_mode = "ok"
     real_make_job = loaded.make_job
 
@@ -235,3 +193,91 @@ def test_super_resolve_by_setting_names_and_a_failed_run_leaves_the_scene(module
     with pytest.raises(Exception, match="training volume"):
         logic.superResolve(node, {"mode": "Supervised"})  # no training volume: refused before starting
     assert scene.GetNumberOfNodes() == nodes_before and not logic.isRunning
+
+
+SLICER_API = json.loads((TESTING / "slicer_api_by_version.json").read_text(encoding="utf-8"))["versions"]
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")
+    return int(major), int(minor)
+
+
+@pytest.mark.parametrize("version", sorted(SLICER_API, key=version_tuple))
+def test_start_up_registers_the_sample_as_each_slicer_version_takes_it(monkeypatch, tmp_path, version) -> None:
+    """The module connects registerSampleData to startupCompleted; called with the Sample Data module
+    of each recorded Slicer version (its exact keyword parameters), it registers the bundled sample,
+    and what SampleData then does with it (fetch the URI into its cache under the file name, check the
+    checksum with slicer.util) gives back the shipped file."""
+    api = SLICER_API[version]
+    headless_scene()
+    app = slicer_stand_ins.install(monkeypatch, str(tmp_path / "temporary"), version=version_tuple(version))
+    sample_data, registered = slicer_stand_ins.stand_in_sample_data(
+        api["register_custom_sample_data_source"], api["register_custom_sample_data_category"]
+    )
+    monkeypatch.setitem(sys.modules, "SampleData", sample_data)
+    module = slicer_stand_ins.load_module()
+    assert module.SLICER_VERSION_PROBLEM is None
+    parent = SimpleNamespace()
+    module.DeepDenoise(parent)
+    assert parent.title == "DeepDenoise" and "Noise2Void" in parent.helpText
+    ((signal, slot),) = app.connections
+    assert signal == "startupCompleted()"
+    slot()
+    if api["register_custom_sample_data_category"]:
+        assert registered.pop(0) == {"category": "DeepDenoise", "title": "DeepDenoise"}
+    (source,) = registered
+    assert (source["category"], source["sampleName"], source["nodeNames"]) == ("DeepDenoise", "DeepDenoiseNoisyBrain", "DeepDenoiseNoisyBrain")
+    file_type = "loadFileTypes" if "loadFileTypes" in api["register_custom_sample_data_source"] else "loadFileType"
+    assert source[file_type] == "VolumeFile" and source.get("loadFileType" if file_type == "loadFileTypes" else "loadFileTypes") is None
+    assert Path(source["thumbnailFileName"]).is_file()
+    cached = tmp_path / "cache" / source["fileNames"]
+    cached.parent.mkdir()
+    urllib.request.urlretrieve(source["uris"], cached)  # what SampleDataLogic.downloadFile does
+    algorithm, digest = slicer.util.extractAlgoAndDigest(source["checksums"])
+    assert slicer.util.computeChecksum(algorithm, str(cached)) == digest
+    assert cached.read_bytes() == sample_paths().noisy.read_bytes()
+
+
+def test_on_a_slicer_older_than_the_minimum_the_module_loads_and_says_which_slicer_it_needs(monkeypatch, tmp_path, caplog) -> None:
+    headless_scene()
+    app = slicer_stand_ins.install(monkeypatch, str(tmp_path / "temporary"), version=(5, 2))
+    for name in ("slicer.i18n", "slicer.parameterNodeWrapper"):  # Slicer 5.2 has neither
+        monkeypatch.setitem(sys.modules, name, None)
+    with caplog.at_level(logging.ERROR):
+        module = slicer_stand_ins.load_module()
+    problem = module.SLICER_VERSION_PROBLEM
+    assert "DeepDenoise needs 3D Slicer 5.6 or newer; this is Slicer 5.2" in problem and problem in caplog.text
+    parent = SimpleNamespace()
+    module.DeepDenoise(parent)
+    assert parent.title == "DeepDenoise" and parent.helpText == problem
+    assert app.connections == []  # no sample registered
+    widget = module.DeepDenoiseWidget()
+    widget.setup()
+    ((label,),) = [widget.layout.widgets]
+    assert label.text == problem and label.wordWrap is True
+    widget.enter()
+    widget.exit()
+    widget.cleanup()
+    with pytest.raises(RuntimeError, match=r"needs 3D Slicer 5\.6 or newer"):
+        module.DeepDenoiseLogic()
+
+
+def test_reload_forgets_the_library_so_that_slicer_re_executing_the_module_reads_it_afresh(module) -> None:
+    def library_modules() -> dict:
+        return {name: value for name, value in sys.modules.items() if name.split(".")[0] == "DeepDenoiseLib"}
+
+    saved = library_modules()
+    old_config = sys.modules["DeepDenoiseLib.config"]
+    widget = module.DeepDenoiseWidget()
+    try:
+        widget.onReload()
+        assert library_modules() == {}
+        assert slicer_stand_ins.StandInScriptedBase.reloads[-1] is widget  # then Slicer's own Reload
+        reloaded = slicer_stand_ins.load_module()  # what Slicer's Reload does with DeepDenoise.py
+        assert sys.modules["DeepDenoiseLib.config"] is not old_config
+        assert reloaded.DenoiseConfig is sys.modules["DeepDenoiseLib.config"].DenoiseConfig
+    finally:
+        for name in library_modules():
+            del sys.modules[name]
+        sys.modules.update(saved)
