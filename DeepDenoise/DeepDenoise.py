@@ -472,7 +472,7 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not start denoising."), waitCursor=True):
             if not self.logic.ensureDependencies():
-                self._showIdle(_("Denoising needs PyTorch and a few Python packages; nothing was installed."))
+                self._showIdle(_("Denoising needs PyTorch and a few Python packages, and some are not installed: press Apply to install them."))
                 return
             run = plan_run(self._parameterNode, self.logic.savedModels(), self.logic.modelFolder())
             if run.replaces_model is not None and not slicer.util.confirmOkCancelDisplay(
@@ -499,7 +499,7 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not start super-resolution."), waitCursor=True):
             if not self.logic.ensureDependencies():
-                self._showIdle(_("Super-resolution needs PyTorch and a few Python packages; nothing was installed."))
+                self._showIdle(_("Super-resolution needs PyTorch and a few Python packages, and some are not installed: press Super-resolve to install them."))
                 return
             run = plan_superres_run(self._parameterNode)
             self.logic.superResolve(

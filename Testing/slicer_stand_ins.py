@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import unittest
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -66,6 +67,15 @@ class StandInScriptedBase:
         StandInScriptedBase.reloads.append(self)
 
 
+class StandInModuleTest(unittest.TestCase):
+    """ScriptedLoadableModuleTest: a unittest.TestCase whose delayDisplay records its messages."""
+
+    messages: ClassVar[list[str]] = []
+
+    def delayDisplay(self, message, msec=None) -> None:
+        StandInModuleTest.messages.append(message)
+
+
 class StandInApp:
     """slicer.app: the version numbers, the temporary folder and the signal connections."""
 
@@ -89,8 +99,9 @@ def stand_in_modules() -> dict[str, types.ModuleType]:
     wrapper.parameterNodeWrapper = lambda cls: cls
     wrapper.Choice = wrapper.WithinRange = lambda *args: args
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest", "ScriptedLoadableModuleWidget"):
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleWidget"):
         setattr(scripted, name, type(name, (StandInScriptedBase,), {}))
+    scripted.ScriptedLoadableModuleTest = StandInModuleTest
     return {"qt": qt, "slicer.i18n": i18n, "slicer.parameterNodeWrapper": wrapper, "slicer.ScriptedLoadableModule": scripted}
 
 

@@ -281,3 +281,20 @@ def test_reload_forgets_the_library_so_that_slicer_re_executing_the_module_reads
         for name in library_modules():
             del sys.modules[name]
         sys.modules.update(saved)
+
+
+def test_the_self_test_installs_nothing_and_without_torch_skips_the_worker_runs_saying_why(module, monkeypatch, caplog) -> None:
+    """DeepDenoiseTest.runTest as Reload and Test runs it: the checks that need no worker run; those
+    that would train are skipped with a message, never an install (testing mode would download
+    PyTorch without asking)."""
+    monkeypatch.setattr(module.slicer_support, "missing_worker_packages", lambda path: ["torch"])
+    monkeypatch.setattr(module.DeepDenoiseLogic, "ensureDependencies", lambda self: pytest.fail("the self-test installs"))
+    started = []
+    monkeypatch.setattr(module.DeepDenoiseLogic, "_follow", lambda self, job, *args: started.append(job))
+    with caplog.at_level(logging.WARNING):
+        module.DeepDenoiseTest().runTest()
+    skipped = [line for line in caplog.messages if "Skipped: the background worker needs torch, which is not installed" in line]
+    assert [line.split(":")[1].strip() for line in skipped] == [
+        "test_DenoisesAndCancels", "test_SavesAModelAndAppliesIt", "test_SuperResolvesOntoTheFinerGrid",
+    ]  # fmt: skip
+    assert started == [] and "Press Apply" in slicer_stand_ins.StandInModuleTest.messages[-1]

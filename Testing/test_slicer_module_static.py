@@ -1,10 +1,13 @@
 """Static checks of the Slicer module, which cannot be imported without the Qt side of Slicer: the
 names DeepDenoise.py uses exist in the .ui with a fitting widget class, every parameter-node field is
-bound to a widget its type can be connected to, and the panel agrees with the library's settings."""
+bound to a widget its type can be connected to on every Slicer version the module supports (from the
+minimum to the newest recorded in slicer_api_by_version.json), and the panel agrees with the
+library's settings."""
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import sys
 import types
@@ -19,6 +22,7 @@ from DeepDenoiseLib import mrml_bridge, panel_jobs, sequence_bridge, superres_br
 from DeepDenoiseLib.model_folder import ModelInfo
 from DeepDenoiseLib.mrml_bridge import PanelSettings
 from DeepDenoiseLib.progress import Cancelled
+from DeepDenoiseLib.slicer_support import minimum_slicer_version_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,16 +47,14 @@ CLASSES_BY_SUFFIX = {
     "Label": {"QLabel"},
     "Frame": {"QFrame"},
 }
-# The widget classes slicer.parameterNodeWrapper's GUI connectors accept for each type
-# (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py; they compare exact classes).
-NUMBER_WIDGETS = {"QDoubleSpinBox", "ctkSliderWidget", "qMRMLSliderWidget", "ctkDoubleSlider", "ctkDoubleSpinBox", "qMRMLSpinBox"}
-CONNECTABLE = {
-    "bool": {"QCheckBox", "ctkCheckBox", "QPushButton", "ctkCheckablePushButton"},
-    "int": {"QSpinBox", "QSlider"} | NUMBER_WIDGETS,
-    "float": NUMBER_WIDGETS,
-    "str": {"QLineEdit", "QLabel", "QTextEdit"},
-}
-CHOICE_WIDGETS = {"QComboBox", "ctkComboBox"}
+# The widget classes slicer.parameterNodeWrapper's GUI connectors accept for each kind of parameter, by
+# Slicer version (read from Slicer's guiConnectors.py at each release; they compare exact classes).
+SLICER_API = json.loads((Path(__file__).resolve().parent / "slicer_api_by_version.json").read_text(encoding="utf-8"))["versions"]
+SUPPORTED_VERSIONS = sorted(
+    (version for version in SLICER_API if tuple(map(int, version.split("."))) >= tuple(map(int, minimum_slicer_version_text().split(".")))),
+    key=lambda version: tuple(map(int, version.split("."))),
+)
+CHOICE_WIDGETS = set().union(*(api["parameter_node_widgets"]["choice"] for api in SLICER_API.values()))
 # Parameters that are nodes or panel-only switches rather than library settings.
 NODE_AND_PANEL_FIELDS = {
     "inputVolume", "outputVolume", "residualVolume", "computeResidual", "uncertaintyVolume", "computeUncertainty",
@@ -184,6 +186,52 @@ def test_every_named_widget_in_the_ui_has_a_fitting_class():
         assert widget.get("class") in fitting_classes(name), f"{name} is a {widget.get('class')}"
 
 
+def parameter_kind(statement: ast.AnnAssign) -> str:
+    """The connector kind of a parameter-node field (slicer_api_by_version.json's names)."""
+    if "Choice" in validators(statement.annotation):
+        return "choice"
+    kind = base_type(statement.annotation)
+    return "node" if kind.startswith("vtkMRML") else kind
+
+
+def test_the_minimum_and_the_newest_slicer_are_both_checked():
+    assert SUPPORTED_VERSIONS[0] == minimum_slicer_version_text() and len(SUPPORTED_VERSIONS) >= 2
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_every_bound_widget_is_one_that_slicers_parameter_node_connects(version):
+    """connectGui raises for a widget class the version's connectors do not take, and then nothing is
+    bound (ctkDoubleSpinBox for a float before Slicer 5.8, for instance)."""
+    accepted = SLICER_API[version]["parameter_node_widgets"]
+    fields = parameter_fields()
+    for name, widget in parameter_bindings().items():
+        kind = parameter_kind(fields[name])
+        assert widget.get("class") in accepted[kind], (
+            f"Slicer {version} cannot connect a {kind} parameter ({name}) to a {widget.get('class')} ({widget.get('name')}); "
+            f"it takes {', '.join(accepted[kind])}"
+        )
+
+
+def test_float_spin_boxes_show_their_range_and_default_at_their_decimals():
+    """A QDoubleSpinBox rounds its minimum, maximum and value to its decimals: each bound and default of
+    a float parameter must survive that rounding, and each box keeps its step and unit."""
+    fields = parameter_fields()
+    expected = {
+        "budgetMinutes": (2, 0.5, " min"), "superresBudgetMinutes": (2, 0.5, " min"), "learningRate": (6, 0.0001, None),
+        "maskedFraction": (4, 0.005, None), "adversarialWeight": (3, 0.05, None),
+    }  # fmt: skip
+    floats = {name: widget for name, widget in parameter_bindings().items() if parameter_kind(fields[name]) == "float"}
+    assert set(floats) == set(expected)
+    for name, widget in floats.items():
+        decimals = int(widget_property(widget, "decimals").findtext("number"))
+        step = float(widget_property(widget, "singleStep").findtext("double"))
+        suffix = widget_property(widget, "suffix")
+        assert (decimals, step, suffix.findtext("string") if suffix is not None else None) == expected[name], name
+        bounds = [eval(compile(ast.Expression(b), "<bound>", "eval"), {"__builtins__": {}}) for b in validators(fields[name].annotation)["WithinRange"].args]
+        for value in (*bounds, field_default(fields[name])):
+            assert round(value, decimals) == pytest.approx(value, abs=1e-12), f"{name}: {value} shows as {round(value, decimals)}"
+
+
 def test_every_parameter_is_bound_to_a_widget_its_type_connects_to():
     fields = parameter_fields()
     bindings = parameter_bindings()
@@ -205,10 +253,8 @@ def test_every_parameter_is_bound_to_a_widget_its_type_connects_to():
             assert node_types == [kind], name
         elif widget_class in CHOICE_WIDGETS:
             assert "Choice" in checks, f"{name}: a combo box needs a Choice validator"
-        else:
-            assert widget_class in CONNECTABLE[kind], f"{name}: a {kind} cannot be connected to a {widget_class}"
-            if kind in ("int", "float"):
-                assert "WithinRange" in checks, f"{name}: give the number a WithinRange"
+        elif kind in ("int", "float"):
+            assert "WithinRange" in checks, f"{name}: give the number a WithinRange"
 
 
 def test_parameter_node_mirrors_the_library_panel_settings():
@@ -288,15 +334,16 @@ WIDGET_METHODS = (
 )  # fmt: skip
 
 
-def widget_function(name: str):
+def widget_function(name: str, **names):
     """A DeepDenoiseWidget method compiled on its own, with the module's names it uses (the library's
-    for real; Qt's few constants as stand-ins)."""
+    for real; Qt's few constants as stand-ins) and ``names``."""
     function = next(f for f in class_def("DeepDenoiseWidget").body if getattr(f, "name", "") == name)
     namespace = {name: getattr(panel_jobs, name) for name in panel_jobs.__dict__ if not name.startswith("__")}
     namespace.update({name: getattr(superres_panel, name) for name in superres_panel.__dict__ if not name.startswith("__")})
     namespace.update(METHODS_2D_ONLY=mrml_bridge.METHODS_2D_ONLY, _=str, Cancelled=Cancelled)
     namespace.update(qt=SimpleNamespace(Qt=SimpleNamespace(ToolTipRole=3)), ITEM_FLAGS_ROLE=ITEM_FLAGS_ROLE)
     namespace["sequence_of_proxy"] = sequence_bridge.sequence_of_proxy
+    namespace.update(names)
     exec(compile(ast.Module(body=[function], type_ignores=[]), str(MODULE_PATH), "exec"), namespace)
     return namespace[name]
 
@@ -735,3 +782,49 @@ def test_super_resolve_runs_what_the_library_plans_and_shows_the_result():
     widget._superresRun = superres_panel.SuperResRun(None, superres_bridge.SuperResSettings())
     widget.onSuperResCompleted(None, Cancelled("the run was cancelled"))
     assert widget.ui.statusLabel.text == "Cancelled; the scene was left as it was." and widget._superresRun is None
+
+
+def test_opening_the_panel_keeps_the_saved_model_the_scene_chose():
+    """setup() runs as written, on stand-ins: it must list the model folder before it binds the
+    parameter node, whose first update would otherwise find no models and drop the scene's choice."""
+    folder = Path("/models")
+    models = [
+        ModelInfo("brain", folder / "brain.safetensors", method="n2v", dimensions="3d", noise_model="rician", trained_on="8x8x8"),
+        ModelInfo("ct", folder / "ct.safetensors", method="blindspot", dimensions="2d", noise_model="gaussian", trained_on="9x9x9"),
+    ]
+    widget = fake_widget(models=models, modelSource=panel_jobs.APPLY_SAVED_MODEL, savedModel="ct")
+    parameter_node, widget._parameterNode = widget._parameterNode, None
+    parameter_node.connectGui = lambda ui: "tag"
+    widget.logic.getParameterNode = lambda: parameter_node
+    widget.addObserver = widget.removeObserver = lambda *args: None
+    widget.resourcePath = lambda path: path
+    for handler in ("onSceneStartClose", "onSceneEndClose", "onApplyButton", "onSuperResolveButton", "onOpenModelFolder"):
+        setattr(widget, handler, None)  # connected, not called
+    bindings = {element.get("name"): parameter for parameter, element in parameter_bindings().items()}
+
+    def dynamic_properties(name):
+        return lambda key: bindings.get(name) if key == "SlicerParameterName" else None
+
+    for name in ui_widgets():
+        control = getattr(widget.ui, name)
+        control.connect, control.objectName, control.property = (lambda *args: None), name, dynamic_properties(name)
+    ui_widget = SimpleNamespace(setMRMLScene=lambda scene: None, findChildren=lambda cls: list(vars(widget.ui).values()))
+    widget.layout = SimpleNamespace(addWidget=lambda child: None)
+    names = {
+        "slicer": SimpleNamespace(
+            util=SimpleNamespace(loadUI=lambda path: ui_widget, childWidgetVariables=lambda ui: widget.ui),
+            mrmlScene=SimpleNamespace(StartCloseEvent=1, EndCloseEvent=2, GetFirstNodeByClass=lambda cls: None),
+        ),
+        "qt": SimpleNamespace(QWidget=object, Qt=SimpleNamespace(ToolTipRole=3)),
+        "vtk": SimpleNamespace(vtkCommand=SimpleNamespace(ModifiedEvent=33)),
+        "ScriptedLoadableModuleWidget": SimpleNamespace(setup=lambda self: None),
+        "SLICER_VERSION_PROBLEM": None,
+        "UNBOUND_SETTING_WIDGETS": module_constant("UNBOUND_SETTING_WIDGETS"),
+        "DeepDenoiseLogic": lambda: widget.logic,
+    }
+    for name in ("setup", "initializeParameterNode", "setParameterNode"):
+        setattr(widget, name, types.MethodType(widget_function(name, **names), widget))
+    widget.setup()
+    combo = widget.ui.savedModelComboBox
+    assert widget._parameterNode is parameter_node and widget._parameterNodeGuiTag == "tag"
+    assert parameter_node.savedModel == "ct" and combo.items[combo.currentIndex]["data"] == "ct"
