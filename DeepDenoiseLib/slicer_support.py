@@ -21,9 +21,10 @@ from collections.abc import Collection, MutableMapping
 from pathlib import Path
 from typing import Any
 
-#: The oldest 3D Slicer DeepDenoise runs on (README.md, "Install"). Slicer 5.6 is the oldest release
-#: whose parameter-node connectors, Sample Data module and Python (3.9) the module was checked against
-#: (Testing/slicer_api_by_version.json records what each release accepts).
+#: The oldest 3D Slicer DeepDenoise runs on, stated in README.md ("Install") and asked for by the top
+#: CMakeLists.txt. Before 5.4 Slicer lacks slicer.i18n and slicer.parameterNodeWrapper; 5.6, the release
+#: the README has promised, is the oldest the module was checked against in Slicer's source (its
+#: parameter-node connectors, Sample Data module and Python 3.9: Testing/slicer_api_by_version.json).
 MINIMUM_SLICER_VERSION = (5, 6)
 SLICER_DOWNLOAD_URL = "https://download.slicer.org"
 
@@ -132,9 +133,11 @@ def read_requirements(path: str | Path) -> list:
 
 
 def _distribution_installed(requirement: str) -> bool:
-    name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0)
+    name = re.match(r"[A-Za-z0-9._-]+", requirement)  # the name before any version or marker
+    if name is None:
+        return False
     try:
-        importlib.metadata.version(name)
+        importlib.metadata.version(name.group(0))
     except importlib.metadata.PackageNotFoundError:
         return False
     return True
