@@ -11,7 +11,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 METHODS = ("blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised")
 #: Methods that learn from pairs of volumes (an input and its target) rather than from one noisy volume.
@@ -326,17 +326,18 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def check_field_types(settings: Any, prefix: str = "") -> None:
+def check_field_types(settings: Any, prefix: str = "", display: Optional[Callable[[str], str]] = None) -> None:
     """Refuses a value of the wrong type in the dataclass ``settings`` and its nested sections with a
-    ValueError naming the setting: booleans must be ``true``/``false`` (the string "false" would
-    otherwise switch a setting on), whole numbers must be integers (not 2.5, not true), numbers may be
-    integers or floats, strings strings; ``Optional`` settings also take ``None``."""
+    ValueError naming the setting (as ``display`` spells a field name, if given): booleans must be
+    ``true``/``false`` (the string "false" would otherwise switch a setting on), whole numbers must be
+    integers (not 2.5, not true), numbers may be integers or floats, strings strings; ``Optional``
+    settings also take ``None``."""
     hints = typing.get_type_hints(type(settings))
     for item in dataclasses.fields(settings):
         value = getattr(settings, item.name)
-        name = prefix + item.name
+        name = prefix + (display(item.name) if display is not None else item.name)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            check_field_types(value, f"{name}.")
+            check_field_types(value, f"{name}.", display)
         else:
             _check_type(name, value, hints[item.name])
 

@@ -43,7 +43,13 @@ from DeepDenoiseLib.superres_training import StageModel, TrainingPair, make_pair
 from DeepDenoiseLib.device import fallback_warnings
 from DeepDenoiseLib.output_paths import check_output_paths
 from DeepDenoiseLib.pipeline import write_outputs
-from DeepDenoiseLib.validation import DEFAULT_MAX_VOXELS, InputError, check_result, check_volume_object
+from DeepDenoiseLib.validation import (
+    SUPERRES_LABEL_MAP_ADVICE,
+    InputError,
+    check_result,
+    check_superres_output_size,
+    check_volume_object,
+)
 from DeepDenoiseLib.volume import Volume
 from DeepDenoiseLib.volume_io import read_header, read_volume
 
@@ -55,11 +61,7 @@ PathLike = Union[str, Path]
 MIN_COARSE_VOXELS = 4
 #: Spacing ratios further than this from what the factor implies get a warning.
 SPACING_TOLERANCE = 0.25
-#: What to do instead with a volume that looks like a label map.
-LABEL_MAP_ADVICE = (
-    "super-resolution would blur its labels; make a label map finer by nearest-neighbour resampling "
-    "instead (e.g. Slicer's Resample Scalar Volume module)"
-)
+
 
 
 @dataclass
@@ -95,7 +97,7 @@ def superres_volume(
     """
     config = config or SuperResConfig()
     start = time.perf_counter()
-    check = check_volume_object(volume, label_map_advice=LABEL_MAP_ADVICE)
+    check = check_volume_object(volume, label_map_advice=SUPERRES_LABEL_MAP_ADVICE)
     axis = coarsest_axis(volume.spacing) if config.axis == "auto" else config.axis
     along = array_axis(axis)
     warnings = list(volume.metadata.get("warnings", [])) + list(check.warnings)
@@ -208,7 +210,7 @@ def superres_file(
             f"'{Path(input_path).name}' is a 4D series of {shape[0]} volumes; super-resolution works on one 3D "
             "volume: extract the frame to refine first (e.g. with Slicer's Sequences module)"
         )
-    _check_output_size(shape, config.factor)
+    check_superres_output_size(shape, config.factor)
     for path in training_paths or []:
         read_header(path)
     report(progress, ProgressEvent("loading", 0.0, message=str(input_path)))
@@ -226,15 +228,6 @@ def superres_file(
     return summary
 
 
-def _check_output_size(shape: Sequence[int], factor: int) -> None:
-    output_voxels = int(np.prod(shape, dtype=np.int64)) * factor
-    if output_voxels > DEFAULT_MAX_VOXELS:
-        raise InputError(
-            f"the result would have {output_voxels:,} voxels, more than the limit of {DEFAULT_MAX_VOXELS:,}; "
-            "crop the volume to the region of interest first"
-        )
-
-
 def _check_sizes(shape: Sequence[int], config: SuperResConfig, along: int, axis: str) -> None:
     if shape[along] < MIN_COARSE_VOXELS:
         raise InputError(
@@ -250,7 +243,7 @@ def _check_sizes(shape: Sequence[int], config: SuperResConfig, along: int, axis:
                 f"the volume is too small: {shape[other]} voxels along {_axis_name(other)}, where "
                 f"{config.mode} super-resolution x{config.factor} needs at least {across_needed}"
             )
-    _check_output_size(shape, config.factor)
+    check_superres_output_size(shape, config.factor)
 
 
 def _training_arrays(
@@ -276,7 +269,7 @@ def _training_arrays(
         )
     arrays = []
     for number, training in enumerate(training_volumes, start=1):
-        check = check_volume_object(training, label_map_advice=LABEL_MAP_ADVICE)
+        check = check_volume_object(training, label_map_advice=SUPERRES_LABEL_MAP_ADVICE)
         if check.is_constant:
             raise InputError(f"training volume {number} is constant; it holds no detail to learn from")
         needed = MIN_COARSE_VOXELS * config.factor

@@ -65,6 +65,11 @@ class VolumeCheck:
 LABEL_MAP_FORCE_ADVICE = (
     "denoising a segmentation would blur its labels. Pass allow_label_map (--force on the command line) to denoise it anyway"
 )
+#: What super-resolution (which has no such option) tells a refused label map to do instead.
+SUPERRES_LABEL_MAP_ADVICE = (
+    "super-resolution would blur its labels; make a label map finer by nearest-neighbour resampling "
+    "instead (e.g. Slicer's Resample Scalar Volume module)"
+)
 
 
 def check_volume(
@@ -192,6 +197,17 @@ def check_voxel_count(
             f"{_capital(what)} is too large: {frame_voxels:,} voxels ({_shape_text(frame)}), more than the "
             f"limit of {max_voxels:,}; crop it to the region of interest (e.g. with Slicer's Crop Volume "
             "module) or resample it to a coarser grid first"
+        )
+
+
+def check_superres_output_size(shape: Sequence[int], factor: int, max_voxels: int = DEFAULT_MAX_VOXELS) -> None:
+    """Refuses a super-resolution whose result (``shape`` made ``factor`` times finer along one axis)
+    would exceed ``max_voxels``; from an array or a file's header."""
+    output_voxels = int(np.prod(tuple(shape), dtype=np.int64)) * int(factor)
+    if output_voxels > max_voxels:
+        raise InputError(
+            f"the result would have {output_voxels:,} voxels, more than the limit of {max_voxels:,}; "
+            "crop the volume to the region of interest first"
         )
 
 
