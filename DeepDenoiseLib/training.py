@@ -95,11 +95,12 @@ def build_network(
     skips = model.architecture != "dae"
     # the paired methods' UNet learns the correction to its input; an autoencoder has no path for it
     residual = config.method in PAIRED_METHODS and skips
+    shown_shape = tuple(volume_shape)
     if len(slice_axes) > 1:
         smallest = min(volume_shape)
         volume_shape = (smallest, smallest, smallest)
     if config.method == "blindspot":
-        spatial = fit_patch(config.training.patch_size, volume_shape, required_multiple(2, model.depth), 2)
+        spatial = fit_patch(config.training.patch_size, volume_shape, required_multiple(2, model.depth), 2, model.depth, shown_shape)
         geometry = PatchGeometry(spatial=spatial, context_slices=model.context_slices)
         out_channels = 2 if model.noise_fusion else 1
         return BlindSpotNet(geometry.channels, out_channels, model.depth, model.base_channels), geometry
@@ -107,7 +108,7 @@ def build_network(
         requested_depth = min(config.training.patch_size, volume_shape[0])
         pool_z = plan_pool_z(spacing_zyx, model.depth, requested_depth - requested_depth % 2)
         multiple = required_multiple(3, model.depth, pool_z)
-        spatial = fit_patch(config.training.patch_size, volume_shape, multiple, 3)
+        spatial = fit_patch(config.training.patch_size, volume_shape, multiple, 3, model.depth, shown_shape)
         pool_z = plan_pool_z(spacing_zyx, model.depth, spatial[0])
         geometry = PatchGeometry(spatial=spatial, context_slices=0)
         network = UNet(
@@ -115,7 +116,7 @@ def build_network(
         )
     else:
         multiple = required_multiple(2, model.depth)
-        spatial = fit_patch(config.training.patch_size, volume_shape, multiple, 2)
+        spatial = fit_patch(config.training.patch_size, volume_shape, multiple, 2, model.depth, shown_shape)
         geometry = PatchGeometry(spatial=spatial, context_slices=model.context_slices)
         network = UNet(
             2, geometry.channels, 1, model.depth, model.base_channels, model.norm, model.blurpool, model.top_skip, skips=skips, residual=residual
