@@ -5,13 +5,16 @@ Both end a command-line run the same way: :func:`command_signals` turns either s
 Ctrl-C (temporary files removed, files that existed before restored) and the command exits with 130.
 
 While files are renamed into place, :func:`shielded` holds both signals back, so that an interrupt
-cannot split a set of outputs; one that arrives meanwhile is delivered when the renaming is done.
+cannot split a set of outputs; one that arrives meanwhile is handled when the renaming is done.
+(Blocking them with ``pthread_sigmask`` would not do: it blocks one thread, and torch's threads
+would take the signal.)
 Once a run's outputs are all in place (:func:`outputs_in_place`), an interrupt no longer cancels it:
 the outputs stay and the run ends as it would have.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -80,16 +83,33 @@ def outputs_in_place() -> None:
 
 @contextmanager
 def shielded() -> Iterator[None]:
-    """Holds SIGINT and SIGTERM back in the main thread while the block runs (POSIX); they are
-    delivered, and their handlers run, when it ends. Elsewhere it changes nothing."""
-    if not (hasattr(signal, "pthread_sigmask") and _in_main_thread()):
+    """Holds SIGINT and SIGTERM back while the block runs: one that arrives meanwhile is noted, and
+    handled as it would have been (by the handler that was in place) when the block ends. Signals
+    are handled in the main thread only, so elsewhere this changes nothing."""
+    if not _in_main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    received: list[int] = []
+
+    def defer(signal_number: int, frame: Optional[FrameType]) -> None:
+        received.append(signal_number)
+
+    previous = {number: signal.signal(number, defer) for number in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            _deliver(received[0], previous[received[0]])
+
+
+def _deliver(signal_number: int, handler: Any) -> None:
+    """Handles a signal held back by :func:`shielded` as ``handler`` (what was in place) would have."""
+    if callable(handler):
+        handler(signal_number, None)
+    elif handler in (signal.SIG_DFL, None):
+        os.kill(os.getpid(), signal_number)  # the default action, now that it is in place again
 
 
 def _signal_name(number: int) -> str:

@@ -119,7 +119,12 @@ def _poisson_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform
         check_noise_model_intensities(array, "poisson")
     gain, read_sigma = config.gain, config.sigma
     if gain is None or read_sigma is None:
-        estimated_gain, estimated_read_sigma = estimate_poisson_gaussian(array)
+        try:
+            estimated_gain, estimated_read_sigma = estimate_poisson_gaussian(array)
+        except InputError:
+            # Photon counts are never negative: when negative signal is why the fit failed, say that.
+            check_noise_model_intensities(array, "poisson")
+            raise
         gain = estimated_gain if gain is None else gain
         read_sigma = estimated_read_sigma if read_sigma is None else read_sigma
     gain, read_sigma = float(gain), float(read_sigma)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -41,7 +42,13 @@ from DeepDenoiseLib.pipeline import DenoiseResult, PathLike, check_outputs, writ
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.rician import rician_unbias
 from DeepDenoiseLib.training import TrainedModel
-from DeepDenoiseLib.validation import InputError, check_noise_model_intensities, check_result, check_volume_object
+from DeepDenoiseLib.validation import (
+    InputError,
+    check_noise_model_intensities,
+    check_result,
+    check_volume_object,
+    check_voxel_count,
+)
 from DeepDenoiseLib.volume import Volume
 from DeepDenoiseLib.volume_io import read_header, read_volume
 
@@ -425,7 +432,7 @@ def train_supervised_files(
     if len(noisy_paths) != len(clean_paths):
         raise InputError(f"give one clean file per noisy file; got {len(noisy_paths)} noisy and {len(clean_paths)} clean")
     for path in [*noisy_paths, *clean_paths]:
-        read_header(path)
+        check_voxel_count(read_header(path), what=f"'{Path(path).name}'")
     noisy = [_load(path, progress) for path in noisy_paths]
     clean = [_load(path, progress) for path in clean_paths]
     return train_supervised(noisy, clean, config, progress, cancel)

@@ -28,7 +28,14 @@ from DeepDenoiseLib.normalization import PercentileNormalizer
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.training import TrainedModel, TrainingHistory, train_noise2void
 from DeepDenoiseLib.output_paths import check_output_paths
-from DeepDenoiseLib.validation import InputError, VolumeCheck, check_result, check_series_object, check_volume_object
+from DeepDenoiseLib.validation import (
+    InputError,
+    VolumeCheck,
+    check_result,
+    check_series_object,
+    check_volume_object,
+    check_voxel_count,
+)
 from DeepDenoiseLib.volume import Volume
 from DeepDenoiseLib.volume_io import read_header, read_volume, volume_writer
 
@@ -365,8 +372,8 @@ def check_outputs(
     save_model_path: Optional[PathLike] = None,
 ) -> None:
     """The checks every file run makes before it reads anything: the output paths (output_paths.py)
-    against each other and the inputs, then each input's size from its header (volume_io.read_header),
-    so that a volume too large is refused without reading its voxels."""
+    against each other and the inputs, then each input's size from its header (volume_io.read_header,
+    validation.check_voxel_count), so that a volume too large is refused without reading its voxels."""
     inputs = [input_paths] if isinstance(input_paths, (str, os.PathLike)) else list(input_paths)
     check_output_paths(
         {"output": output_path, "residual (--residual)": residual_path, "uncertainty (--uncertainty)": uncertainty_path},
@@ -375,7 +382,7 @@ def check_outputs(
         models={"saved model (--save-model)": save_model_path},
     )
     for path in inputs:
-        read_header(path)
+        check_voxel_count(read_header(path), what=f"'{Path(path).name}'")
 
 
 def _check_uncertainty_request(uncertainty_path: Optional[PathLike], config: DenoiseConfig) -> None:

@@ -49,6 +49,7 @@ from DeepDenoiseLib.validation import (
     check_result,
     check_superres_output_size,
     check_volume_object,
+    check_voxel_count,
 )
 from DeepDenoiseLib.volume import Volume
 from DeepDenoiseLib.volume_io import read_header, read_volume
@@ -210,9 +211,10 @@ def superres_file(
             f"'{Path(input_path).name}' is a 4D series of {shape[0]} volumes; super-resolution works on one 3D "
             "volume: extract the frame to refine first (e.g. with Slicer's Sequences module)"
         )
+    check_voxel_count(shape, what=f"'{Path(input_path).name}'")
     check_superres_output_size(shape, config.factor)
     for path in training_paths or []:
-        read_header(path)
+        check_voxel_count(read_header(path), what=f"'{Path(path).name}'")
     report(progress, ProgressEvent("loading", 0.0, message=str(input_path)))
     volume = read_volume(input_path)
     training = [read_volume(path) for path in training_paths or []]
