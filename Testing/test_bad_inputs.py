@@ -779,3 +779,26 @@ def test_slicer_jobs_refuse_bad_voxels_before_starting_and_leave_the_scene(tmp_p
 
     assert check_volume_content(ct_like(), ct_config, "ct") == []
     assert check_volume_content(ct_like(), DenoiseConfig.for_method("supervised"), "ct") == []  # no noise model applies
+
+
+def test_cancelling_a_background_run_asks_the_worker_to_stop_before_killing_it(tmp_path) -> None:
+    """Slicer's Cancel: the worker gets SIGTERM first, so the command line can restore what it was
+    replacing (a saved model in the per-user folder lies outside the removed work folder)."""
+    if os.name == "nt":
+        pytest.skip("POSIX signals")
+    from DeepDenoiseLib.background import CANCELLED, BackgroundRun
+
+    marker = tmp_path / "cleaned-up"
+    script = (
+        "import signal, sys, time, pathlib\n"
+        f"def stop(number, frame):\n    pathlib.Path({str(marker)!r}).write_text('SIGTERM')\n    sys.exit(130)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('{\"stage\": \"training\", \"fraction\": 0.1}', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    run = BackgroundRun([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    while not run.poll() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert run.cancel() is True and run.state == CANCELLED
+    assert marker.read_text() == "SIGTERM"
