@@ -115,19 +115,21 @@ def _is_nifti(head: bytes) -> bool:
     return len(head) >= 12 and head[4:7] in (b"n+2", b"ni2")
 
 
-def _nifti_header(head: bytes) -> Optional[tuple[str, list[int], int, int, int]]:
-    """(byte order, dimensions, datatype, bits per voxel, offset of the voxels) from a NIfTI-1 or
-    NIfTI-2 header; None if the header cannot be understood (SimpleITK then says why)."""
+def _nifti_header(head: bytes) -> Optional[tuple[str, list[int], int, int, int, list[float]]]:
+    """(byte order, dimensions, datatype, bits per voxel, offset of the voxels, voxel sizes) from a
+    NIfTI-1 or NIfTI-2 header; None if the header cannot be understood (SimpleITK then says why)."""
     for order in ("<", ">"):
         size = struct.unpack(order + "i", head[:4])[0] if len(head) >= 4 else 0
         if size == 348 and len(head) >= 348:
             dims = list(struct.unpack(order + "8h", head[40:56]))
             datatype, bitpix = struct.unpack(order + "2h", head[70:74])
+            pixdim = list(struct.unpack(order + "8f", head[76:108]))
             offset = struct.unpack(order + "f", head[108:112])[0]
             break
         if size == 540 and len(head) >= 540:
             datatype, bitpix = struct.unpack(order + "2h", head[12:16])
             dims = list(struct.unpack(order + "8q", head[16:80]))
+            pixdim = list(struct.unpack(order + "8d", head[104:168]))
             offset = struct.unpack(order + "q", head[168:176])[0]
             break
     else:
@@ -135,12 +137,13 @@ def _nifti_header(head: bytes) -> Optional[tuple[str, list[int], int, int, int]]
     count = dims[0]
     if not 1 <= count <= 7 or any(n < 1 for n in dims[1 : count + 1]) or bitpix <= 0 or not math.isfinite(offset):
         return None
-    return order, dims[1 : count + 1], int(datatype), int(bitpix), int(offset)
+    return order, dims[1 : count + 1], int(datatype), int(bitpix), int(offset), pixdim[1 : min(count, 3) + 1]
 
 
-def check_nifti_data(path: Path) -> None:
+def check_nifti_data(path: Path) -> list[str]:
     """Refuses a NIfTI file whose voxel data is incomplete, or (float data) holds NaN or infinite
-    values, which SimpleITK would read as zeros."""
+    values, which SimpleITK would read as zeros. Returns warnings about what SimpleITK will read
+    differently from the header: a voxel size of zero or NaN, which it reads as 1 mm."""
     compressed = path.name.lower().endswith(".gz")
     opener = gzip.open if compressed else open
     try:
@@ -148,19 +151,31 @@ def check_nifti_data(path: Path) -> None:
             head = stream.read(540)
             header = _nifti_header(head)
             if header is None:
-                return
-            order, dims, datatype, bitpix, offset = header
+                return []
+            order, dims, datatype, bitpix, offset, pixdim = header
+            warnings = _spacing_warnings(path, pixdim)
             expected = math.prod(dims) * bitpix // 8
             if not compressed:
                 available = path.stat().st_size - offset
                 if available < expected:
                     raise _truncated(path, expected, max(available, 0))
                 if datatype not in _NIFTI_FLOATS:
-                    return
+                    return warnings
             stream.seek(offset)
             _scan_voxels(path, stream, expected, np.dtype(order + _NIFTI_FLOATS.get(datatype, "u1")), datatype in _NIFTI_FLOATS)
+            return warnings
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise InputError(f"'{path}' is damaged: its compressed data cannot be read to the end ({error}); export it again") from error
+
+
+def _spacing_warnings(path: Path, pixdim: list[float]) -> list[str]:
+    broken = [f"{axis} ({size:g})" for axis, size in zip("ijk", pixdim) if not (math.isfinite(size) and size != 0)]
+    if not broken:
+        return []
+    return [
+        f"the header of '{path.name}' gives no usable voxel size along {', '.join(broken)}: it was read as 1 mm "
+        "there, and the outputs carry 1 mm; fix the header if the voxel size matters"
+    ]
 
 
 def _scan_voxels(path: Path, stream, expected: int, dtype: np.dtype, floats: bool) -> None:

@@ -68,7 +68,7 @@ def read_volume(path: PathLike, allow_4d: bool = False) -> Volume:
         image = _read_dicom_series(path, metadata)
     else:
         extension = _extension(path, READ_EXTENSIONS, "read")
-        image = _read_file(path, extension, allow_4d)
+        image = _read_file(path, extension, allow_4d, metadata)
     return _image_to_volume(image, allow_4d, metadata)
 
 
@@ -153,7 +153,7 @@ def _file_reader(path: Path, extension: str) -> sitk.ImageFileReader:
     return reader
 
 
-def _read_file(path: Path, extension: str, allow_4d: bool) -> sitk.Image:
+def _read_file(path: Path, extension: str, allow_4d: bool, metadata: dict[str, Any]) -> sitk.Image:
     check_content(path, extension)
     reader = _file_reader(path, extension)
     try:
@@ -170,7 +170,7 @@ def _read_file(path: Path, extension: str, allow_4d: bool) -> sitk.Image:
     check_voxel_count(_shape_kji(size), what=f"'{path.name}'")
     format_name = EXTENSION_FORMATS[extension]
     if format_name == "NIfTI":
-        check_nifti_data(path)
+        metadata["warnings"] = check_nifti_data(path)
     elif format_name == "MetaImage":
         check_metaimage_data(path)
     try:

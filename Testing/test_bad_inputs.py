@@ -802,3 +802,34 @@ def test_cancelling_a_background_run_asks_the_worker_to_stop_before_killing_it(t
         time.sleep(0.02)
     assert run.cancel() is True and run.state == CANCELLED
     assert marker.read_text() == "SIGTERM"
+
+
+# --- Beyond the list ------------------------------------------------------------------------------
+
+
+def test_a_hot_pixel_of_absurd_value_is_refused_before_it_turns_the_result_into_nan(folder, capsys) -> None:
+    array = mri_like()
+    brightest = float(array.max())
+    array[3, 10, 10] = 1e30  # a faulty export; the network's float32 arithmetic overflowed on it
+    write_volume(Volume(array), folder / "hot.nii.gz")
+    code, events, _ = run(["denoise", folder / "hot.nii.gz", folder / "o.nii.gz", "--config", folder / "tiny.json"], capsys)
+    assert code == cli.EXIT_BAD_INPUT and "training" not in [e.stage for e in events]
+    assert "1 voxel(s) lie more than a million times the intensity range beyond it" in events[-1].message
+    array[3, 10, 10] = 50.0 * brightest  # a bright vessel or metal: kept
+    from DeepDenoiseLib.normalization import PercentileNormalizer
+
+    PercentileNormalizer.fit(array, 0.5, 99.5)
+
+
+@pytest.mark.parametrize("size", [0.0, float("nan")])
+def test_a_nifti_header_without_a_usable_voxel_size_is_said_in_the_warnings(folder, capsys, size) -> None:
+    path = folder / "no_spacing.nii"
+    write_volume(Volume(mri_like(), spacing=(0.8, 0.8, 2.0)), path)
+    data = bytearray(path.read_bytes())
+    data[80:84] = np.float32(size).tobytes()  # pixdim[1]: the size along i
+    path.write_bytes(bytes(data))
+    code, events, err = run(["denoise", path, folder / "o.nii.gz", "--config", folder / "tiny.json"], capsys)
+    assert code == cli.EXIT_OK, err
+    (warning,) = events[-1].summary["warnings"]
+    assert "no usable voxel size along i" in warning and "read as 1 mm" in warning
+    assert read_volume(folder / "o.nii.gz").spacing == pytest.approx((1.0, 0.8, 2.0))
