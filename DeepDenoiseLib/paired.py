@@ -235,6 +235,11 @@ def noise2noise_volumes(
     _check_3d(first, "the first acquisition", config.allow_label_map)
     _check_3d(second, "the second acquisition", config.allow_label_map)
     _check_same_grid(first, second, ("first acquisition", "second acquisition"))
+    if np.array_equal(first.array, second.array):
+        raise InputError(
+            "the two acquisitions are identical (one file given twice, or a copy): Noise2Noise learns from two "
+            "acquisitions with independent noise, and from one it would learn to return its input unchanged"
+        )
     warnings = _intensity_warnings(config, first, second)
     start = time.perf_counter()
     arrays = [np.asarray(v.array, dtype=np.float32) for v in (first, second)]
@@ -312,6 +317,11 @@ def train_supervised(
         _check_3d(source, f"noisy volume {index}", config.allow_label_map)
         _check_3d(target, f"clean volume {index}", config.allow_label_map)
         _check_same_grid(source, target, (f"noisy volume {index}", f"clean volume {index}"))
+        if np.array_equal(source.array, target.array):
+            raise InputError(
+                f"noisy volume {index} and its clean partner are identical (one file given twice, or a copy): "
+                "the network would learn to return its input unchanged"
+            )
         source_array = np.asarray(source.array, dtype=np.float32)
         normalizer = PercentileNormalizer.fit(
             source_array, config.normalization.low_percentile, config.normalization.high_percentile

@@ -833,3 +833,21 @@ def test_a_nifti_header_without_a_usable_voxel_size_is_said_in_the_warnings(fold
     (warning,) = events[-1].summary["warnings"]
     assert "no usable voxel size along i" in warning and "read as 1 mm" in warning
     assert read_volume(folder / "o.nii.gz").spacing == pytest.approx((1.0, 0.8, 2.0))
+
+
+def test_the_paired_methods_refuse_one_volume_given_as_both_of_a_pair(folder, capsys) -> None:
+    """A hurried user passes the same file twice: the network would learn the identity, and the run
+    would report success with the noise untouched."""
+    source = folder / "in.nii.gz"
+    copy = folder / "copy.nii.gz"
+    copy.write_bytes(source.read_bytes())
+    tiny_config("noise2noise").save(folder / "n2n.json")
+    tiny_config("supervised").save(folder / "supervised.json")
+    for args, words in [
+        (["n2n", source, copy, folder / "o.nii.gz", "--config", folder / "n2n.json"], "the two acquisitions are identical"),
+        (["supervised", "--noisy", source, "--clean", copy, "--apply-to", source, folder / "o.nii.gz", "--config",
+          folder / "supervised.json"], "noisy volume 1 and its clean partner are identical"),
+    ]:  # fmt: skip
+        code, events, _ = run(args, capsys)
+        assert code == cli.EXIT_BAD_INPUT and words in events[-1].message
+        assert "training" not in [e.stage for e in events] and not (folder / "o.nii.gz").exists()
