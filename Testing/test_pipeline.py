@@ -119,7 +119,7 @@ def test_volume_too_small_for_the_network_gives_a_clear_error(method: str, shape
     volume = Volume(np.random.default_rng(0).random(shape).astype(np.float32))
     with pytest.raises(ValueError, match="too small for this network") as error:
         denoise_volume(volume, tiny_config(method, model={"depth": 2}))
-    assert "smaller depth" in str(error.value)
+    assert "set model.depth to 1 (the deepest that fits" in str(error.value)
 
 
 # --- files -----------------------------------------------------------------------------------------
