@@ -851,3 +851,12 @@ def test_the_paired_methods_refuse_one_volume_given_as_both_of_a_pair(folder, ca
         code, events, _ = run(args, capsys)
         assert code == cli.EXIT_BAD_INPUT and words in events[-1].message
         assert "training" not in [e.stage for e in events] and not (folder / "o.nii.gz").exists()
+
+
+def test_the_panels_status_line_shows_the_runs_warnings() -> None:
+    from DeepDenoiseLib.panel_jobs import summary_text
+    from DeepDenoiseLib.superres_panel import superres_summary_text
+
+    summary = {"seconds": 3.0, "warnings": ["CUDA was requested but is not available, so the run used the CPU"]}
+    assert summary_text(summary) == "Done in 3 s. Warning: CUDA was requested but is not available, so the run used the CPU."
+    assert superres_summary_text(summary).endswith("Warning: CUDA was requested but is not available, so the run used the CPU.")
