@@ -38,6 +38,8 @@ EXTENSION_FORMATS = {
 FORMAT_EXTENSIONS = {"NIfTI": ".nii", "NRRD": ".nrrd", "MetaImage": ".mha", "DICOM": "(a folder of DICOM files)"}
 
 _CHUNK_BYTES = 1 << 24
+#: What :func:`sniff_format` calls a gzip-compressed NIfTI file (which must be named ``.nii.gz``).
+GZIPPED_NIFTI = "gzip-compressed NIfTI"
 
 
 def sniff_format(path: Path) -> Optional[str]:
@@ -52,7 +54,7 @@ def sniff_format(path: Path) -> Optional[str]:
                 inner = stream.read(1024)
         except (OSError, EOFError, zlib.error):
             return "gzip-compressed data"
-        return "NIfTI" if _is_nifti(inner) else "gzip-compressed data"
+        return GZIPPED_NIFTI if _is_nifti(inner) else "gzip-compressed data"
     if _is_nifti(head):
         return "NIfTI"
     signatures = [
@@ -89,6 +91,12 @@ def check_content(path: Path, extension: str) -> None:
     """Refuses a file whose content is not the format its extension names (when that can be told)."""
     expected = EXTENSION_FORMATS[extension]
     found = sniff_format(path)
+    if found == GZIPPED_NIFTI:
+        if extension == ".nii.gz":
+            return
+        if extension == ".nii":
+            raise InputError(f"could not read '{path.name}': it is a gzip-compressed NIfTI file; rename it to end in .nii.gz")
+        found = "NIfTI"
     if found is None or found == expected:
         return
     if found == "empty":
@@ -144,7 +152,8 @@ def check_nifti_data(path: Path) -> list[str]:
     """Refuses a NIfTI file whose voxel data is incomplete, or (float data) holds NaN or infinite
     values, which SimpleITK would read as zeros. Returns warnings about what SimpleITK will read
     differently from the header: a voxel size of zero or NaN, which it reads as 1 mm."""
-    compressed = path.name.lower().endswith(".gz")
+    with open(path, "rb") as stream:
+        compressed = stream.read(2) == b"\x1f\x8b"  # by content: a .nii.gz need not be compressed
     opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as stream:  # type: ignore[operator]

@@ -385,6 +385,7 @@ def truncate(path: Path, keep: float) -> Path:
 @pytest.mark.parametrize("name", ["v.nii", "v.nii.gz", "v.nrrd", "v_gz.nrrd", "v.mha", "v_gz.mha"])
 @pytest.mark.parametrize("keep", [0.5, 0.98])
 def test_a_truncated_file_is_refused_in_every_format(tmp_path, name, keep) -> None:
+    """(A .nii.gz that is not compressed is read as it is: test_an_uncompressed_nii_gz_is_read.)"""
     path = tmp_path / name
     sitk.WriteImage(sitk.GetImageFromArray(mri_like()), str(path), name.endswith(".gz") or "_gz" in name)
     truncate(path, keep)
@@ -393,6 +394,12 @@ def test_a_truncated_file_is_refused_in_every_format(tmp_path, name, keep) -> No
     message = str(error.value)
     assert "truncated" in message or "damaged" in message, message
     assert "No such file or directory" not in message and name in message
+
+
+def test_an_uncompressed_nii_gz_is_read(tmp_path) -> None:
+    write_volume(Volume(mri_like()), tmp_path / "plain.nii")
+    (tmp_path / "plain.nii").rename(tmp_path / "plain.nii.gz")
+    np.testing.assert_array_equal(read_volume(tmp_path / "plain.nii.gz").array, mri_like())
 
 
 @pytest.mark.parametrize("header", ["v.mhd", "v.nhdr"])
@@ -439,6 +446,8 @@ def test_non_finite_voxels_are_refused_in_every_format(tmp_path, extension, dtyp
         ("text", "scan.mha", "holds text"),
         ("empty", "scan.nii", "is empty (0 bytes)"),
         ("dicom", "scan.nrrd", "holds DICOM data; put it in a folder"),
+        ("gzipped nifti", "scan.nii", "is a gzip-compressed NIfTI file; rename it to end in .nii.gz"),
+        ("gzipped nifti", "scan.nrrd", "holds NIfTI data; rename it to end in .nii"),
     ],
 )
 def test_content_that_does_not_match_the_extension_is_refused(tmp_path, content, named, words) -> None:
@@ -452,6 +461,9 @@ def test_content_that_does_not_match_the_extension_is_refused(tmp_path, content,
     elif content == "nrrd":
         write_volume(Volume(mri_like()), tmp_path / "x.nrrd")
         (tmp_path / "x.nrrd").rename(path)
+    elif content == "gzipped nifti":
+        write_volume(Volume(mri_like()), tmp_path / "x.nii.gz")
+        (tmp_path / "x.nii.gz").rename(path)
     elif content == "text":
         path.write_text("patient notes\n")
     elif content == "empty":
