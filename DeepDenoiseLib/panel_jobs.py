@@ -28,6 +28,7 @@ from DeepDenoiseLib.mrml_bridge import (
     PAIRED_METHOD_NAMES,
     PanelSettings,
 )
+from DeepDenoiseLib.progress import warning_sentences
 from DeepDenoiseLib.sequence_bridge import sequence_of_proxy
 from DeepDenoiseLib.validation import InputError
 
@@ -394,9 +395,3 @@ def summary_text(summary: Mapping[str, Any]) -> str:
         parts.append(f"Model saved to {summary['saved_model']}.")
     parts += warning_sentences(summary)
     return " ".join(parts) or "Done."
-
-
-def warning_sentences(summary: Mapping[str, Any]) -> list[str]:
-    """The run's warnings (what it chose for the user, or found odd: the DICOM series read, a device
-    that was not there, negative voxels taken for noise) as sentences for the panel's status."""
-    return [f"Warning: {warning[:1].upper()}{warning[1:]}." for warning in summary.get("warnings", [])]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
-from DeepDenoiseLib.panel_jobs import warning_sentences
+from DeepDenoiseLib.progress import warning_sentences
 from DeepDenoiseLib.superres import MIN_COARSE_VOXELS
 from DeepDenoiseLib.superres_bridge import AXIS_NAMES, MODE_NAMES, SUPERRES_METHOD_NAMES, SuperResSettings, resolve_axis
 from DeepDenoiseLib.superres_grid import AXIS_IJK
