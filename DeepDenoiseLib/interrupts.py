@@ -66,7 +66,7 @@ def command_signals() -> Iterator[None]:
         yield
         return
     previous: dict[int, Any] = {}
-    for number in STOP_SIGNALS:
+    for number in _replaceable(STOP_SIGNALS):
         previous[number] = signal.signal(number, _handler)
     try:
         yield
@@ -94,7 +94,7 @@ def shielded() -> Iterator[None]:
     def defer(signal_number: int, frame: Optional[FrameType]) -> None:
         received.append(signal_number)
 
-    previous = {number: signal.signal(number, defer) for number in STOP_SIGNALS}
+    previous = {number: signal.signal(number, defer) for number in _replaceable(STOP_SIGNALS)}
     try:
         yield
     finally:
@@ -102,6 +102,12 @@ def shielded() -> Iterator[None]:
             signal.signal(number, handler)
         if received:
             _deliver(received[0], previous[received[0]])
+
+
+def _replaceable(numbers: tuple[int, ...]) -> list[int]:
+    """The signals whose handler Python can put back afterwards: not those whose handler was set
+    outside Python (an application embedding it), for which ``getsignal`` says None."""
+    return [number for number in numbers if signal.getsignal(number) is not None]
 
 
 def _deliver(signal_number: int, handler: Any) -> None:
