@@ -33,8 +33,10 @@ def fallback_warnings(requested: str, used: object) -> list[str]:
     if requested in ("auto", used_type):
         return []
     return [
-        f"{requested.upper()} was requested but is not available, so the run used the {used_type.upper()}; "
-        f"choose --device {used_type} (or install a PyTorch build with {requested.upper()} support) to silence this"
+        (
+            f"{requested.upper()} was requested but is not available, so the run used the {used_type.upper()}; "
+            f"choose --device {used_type} (or install a PyTorch build with {requested.upper()} support) to silence this"
+        )
     ]
 
 

@@ -182,8 +182,10 @@ def _spacing_warnings(path: Path, pixdim: list[float]) -> list[str]:
     if not broken:
         return []
     return [
-        f"the header of '{path.name}' gives no usable voxel size along {', '.join(broken)}: it was read as 1 mm "
-        "there, and the outputs carry 1 mm; fix the header if the voxel size matters"
+        (
+            f"the header of '{path.name}' gives no usable voxel size along {', '.join(broken)}: it was read as 1 mm "
+            "there, and the outputs carry 1 mm; fix the header if the voxel size matters"
+        )
     ]
 
 

@@ -9,7 +9,6 @@ pooling needs.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -48,7 +47,7 @@ def fit_patch(
         size -= size % step
         if size < step:
             shown = "x".join(map(str, shown_shape or volume_shape))
-            deepest = int(math.floor(math.log2(extent))) if extent >= 2 else 0
+            deepest = extent.bit_length() - 1  # floor(log2(extent)); 0 for a single voxel
             if depth is None:
                 advice = "use a shallower model (smaller depth)"
             elif 1 <= deepest < depth:

@@ -247,9 +247,11 @@ def check_noise_model_intensities(array: np.ndarray, noise_model: str, noise_sig
             "(--noise-model gaussian; the CT or generic preset in Slicer)"
         )
     return [
-        f"{negative:,} voxels ({100.0 * negative / array.size:.3g} %) are negative, down to {lowest:.4g}; {what}, "
-        "so they are taken for noise around zero signal and come out at 0 or above (use --noise-model "
-        "gaussian if the noise is additive and the negative values are real)"
+        (
+            f"{negative:,} voxels ({100.0 * negative / array.size:.3g} %) are negative, down to {lowest:.4g}; {what}, "
+            "so they are taken for noise around zero signal and come out at 0 or above (use --noise-model "
+            "gaussian if the noise is additive and the negative values are real)"
+        )
     ]
 
 
