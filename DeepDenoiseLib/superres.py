@@ -35,14 +35,14 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from DeepDenoiseLib.config import SuperResConfig
+from DeepDenoiseLib.device import fallback_warnings
 from DeepDenoiseLib.normalization import PercentileNormalizer
+from DeepDenoiseLib.output_paths import check_output_paths
+from DeepDenoiseLib.pipeline import write_outputs
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.superres_grid import AXIS_IJK, array_axis, coarsest_axis, on_fine_grid, upsample_spline
 from DeepDenoiseLib.superres_inference import apply_stage
 from DeepDenoiseLib.superres_training import StageModel, TrainingPair, make_pair, train_stage
-from DeepDenoiseLib.device import fallback_warnings
-from DeepDenoiseLib.output_paths import check_output_paths
-from DeepDenoiseLib.pipeline import write_outputs
 from DeepDenoiseLib.validation import (
     SUPERRES_LABEL_MAP_ADVICE,
     InputError,
@@ -62,7 +62,6 @@ PathLike = Union[str, Path]
 MIN_COARSE_VOXELS = 4
 #: Spacing ratios further than this from what the factor implies get a warning.
 SPACING_TOLERANCE = 0.25
-
 
 
 @dataclass
