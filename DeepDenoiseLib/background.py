@@ -42,6 +42,9 @@ LOG_LINES_KEPT = 200
 OUTPUT_GRACE_SECONDS = 2.0
 #: How long a cancel waits for the killed worker's last output.
 CANCEL_GRACE_SECONDS = 0.5
+#: How long a cancel gives the worker, asked to stop with SIGTERM, to remove its temporary files and
+#: put back what it was replacing (a saved model's file), before it kills the process tree.
+TERMINATE_GRACE_SECONDS = 3.0
 
 
 def denoise_command(
@@ -283,8 +286,10 @@ class BackgroundRun:
             time.sleep(0.05)
 
     def cancel(self) -> bool:
-        """Kill the worker and every process it started; True if it was still running. The state
-        becomes ``cancelled`` as soon as the killed process has been reaped."""
+        """Stop the worker and every process it started; True if it was still running. The worker
+        first gets SIGTERM, which the command line handles like Ctrl-C (all outputs or none, no
+        temporary file left: a model saved outside the work folder matters), and a moment to exit;
+        then the whole tree is killed. The state becomes ``cancelled`` once the process is reaped."""
         if self.finished:
             return False
         self._cancel_requested = True
@@ -362,9 +367,10 @@ def _new_process_group_options() -> dict:
     return {"start_new_session": True}
 
 
-def _kill_process_tree(process: subprocess.Popen) -> None:
+def _kill_process_tree(process: subprocess.Popen, grace_seconds: float = TERMINATE_GRACE_SECONDS) -> None:
     """Kill ``process`` and all its descendants: its process group (POSIX), plus, with psutil, every
-    descendant that left the group; without psutil on Windows, ``taskkill /T``."""
+    descendant that left the group; without psutil on Windows, ``taskkill /T``. On POSIX the process
+    first gets SIGTERM and up to ``grace_seconds`` to exit by itself."""
     try:
         import psutil
     except ImportError:
@@ -374,6 +380,12 @@ def _kill_process_tree(process: subprocess.Popen) -> None:
         try:
             descendants = psutil.Process(process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
+            pass
+    if os.name != "nt" and grace_seconds > 0 and process.poll() is None:
+        try:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=grace_seconds)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
     if os.name != "nt":
         try:

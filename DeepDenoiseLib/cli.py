@@ -5,7 +5,7 @@ model (``supervised``), or make a volume finer along one axis (``superres``, see
 
 ``--progress json`` prints one JSON progress event per line on stdout (see progress.py) so another
 process can follow the run; the last line is a ``done`` event with the summary or an ``error`` event.
-Exit codes: 0 done, 1 the run failed, 2 bad arguments or input, 130 interrupted.
+Exit codes: 0 done, 1 the run failed, 2 bad arguments or input, 130 interrupted (SIGINT or SIGTERM).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from DeepDenoiseLib import interrupts
 from DeepDenoiseLib.config import (
     ARCHITECTURES,
     DEVICES,
@@ -31,9 +32,22 @@ from DeepDenoiseLib.model_folder import MODELS_FOLDER_VARIABLE, default_model_fo
 from DeepDenoiseLib.model_record import MODEL_EXTENSION
 from DeepDenoiseLib.progress import Cancelled, JsonLinesReporter, ProgressCallback, ProgressEvent, TextProgressBar
 from DeepDenoiseLib.superres_cli import add_superres_parser, run_superres
-from DeepDenoiseLib.validation import InputError
+from DeepDenoiseLib.validation import InputError, ResultError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: The range of --budget-minutes: the configuration's training.budget_seconds range, in minutes.
+BUDGET_MINUTES_RANGE = (1.0 / 60.0, 7 * 24 * 60.0)
+
+
+def budget_seconds(minutes: Optional[float], flag: str = "--budget-minutes") -> Optional[float]:
+    """``minutes`` as the configuration's seconds; refused in the flag's own unit when out of range."""
+    if minutes is None:
+        return None
+    low, high = BUDGET_MINUTES_RANGE
+    if not low <= minutes <= high:
+        raise ValueError(f"{flag} must lie between {low:.3g} (one second) and {high:g} (one week) minutes; got {minutes:g}")
+    return minutes * 60.0
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +96,9 @@ def _add_training_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--noise-sigma", type=float, help="noise sigma (poisson: read noise; speckle: relative spread); default: estimated")
     group.add_argument("--noise-gain", type=float, help="poisson only: intensity per photon; default: estimated")
     group.add_argument("--tta", action="store_true", default=None, help="average 8 in-plane flips/rotations at prediction")
-    group.add_argument("--force", action="store_true", help="denoise even if the volume looks like a label map")
+    group.add_argument(
+        "--force", action="store_true", help="denoise even if the volume looks like a label map, and let an output replace its input"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--tta", action="store_true", default=None, help="average 8 in-plane flips/rotations at prediction")
     apply.add_argument("--device", choices=DEVICES, help="where to run (default: the model's setting, auto)")
     apply.add_argument("--threads", type=int, help="CPU threads for torch")
+    apply.add_argument("--force", action="store_true", help="let an output replace the input file")
     apply.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
     models = commands.add_parser("models", help="list the models saved in the per-user model folder")
     models.add_argument("--folder", type=Path, help=f"another folder (default: ${MODELS_FOLDER_VARIABLE}, else the per-user folder)")
@@ -156,7 +173,7 @@ def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
     put("model", "dimensions", args.dims)
     put("model", "architecture", getattr(args, "architecture", None))
     put("masking", "struct_axis", getattr(args, "struct_axis", None))
-    put("training", "budget_seconds", None if args.budget_minutes is None else args.budget_minutes * 60.0)
+    put("training", "budget_seconds", budget_seconds(args.budget_minutes))
     put("training", "max_epochs", args.epochs)
     put("training", "min_steps", args.min_steps)
     put("training", "device", args.device)
@@ -220,8 +237,9 @@ def _run_denoise(args: argparse.Namespace, progress: Optional[ProgressCallback])
     config = config_from_args(args)
     save_model_path = None if args.save_model is None else resolve_model_path(args.save_model, for_writing=True)
     return denoise_file(
-        args.input, args.output, config, args.residual, args.uncertainty, progress=progress, save_model_path=save_model_path
-    )
+        args.input, args.output, config, args.residual, args.uncertainty, progress=progress,
+        save_model_path=save_model_path, force=args.force,
+    )  # fmt: skip
 
 
 def _run_apply(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
@@ -241,6 +259,7 @@ def _run_apply(args: argparse.Namespace, progress: Optional[ProgressCallback]) -
         tta=args.tta,
         device=args.device,
         progress=progress,
+        force=args.force,
     )
 
 
@@ -271,22 +290,25 @@ def _run_n2n(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> 
     if len(args.inputs) > 2:
         raise ValueError(f"n2n takes two acquisitions or one 4D series, then the output; got {len(args.inputs)} inputs")
     return noise2noise_files(
-        args.inputs, args.output, config_from_args(args), args.residual, args.uncertainty, progress=progress
+        args.inputs, args.output, config_from_args(args), args.residual, args.uncertainty, progress=progress, force=args.force
     )
 
 
 def _run_supervised(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
     from DeepDenoiseLib.paired import denoise_file_with_model, train_supervised_files
+    from DeepDenoiseLib.pipeline import check_outputs
 
     if args.apply_to is None:
         raise ValueError("nothing to do with the trained network: give --apply-to INPUT OUTPUT")
     config = config_from_args(args)
     if args.uncertainty is not None and not config.prediction.tta:
         raise ValueError("an uncertainty map needs test-time augmentation (prediction.tta / --tta)")
-    model = train_supervised_files(args.noisy, args.clean, config, progress=progress)
     input_path, output_path = args.apply_to
+    # Every output checked before the training, not after it.
+    check_outputs([input_path, *args.noisy, *args.clean], output_path, args.residual, args.uncertainty, args.force)
+    model = train_supervised_files(args.noisy, args.clean, config, progress=progress)
     return denoise_file_with_model(
-        input_path, output_path, model, config, args.residual, args.uncertainty, progress=progress
+        input_path, output_path, model, config, args.residual, args.uncertainty, progress=progress, force=args.force
     )
 
 
@@ -307,20 +329,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     progress = _reporter(args.progress)
-    try:
-        if args.command == "models":
-            _list_models(args)
-            return EXIT_OK
-        summary = _COMMANDS[args.command](args, progress)
-    except (InputError, FileNotFoundError, ValueError) as error:
-        return _fail(args.progress, f"{error}", EXIT_BAD_INPUT)
-    except (KeyboardInterrupt, Cancelled):
-        return _fail(args.progress, "cancelled; no output was written", EXIT_INTERRUPTED)
-    except Exception as error:  # noqa: BLE001 - every failure must reach the user as one clear line
-        return _fail(args.progress, f"{type(error).__name__}: {error}", EXIT_FAILED)
-    if args.progress != "json":
-        _print_summary(summary)
-    return EXIT_OK
+    # SIGTERM (a scheduler, Slicer's Cancel) ends a run as Ctrl-C does: all outputs or none, exit 130.
+    with interrupts.command_signals():
+        try:
+            if args.command == "models":
+                _list_models(args)
+                return EXIT_OK
+            summary = _COMMANDS[args.command](args, progress)
+        except (InputError, FileNotFoundError, ValueError) as error:
+            return _fail(args.progress, f"{error}", EXIT_BAD_INPUT)
+        except (KeyboardInterrupt, Cancelled) as error:
+            how = f" ({error.args[0]})" if isinstance(error, interrupts.Interrupted) else ""
+            return _fail(args.progress, f"cancelled{how}; no output was written", EXIT_INTERRUPTED)
+        except ResultError as error:
+            return _fail(args.progress, f"{error}", EXIT_FAILED)
+        except Exception as error:  # noqa: BLE001 - every failure must reach the user as one clear line
+            return _fail(args.progress, f"{type(error).__name__}: {error}", EXIT_FAILED)
+        if args.progress != "json":
+            _print_summary(summary)
+        return EXIT_OK
 
 
 def _fail(progress_kind: str, message: str, code: int) -> int:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 METHODS = ("blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised")
 #: Methods that learn from pairs of volumes (an input and its target) rather than from one noisy volume.
@@ -212,6 +213,7 @@ class DenoiseConfig:
         self.validate()
 
     def validate(self) -> None:
+        check_field_types(self)
         _choice("method", self.method, METHODS)
         self.model.validate()
         self.masking.validate()
@@ -282,11 +284,11 @@ class DenoiseConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "DenoiseConfig":
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_parse_json(text))
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "DenoiseConfig":
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        return _load_file(cls, path)
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
@@ -322,6 +324,70 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
         else:
             merged[key] = value
     return merged
+
+
+def check_field_types(settings: Any, prefix: str = "", display: Optional[Callable[[str], str]] = None) -> None:
+    """Refuses a value of the wrong type in the dataclass ``settings`` and its nested sections with a
+    ValueError naming the setting (as ``display`` spells a field name, if given): booleans must be
+    ``true``/``false`` (the string "false" would otherwise switch a setting on), whole numbers must be
+    integers (not 2.5, not true), numbers may be integers or floats, strings strings; ``Optional``
+    settings also take ``None``."""
+    hints = typing.get_type_hints(type(settings))
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        name = prefix + (display(item.name) if display is not None else item.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_field_types(value, f"{name}.", display)
+        else:
+            _check_type(name, value, hints[item.name])
+
+
+def _check_type(name: str, value: Any, hint: Any) -> None:
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        if value is None and type(None) in arguments:
+            return
+        hint = next(argument for argument in arguments if argument is not type(None))
+        origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false (a JSON boolean, not a string or number); got {value!r}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be a whole number; got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number; got {value!r}")
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string; got {value!r}")
+    elif origin is tuple:
+        if not isinstance(value, (tuple, list)) or len(value) != len(arguments):
+            raise ValueError(f"{name} must be a list of {len(arguments)} values; got {value!r}")
+        for index, (element, element_hint) in enumerate(zip(value, arguments)):
+            _check_type(f"{name}[{index}]", element, element_hint)
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from error
+
+
+def _load_file(cls: Any, path: Union[str, Path]) -> Any:
+    """``cls.from_json`` of the file at ``path``; every refusal names the file."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"no configuration file at '{path}'") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"could not read the configuration file '{path}': {error}") from error
+    try:
+        return cls.from_json(text)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"the configuration file '{path}': {error}") from error
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -404,7 +470,8 @@ class SuperResTrainingConfig:
     threads: Optional[int] = None
 
     def __post_init__(self) -> None:
-        self.patch_size = tuple(self.patch_size)  # type: ignore[assignment]
+        if isinstance(self.patch_size, list):  # JSON has no tuples
+            self.patch_size = tuple(self.patch_size)  # type: ignore[assignment]
 
     def validate(self) -> None:
         if len(self.patch_size) != 2:
@@ -472,8 +539,7 @@ class SuperResConfig:
         self.validate()
 
     def validate(self) -> None:
-        if isinstance(self.factor, bool) or not isinstance(self.factor, int):
-            raise ValueError(f"factor must be a whole number; got {self.factor!r}")
+        check_field_types(self)
         _range("factor", self.factor, 2, 16)
         _choice("axis", self.axis, SUPERRES_AXES)
         _choice("mode", self.mode, SUPERRES_MODES)
@@ -505,11 +571,11 @@ class SuperResConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "SuperResConfig":
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_parse_json(text))
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "SuperResConfig":
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        return _load_file(cls, path)
 
 
 _SUPERRES_NESTED: dict[str, type] = {

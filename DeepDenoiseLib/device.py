@@ -26,6 +26,20 @@ def select_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+def fallback_warnings(requested: str, used: object) -> list[str]:
+    """A warning for the run's summary when the device that ran is not the one asked for (an
+    unavailable ``cuda`` or ``mps`` falls back to the CPU), saying how to choose."""
+    used_type = getattr(used, "type", str(used))
+    if requested in ("auto", used_type):
+        return []
+    return [
+        (
+            f"{requested.upper()} was requested but is not available, so the run used the {used_type.upper()}; "
+            f"choose --device {used_type} (or install a PyTorch build with {requested.upper()} support) to silence this"
+        )
+    ]
+
+
 def configure_threads(threads: Optional[int]) -> None:
     """Caps torch's CPU threads (``None`` keeps torch's own choice, one per core)."""
     if threads is not None:

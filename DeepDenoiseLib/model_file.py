@@ -26,8 +26,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
@@ -35,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 import numpy as np
 import torch
 
+from DeepDenoiseLib.atomic_write import FileWriter, write_files
 from DeepDenoiseLib.config import DenoiseConfig, deep_merge
 from DeepDenoiseLib.device import select_device
 from DeepDenoiseLib.model_record import (
@@ -75,6 +74,19 @@ def save_model(
     units) are kept for the record: applying the model fits both again on each new volume.
     ``summary`` is the run's summary (frames and shape of the training data). Returns the path.
     """
+    return write_files([model_writer(path, model, config, normalizer, noise_sigma, summary)])[0]
+
+
+def model_writer(
+    path: PathLike,
+    model: TrainedModel,
+    config: DenoiseConfig,
+    normalizer: Optional[PercentileNormalizer] = None,
+    noise_sigma: Optional[float] = None,
+    summary: Optional[Mapping[str, Any]] = None,
+) -> tuple[Path, FileWriter]:
+    """``path`` (checked) and a writer of the model file, for writing it together with a run's other
+    outputs, all or none (atomic_write.write_files); arguments as for :func:`save_model`."""
     path = model_destination(path)
     if min(model.volume_shape) <= 0:
         raise ValueError("the model does not record the grid it was trained on (TrainedModel.volume_shape)")
@@ -122,14 +134,11 @@ def save_model(
     from safetensors.torch import save
 
     data = save(tensors, metadata={METADATA_KEY: json.dumps(record, allow_nan=False), "format": "pt"})
-    temporary = path.parent / f".{path.name}.tmp-{secrets.token_hex(6)}"
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+
+    def write(target: Path) -> None:
+        target.write_bytes(data)
+
+    return path, write
 
 
 def model_destination(path: PathLike) -> Path:

@@ -50,6 +50,7 @@ from DeepDenoiseLib.config import (
     NoiseConfig,
     PredictionConfig,
     TrainingConfig,
+    check_field_types,
 )
 from DeepDenoiseLib.progress import Cancelled, ProgressEvent
 from DeepDenoiseLib.validation import InputError
@@ -138,6 +139,7 @@ class PanelSettings:
     adversarial_weight: float = TrainingConfig.adversarial_weight
 
     def __post_init__(self) -> None:
+        check_field_types(self, display=_camel_case)  # "false" for a boolean would read as True
         for name, allowed in (
             ("method", METHOD_NAMES),
             ("dimensions", DIMENSION_NAMES),
@@ -253,6 +255,32 @@ def check_scalar_volume(node: Any, role: str = "input volume") -> None:
                     "data); choose the sequence itself to denoise all its frames with one model, or clone "
                     "the frame (Volumes module, or right-click > Clone in the Data module) to denoise it alone"
                 )
+
+
+def check_volume_content(array: np.ndarray, config: Optional[DenoiseConfig], name: str) -> list[str]:
+    """The worker's refusals of a volume's voxels, made before a job starts it, so that a refused
+    volume leaves the scene as it was and no process is started: too many voxels, NaN or infinite
+    values, an integer volume that looks like a label map (unless ``config.allow_label_map``), and
+    intensities the run's noise model cannot represent (negative ones under rician, poisson or
+    speckle, where the method uses the model). ``array`` is ``[k, j, i]``, or ``[t, k, j, i]`` for a
+    sequence. Raises :class:`InputError` naming ``name``; returns the warnings the worker will give."""
+    from DeepDenoiseLib.validation import NON_NEGATIVE_NOISE_MODELS, check_volume, check_voxel_count
+
+    array = np.asarray(array)
+    try:
+        check_voxel_count(array.shape)
+        stacked = array.reshape(-1, *array.shape[-2:]) if array.ndim == 4 else array
+        check = check_volume(stacked, allow_label_map=config is not None and config.allow_label_map, max_voxels=max(stacked.size, 1))
+        if config is None or check.is_constant or config.noise.model not in NON_NEGATIVE_NOISE_MODELS:
+            return check.warnings
+        uses_noise_model = config.method not in PAIRED_METHODS or (config.method == "noise2noise" and config.noise.model == "rician")
+        if uses_noise_model and np.any(array < 0):
+            from DeepDenoiseLib.noise_models import fit_noise_model
+
+            return check.warnings + fit_noise_model(np.asarray(array, dtype=np.float32), config.noise).warnings
+        return check.warnings
+    except InputError as error:
+        raise InputError(f"'{name}': {error}") from error
 
 
 def ijk_to_ras(node: Any) -> np.ndarray:
@@ -577,6 +605,7 @@ class NodeDenoiseJob(WorkerJob):
         self._check_outputs()
         self._check_settings()
         self._check_pairing()
+        self._check_content()
         self._remember_grid()
         self.folder = make_work_folder(self.temp_parent)
         try:
@@ -645,6 +674,14 @@ class NodeDenoiseJob(WorkerJob):
 
     def _check_input(self) -> None:
         check_scalar_volume(self.input_node)
+
+    def _check_content(self) -> None:
+        """The voxels of every input, as the worker would check them (:func:`check_volume_content`)."""
+        import slicer
+
+        config = None if self.model_path is not None else self.config
+        for node in [self.input_node, *self._pair_inputs().values()]:
+            check_volume_content(slicer.util.arrayFromVolume(node), config, node.GetName())
 
     def _check_outputs(self) -> None:
         outputs = {

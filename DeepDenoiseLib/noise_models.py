@@ -18,7 +18,7 @@ from scipy import ndimage
 from DeepDenoiseLib.config import NoiseConfig
 from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma, estimate_noise_sigma, haar_detail_and_mean
 from DeepDenoiseLib.rician import rician_unbias
-from DeepDenoiseLib.validation import InputError
+from DeepDenoiseLib.validation import InputError, check_noise_model_intensities
 from DeepDenoiseLib.vst import (
     anscombe_forward,
     anscombe_inverse,
@@ -42,6 +42,8 @@ class NoiseTransform:
     forward: Callable[[np.ndarray], np.ndarray]
     inverse: Callable[[np.ndarray], np.ndarray]
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: What the model did with intensities it does not describe (a few negative voxels), for the summary.
+    warnings: list[str] = field(default_factory=list)
 
     def inverse_spread(self, denoised_transformed: np.ndarray, spread_transformed: np.ndarray) -> np.ndarray:
         """A spread (uncertainty) measured in the stabilised domain, in intensity units: scaled by the
@@ -53,11 +55,16 @@ class NoiseTransform:
 
 def fit_noise_model(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
     """The noise transform for ``array`` under ``config``: given parameters are used as they are, missing
-    ones are estimated from the volume (no clean data needed)."""
+    ones are estimated from the volume (no clean data needed). Intensities the model cannot represent
+    (negative ones under rician, poisson and speckle) are refused with an InputError naming the
+    model to use (validation.check_noise_model_intensities)."""
     if config.model in ("gaussian", "rician"):
+        if config.model == "rician" and np.count_nonzero(array < 0) > 0.5 * array.size:
+            check_noise_model_intensities(array, "rician")  # mostly negative: signed data, whatever the noise
         sigma = config.sigma if config.sigma is not None else _foreground_sigma(array)
+        warnings = check_noise_model_intensities(array, config.model, sigma)
         inverse = _identity if config.model == "gaussian" else (lambda values: rician_unbias(values, sigma))
-        return NoiseTransform(config.model, float(sigma), _identity, inverse, {"sigma": float(sigma)})
+        return NoiseTransform(config.model, float(sigma), _identity, inverse, {"sigma": float(sigma)}, warnings)
     if config.model == "poisson":
         return _poisson_transform(array, config)
     if config.model == "speckle":
@@ -107,12 +114,22 @@ def _fit_line(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[float,
 
 
 def _poisson_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
+    # Signal below zero is never photon counts: refuse a signed volume before estimating anything.
+    if np.count_nonzero(array < 0) > 0.5 * array.size:
+        check_noise_model_intensities(array, "poisson")
     gain, read_sigma = config.gain, config.sigma
     if gain is None or read_sigma is None:
-        estimated_gain, estimated_read_sigma = estimate_poisson_gaussian(array)
+        try:
+            estimated_gain, estimated_read_sigma = estimate_poisson_gaussian(array)
+        except InputError:
+            # Photon counts are never negative: when negative signal is why the fit failed, say that.
+            check_noise_model_intensities(array, "poisson")
+            raise
         gain = estimated_gain if gain is None else gain
         read_sigma = estimated_read_sigma if read_sigma is None else read_sigma
     gain, read_sigma = float(gain), float(read_sigma)
+    # Read noise reaches a few sigma below zero where there is no signal; lower values are signal.
+    warnings = check_noise_model_intensities(array, "poisson", read_sigma)
     transformed = anscombe_forward(array, gain, read_sigma)
     # The transform gives unit variance when the parameters are right; measuring it keeps fusion honest
     # when the estimate is off.
@@ -123,12 +140,12 @@ def _poisson_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform
         lambda values: anscombe_forward(values, gain, read_sigma),
         lambda values: anscombe_inverse(values, gain, read_sigma),
         {"gain": gain, "read_sigma": read_sigma, "stabilised_sigma": sigma},
+        warnings,
     )
 
 
 def _speckle_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
-    if np.any(array < 0):
-        raise InputError("speckle is multiplicative noise of non-negative intensities; this volume has negative values")
+    check_noise_model_intensities(array, "speckle")
     positive = array[array > 0]
     if positive.size == 0:
         raise InputError("the volume has no positive intensity to model speckle on")

@@ -72,6 +72,7 @@ class PercentileNormalizer:
         low, high = np.percentile(values, [low_percentile, high_percentile], overwrite_input=True)
         if not (np.isfinite(low) and np.isfinite(high)):
             raise ValueError("cannot fit normalisation: the image holds NaN or infinite values")
+        _check_outliers(values, float(low), float(high), low_percentile, high_percentile)
         return cls(low=float(low), high=float(high))
 
     def forward(self, array: np.ndarray) -> np.ndarray:
@@ -100,3 +101,30 @@ class PercentileNormalizer:
         if unknown:
             raise ValueError(f"unknown normalisation field(s) {', '.join(sorted(unknown))}")
         return cls(low=float(data["low"]), high=float(data["high"]))
+
+
+#: Voxels further beyond the percentile range than this many times its width are refused: the
+#: network's arithmetic in float32 overflows on them (a value of 1e30 made every voxel NaN).
+OUTLIER_RANGES = 1e6
+
+
+def _check_outliers(values: np.ndarray, low: float, high: float, low_percentile: float, high_percentile: float) -> None:
+    """Refuses values so far outside ``[low, high]`` that they can only be broken voxels (a hot pixel,
+    an export that wrote garbage), before the network turns them into NaN."""
+    spread = high - low
+    if not spread > 0:
+        return
+    limit = OUTLIER_RANGES * spread
+    lowest, highest = float(values.min()), float(values.max())
+    if highest - high <= limit and low - lowest <= limit:
+        return
+    from DeepDenoiseLib.validation import InputError
+
+    count = int(np.count_nonzero((values > high + limit) | (values < low - limit)))
+    extreme = highest if highest - high > low - lowest else lowest
+    raise InputError(
+        f"{count:,} voxel(s) lie more than a million times the intensity range beyond it (the {low_percentile:g} "
+        f"to {high_percentile:g} percentiles span {low:.4g} to {high:.4g}; the most extreme is {extreme:.4g}): "
+        "broken voxels, such as a hot pixel or a faulty export. Replace them first (e.g. clip the volume to its "
+        "percentile range)"
+    )

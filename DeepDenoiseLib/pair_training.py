@@ -133,7 +133,7 @@ def train_pairs(
         network.train()
         return sum(losses) / validation.shape[0]
 
-    history = fit(network, training, draw_batch, train_step, validation_loss, progress, cancel)
+    history = fit(network, training, draw_batch, train_step, validation_loss, progress, cancel, lambda batch: batch[:, :-1])
     return TrainedModel(
         network=network,
         device=device,

@@ -27,22 +27,30 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from DeepDenoiseLib.config import DenoiseConfig
+from DeepDenoiseLib.device import fallback_warnings
 from DeepDenoiseLib.inference import predict_volume, sub_progress
 from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.normalization import PercentileNormalizer
 from DeepDenoiseLib.pair_training import train_pairs
-from DeepDenoiseLib.pipeline import DenoiseResult, PathLike, write_outputs
+from DeepDenoiseLib.pipeline import DenoiseResult, PathLike, check_outputs, write_outputs
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.rician import rician_unbias
 from DeepDenoiseLib.training import TrainedModel
-from DeepDenoiseLib.validation import InputError, check_volume_object
+from DeepDenoiseLib.validation import (
+    InputError,
+    check_noise_model_intensities,
+    check_result,
+    check_volume_object,
+    check_voxel_count,
+)
 from DeepDenoiseLib.volume import Volume
-from DeepDenoiseLib.volume_io import read_volume
+from DeepDenoiseLib.volume_io import read_header, read_volume
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +133,18 @@ def _unbiases(config: DenoiseConfig) -> bool:
     return config.noise.model == "rician" and config.method != "supervised"
 
 
+def _intensity_warnings(config: DenoiseConfig, *volumes: Volume) -> list[str]:
+    """What reading the volumes chose for the user, and, when the result gets the Rician correction,
+    the refusal of signed intensities it cannot represent (or a warning about a few negative voxels)."""
+    warnings = [warning for volume in volumes for warning in volume.metadata.get("warnings", [])]
+    if _unbiases(config):
+        for volume in volumes:
+            array = np.asarray(volume.array)
+            frames = list(array) if array.ndim == 4 else [array]
+            warnings += check_noise_model_intensities(array, "rician", _noise_sigma(frames, config))
+    return warnings
+
+
 def _predict_frames(
     model: TrainedModel,
     frames: Sequence[np.ndarray],
@@ -166,6 +186,8 @@ def _result(
         assert noise_sigma is not None
         denoised = rician_unbias(denoised, noise_sigma)
     denoised = denoised.astype(np.float32)
+    check_result(noisy, denoised, "the denoised volume")
+    extra = dict(extra, warnings=list(extra.get("warnings", [])) + fallback_warnings(config.training.device, model.device))
     residual = (noisy - denoised).astype(np.float32)
     summary: dict[str, Any] = {
         "method": config.method,
@@ -213,6 +235,12 @@ def noise2noise_volumes(
     _check_3d(first, "the first acquisition", config.allow_label_map)
     _check_3d(second, "the second acquisition", config.allow_label_map)
     _check_same_grid(first, second, ("first acquisition", "second acquisition"))
+    if np.array_equal(first.array, second.array):
+        raise InputError(
+            "the two acquisitions are identical (one file given twice, or a copy): Noise2Noise learns from two "
+            "acquisitions with independent noise, and from one it would learn to return its input unchanged"
+        )
+    warnings = _intensity_warnings(config, first, second)
     start = time.perf_counter()
     arrays = [np.asarray(v.array, dtype=np.float32) for v in (first, second)]
     normalizer = PercentileNormalizer.fit(
@@ -226,7 +254,7 @@ def noise2noise_volumes(
     sources = arrays if config.prediction.noise2noise_input == "each" else [mean]
     denoised, spread = _predict_frames(model, sources, normalizer, config, progress, cancel)
     combined_spread = None if spread is None else np.sqrt(np.mean(spread.astype(np.float64) ** 2, axis=0)).astype(np.float32)
-    extra = {"acquisitions": 2, "noise2noise_input": config.prediction.noise2noise_input}
+    extra = {"acquisitions": 2, "noise2noise_input": config.prediction.noise2noise_input, "warnings": warnings}
     return _result(
         first.with_array(mean), mean, denoised.mean(axis=0), combined_spread, model, config,
         _noise_sigma(arrays, config), (start, predict_start), extra,
@@ -248,6 +276,7 @@ def noise2noise_series(
     config = config or DenoiseConfig.for_method("noise2noise")
     _check_method(config, "noise2noise")
     _check_series(series, config.allow_label_map)
+    warnings = _intensity_warnings(config, series)
     start = time.perf_counter()
     array = np.asarray(series.array, dtype=np.float32)
     normalizer = PercentileNormalizer.fit(array, config.normalization.low_percentile, config.normalization.high_percentile)
@@ -258,7 +287,8 @@ def noise2noise_series(
     predict_start = time.perf_counter()
     denoised, spread = _predict_frames(model, list(array), normalizer, config, progress, cancel)
     noise_sigma = _noise_sigma(list(array), config)
-    return _result(series, array, denoised, spread, model, config, noise_sigma, (start, predict_start), {"frames": int(array.shape[0])})
+    extra = {"frames": int(array.shape[0]), "warnings": warnings}
+    return _result(series, array, denoised, spread, model, config, noise_sigma, (start, predict_start), extra)
 
 
 # --- supervised ---------------------------------------------------------------------------------------
@@ -287,6 +317,11 @@ def train_supervised(
         _check_3d(source, f"noisy volume {index}", config.allow_label_map)
         _check_3d(target, f"clean volume {index}", config.allow_label_map)
         _check_same_grid(source, target, (f"noisy volume {index}", f"clean volume {index}"))
+        if np.array_equal(source.array, target.array):
+            raise InputError(
+                f"noisy volume {index} and its clean partner are identical (one file given twice, or a copy): "
+                "the network would learn to return its input unchanged"
+            )
         source_array = np.asarray(source.array, dtype=np.float32)
         normalizer = PercentileNormalizer.fit(
             source_array, config.normalization.low_percentile, config.normalization.high_percentile
@@ -317,6 +352,7 @@ def denoise_with_model(
         zeros = volume.with_array(np.zeros_like(array))
         warning = "the volume is constant: there is no noise to remove, so it is returned unchanged"
         return DenoiseResult(volume.with_array(array.copy()), zeros, None, {"method": config.method, "warnings": [warning]})
+    warnings = _intensity_warnings(config, volume)
     frames = list(array) if array.ndim == 4 else [array]
     normalizer = PercentileNormalizer.fit(array, config.normalization.low_percentile, config.normalization.high_percentile)
     noise_sigma = _noise_sigma(frames, config) if _unbiases(config) or model.noise_variance is not None else None
@@ -325,7 +361,8 @@ def denoise_with_model(
     denoised, spread = _predict_frames(model, frames, normalizer, config, progress, cancel)
     if array.ndim == 3:
         denoised, spread = denoised[0], None if spread is None else spread[0]
-    return _result(volume, array, denoised, spread, model, config, noise_sigma, (start, start), {"applied_model": True})
+    extra = {"applied_model": True, "warnings": warnings}
+    return _result(volume, array, denoised, spread, model, config, noise_sigma, (start, start), extra)
 
 
 def _spacing_zyx(volume: Volume) -> tuple[float, float, float]:
@@ -373,13 +410,17 @@ def noise2noise_files(
     uncertainty_path: Optional[PathLike] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Noise2Noise on files: two paths are two acquisitions (:func:`noise2noise_volumes`), one path a
-    4D series (:func:`noise2noise_series`). Writes atomically, all outputs or none; returns the summary."""
+    4D series (:func:`noise2noise_series`). The output paths and the inputs' sizes are checked before
+    anything is read (pipeline.check_outputs; an output equal to an input needs ``force``); writes
+    all outputs or none; returns the summary."""
     config = config or DenoiseConfig.for_method("noise2noise")
     _check_uncertainty(config, uncertainty_path)
     if len(input_paths) not in (1, 2):
         raise InputError(f"give two acquisitions or one 4D series; got {len(input_paths)} input files")
+    check_outputs(list(input_paths), output_path, residual_path, uncertainty_path, force)
     if len(input_paths) == 1:
         result = noise2noise_series(_load(input_paths[0], progress, allow_4d=True), config, progress, cancel)
     else:
@@ -396,9 +437,12 @@ def train_supervised_files(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> TrainedModel:
-    """:func:`train_supervised` on files, read in order (noisy and clean paired by position)."""
+    """:func:`train_supervised` on files, read in order (noisy and clean paired by position); each
+    file's size is checked from its header before any is read."""
     if len(noisy_paths) != len(clean_paths):
         raise InputError(f"give one clean file per noisy file; got {len(noisy_paths)} noisy and {len(clean_paths)} clean")
+    for path in [*noisy_paths, *clean_paths]:
+        check_voxel_count(read_header(path), what=f"'{Path(path).name}'")
     noisy = [_load(path, progress) for path in noisy_paths]
     clean = [_load(path, progress) for path in clean_paths]
     return train_supervised(noisy, clean, config, progress, cancel)
@@ -413,9 +457,12 @@ def denoise_file_with_model(
     uncertainty_path: Optional[PathLike] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """:func:`denoise_with_model` on a file (3D, or a 4D series); writes atomically, returns the summary."""
+    """:func:`denoise_with_model` on a file (3D, or a 4D series); checks the output paths first (an
+    output equal to the input needs ``force``), writes all outputs or none, returns the summary."""
     _check_uncertainty(config, uncertainty_path)
+    check_outputs(input_path, output_path, residual_path, uncertainty_path, force)
     result = denoise_with_model(_load(input_path, progress, allow_4d=True), model, config, progress, cancel)
     check_cancelled(cancel)
     return _write(result, output_path, residual_path, uncertainty_path, progress)

@@ -28,6 +28,7 @@ from DeepDenoiseLib.mrml_bridge import (
     PAIRED_METHOD_NAMES,
     PanelSettings,
 )
+from DeepDenoiseLib.progress import warning_sentences
 from DeepDenoiseLib.sequence_bridge import sequence_of_proxy
 from DeepDenoiseLib.validation import InputError
 
@@ -392,4 +393,5 @@ def summary_text(summary: Mapping[str, Any]) -> str:
         parts.append(f"Noise model: {summary['noise_model']}.")
     if "saved_model" in summary:
         parts.append(f"Model saved to {summary['saved_model']}.")
+    parts += warning_sentences(summary)
     return " ".join(parts) or "Done."

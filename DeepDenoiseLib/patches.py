@@ -27,17 +27,39 @@ class PatchGeometry:
         return 1 + 2 * self.context_slices
 
 
-def fit_patch(requested: int, volume_shape: tuple[int, int, int], multiple: tuple[int, ...], spatial_dims: int) -> tuple[int, ...]:
-    """The largest patch no bigger than ``requested`` or the volume, divisible by ``multiple``."""
+def fit_patch(
+    requested: int,
+    volume_shape: tuple[int, int, int],
+    multiple: tuple[int, ...],
+    spatial_dims: int,
+    depth: Optional[int] = None,
+    shown_shape: Optional[tuple[int, ...]] = None,
+) -> tuple[int, ...]:
+    """The largest patch no bigger than ``requested`` or the volume, divisible by ``multiple``.
+
+    A volume too small for the network's pooling (``depth`` levels) is refused with a ValueError
+    naming ``shown_shape`` (the volume as the user has it; default ``volume_shape``), and the depth
+    that would fit, if any does."""
     extents = volume_shape[-spatial_dims:]
     patch = []
     for extent, step in zip(extents, multiple):
         size = min(requested, extent)
         size -= size % step
         if size < step:
+            shown = "x".join(map(str, shown_shape or volume_shape))
+            deepest = extent.bit_length() - 1  # floor(log2(extent)); 0 for a single voxel
+            if depth is None:
+                advice = "use a shallower model (smaller depth)"
+            elif 1 <= deepest < depth:
+                advice = f"set model.depth to {deepest} (the deepest that fits; the 'model' section of --config)"
+            else:
+                advice = (
+                    f"it has only {extent} voxel(s) there, too few for a network of any depth: crop or resample "
+                    "it less, or denoise a larger region"
+                )
             raise ValueError(
-                f"the volume ({'x'.join(map(str, volume_shape))}) is too small for this network: every "
-                f"axis needs at least {step} voxels; use a shallower model (smaller depth)"
+                f"the volume ({shown} voxels, k x j x i) is too small for this network: every axis it works on "
+                f"needs at least {step} voxels; {advice}"
             )
         patch.append(size)
     return tuple(patch)

@@ -10,23 +10,34 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from DeepDenoiseLib.atomic_write import FileWriter, write_files
 from DeepDenoiseLib.config import PAIRED_METHODS, DenoiseConfig
+from DeepDenoiseLib.device import fallback_warnings
 from DeepDenoiseLib.inference import predict_volume
 from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.noise_models import NoiseTransform, fit_noise_model
 from DeepDenoiseLib.normalization import PercentileNormalizer
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.training import TrainedModel, TrainingHistory, train_noise2void
-from DeepDenoiseLib.validation import InputError, VolumeCheck, check_series_object, check_volume_object
+from DeepDenoiseLib.output_paths import check_output_paths
+from DeepDenoiseLib.validation import (
+    InputError,
+    VolumeCheck,
+    check_result,
+    check_series_object,
+    check_volume_object,
+    check_voxel_count,
+)
 from DeepDenoiseLib.volume import Volume
-from DeepDenoiseLib.volume_io import read_volume, write_volume
+from DeepDenoiseLib.volume_io import read_header, read_volume, volume_writer
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +194,7 @@ def _run(
         "method": config.method,
         "dimensions": config.model.dimensions,
         "shape_kji": list(array.shape[-3:]),
-        "warnings": list(check.warnings),
+        "warnings": list(volume.metadata.get("warnings", [])) + list(check.warnings),
     }
     if series:
         summary["frames"] = int(array.shape[0])
@@ -194,6 +205,7 @@ def _run(
         return DenoiseResult(volume.with_array(array.copy()), zeros, uncertainty, summary, config=config)
 
     prepared = _prepare(array, config)
+    summary["warnings"] += prepared.noise.warnings
     normalized_sigma = prepared.noise_sigma / prepared.normalizer.scale
     if trained is None:
         spacing_zyx = tuple(reversed(volume.spacing))
@@ -207,6 +219,8 @@ def _run(
     check_cancelled(cancel)
     predict_start = time.perf_counter()
     denoised, spread = _predict(model, prepared, config, progress, cancel)
+    check_result(array, denoised, "the denoised volume")
+    summary["warnings"] += fallback_warnings(config.training.device, model.device)
     residual = (array - denoised).astype(np.float32)
     uncertainty = None if spread is None else volume.with_array(spread)
     if trained is None:
@@ -285,6 +299,7 @@ def denoise_file(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     save_model_path: Optional[PathLike] = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Reads ``input_path``, denoises it and writes the outputs; returns the run's summary.
 
@@ -292,8 +307,10 @@ def denoise_file(
     with the same geometry, time spacing and frame count. With ``save_model_path`` the trained model
     is saved there too (model_file.py), to denoise other volumes with ``apply_file``.
 
-    Each file is written atomically, and if any write fails the outputs already written by this run
-    are removed, so a failed or cancelled run leaves no output behind.
+    Before anything is read, every output path is checked (output_paths.py) and the input's size is
+    read from its header. The outputs are written all or none (atomic_write.py): a failed or
+    interrupted run leaves every output path as it was. An output equal to the input is refused
+    unless ``force``.
     """
     config = config or DenoiseConfig()
     _check_uncertainty_request(uncertainty_path, config)
@@ -301,13 +318,20 @@ def denoise_file(
         from DeepDenoiseLib.model_file import model_destination
 
         save_model_path = model_destination(save_model_path)
+    check_outputs(input_path, output_path, residual_path, uncertainty_path, force, save_model_path)
     volume = _load(input_path, progress)
     run = denoise_series if volume.is_4d else denoise_volume
     result = run(volume, config, progress, cancel)
     if save_model_path is not None and result.model is None:
         raise InputError(f"'{input_path}' is constant: no model was trained, so there is none to save")
-    extra = None if save_model_path is None else (lambda: result.save_model(save_model_path))
-    return _write_outputs(result, output_path, residual_path, uncertainty_path, progress, cancel, extra)
+    model = None
+    if save_model_path is not None:
+        from DeepDenoiseLib.model_file import model_writer
+
+        model = model_writer(
+            save_model_path, result.model, config, result.normalizer, result.summary.get("noise_sigma_fused"), result.summary  # type: ignore[arg-type]
+        )
+    return _write_outputs(result, output_path, residual_path, uncertainty_path, progress, cancel, model)
 
 
 def apply_file(
@@ -320,12 +344,14 @@ def apply_file(
     device: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Denoises ``input_path`` (3D, or a 4D series frame by frame) with the saved model at
     ``model_path`` and writes the outputs as :func:`denoise_file` does; returns the run's summary.
     ``tta`` and ``device`` override the saved configuration's prediction settings."""
     from DeepDenoiseLib.model_file import load_model
 
+    check_outputs(input_path, output_path, residual_path, uncertainty_path, force)
     report(progress, ProgressEvent("loading", 0.0, message=str(model_path)))
     saved = load_model(model_path, device=device)
     if tta is not None:
@@ -335,6 +361,28 @@ def apply_file(
     result = saved.apply_series(volume, progress, cancel) if volume.is_4d else saved.apply(volume, progress, cancel)
     result.summary["model"] = str(saved.path)
     return _write_outputs(result, output_path, residual_path, uncertainty_path, progress, cancel, None)
+
+
+def check_outputs(
+    input_paths: Union[PathLike, Sequence[PathLike]],
+    output_path: Optional[PathLike],
+    residual_path: Optional[PathLike] = None,
+    uncertainty_path: Optional[PathLike] = None,
+    force: bool = False,
+    save_model_path: Optional[PathLike] = None,
+) -> None:
+    """The checks every file run makes before it reads anything: the output paths (output_paths.py)
+    against each other and the inputs, then each input's size from its header (volume_io.read_header,
+    validation.check_voxel_count), so that a volume too large is refused without reading its voxels."""
+    inputs = [input_paths] if isinstance(input_paths, (str, os.PathLike)) else list(input_paths)
+    check_output_paths(
+        {"output": output_path, "residual (--residual)": residual_path, "uncertainty (--uncertainty)": uncertainty_path},
+        inputs=inputs,
+        force=force,
+        models={"saved model (--save-model)": save_model_path},
+    )
+    for path in inputs:
+        check_voxel_count(read_header(path), what=f"'{Path(path).name}'")
 
 
 def _check_uncertainty_request(uncertainty_path: Optional[PathLike], config: DenoiseConfig) -> None:
@@ -357,44 +405,37 @@ def _write_outputs(
     uncertainty_path: Optional[PathLike],
     progress: Optional[ProgressCallback],
     cancel: Optional[CancelToken],
-    save_model: Optional[Callable[[], Path]],
+    model: Optional[tuple[Path, FileWriter]],
 ) -> dict[str, Any]:
-    """Writes each output atomically (``save_model``, a callable returning the path it wrote, last);
-    if any write fails, removes those already written."""
+    """Writes the result's volumes (and ``model``, a path and its writer) all or none."""
     check_cancelled(cancel)
     outputs: list[tuple[Volume, PathLike]] = [(result.denoised, output_path)]
     if residual_path is not None:
         outputs.append((result.residual, residual_path))
     if uncertainty_path is not None and result.uncertainty is not None:
         outputs.append((result.uncertainty, uncertainty_path))
-    written = write_outputs(outputs, progress, save_model)
+    written = write_outputs(outputs, progress, [model] if model is not None else None)
     summary = dict(result.summary, output=str(written[0]))
-    if save_model is not None:
+    if model is not None:
         summary["saved_model"] = str(written[-1])
     report(progress, ProgressEvent("done", 1.0, message="finished", summary=summary))
     return summary
 
 
 def write_outputs(
-    outputs: list[tuple[Volume, PathLike]],
+    outputs: Sequence[tuple[Volume, PathLike]],
     progress: Optional[ProgressCallback] = None,
-    save_model: Optional[Callable[[], Path]] = None,
+    other_files: Optional[Sequence[tuple[Path, FileWriter]]] = None,
 ) -> list[Path]:
-    """Writes each volume to its path atomically (``save_model``, a callable returning the path it
-    wrote, last); if any write fails, removes those already written, so that a run leaves all of its
-    outputs or none."""
-    steps = len(outputs) + (save_model is not None)
-    written: list[Path] = []
-    try:
-        for index, (output, path) in enumerate(outputs):
-            report(progress, ProgressEvent("writing", index / steps, message=str(path)))
-            written.append(write_volume(output, path))
-        if save_model is not None:
-            report(progress, ProgressEvent("writing", len(outputs) / steps, message="model"))
-            written.append(save_model())
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    """Writes each volume to its path, then ``other_files`` (paths and writers: a saved model), all
+    or none (atomic_write.write_files): if any write fails or the run is interrupted, every path is
+    left as it was, files that were there before included. Returns the paths, in order. Once they
+    are all in place, an interrupt no longer cancels the command (interrupts.py)."""
+    files = [volume_writer(volume, path) for volume, path in outputs] + list(other_files or [])
+
+    def on_file(index: int, path: Path) -> None:
+        report(progress, ProgressEvent("writing", index / len(files), message=str(path)))
+
+    written = write_files(files, on_file, final=True)
     report(progress, ProgressEvent("writing", 1.0, message="done"))
     return written

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Mapping, Optional, TextIO
 
 STAGES = ("loading", "training", "predicting", "writing", "done", "error")
 
@@ -140,3 +140,10 @@ class TextProgressBar:
             self.stream.write("\n")
             self.stream.flush()
             self._stage = None
+
+
+def warning_sentences(summary: Mapping[str, Any]) -> list[str]:
+    """A run's warnings (``summary["warnings"]``: what it chose for the user, or found odd, such as
+    the DICOM series read, a device that was not there, negative voxels taken for noise) as
+    sentences for a status line."""
+    return [f"Warning: {warning[:1].upper()}{warning[1:]}." for warning in summary.get("warnings", [])]

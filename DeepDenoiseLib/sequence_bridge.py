@@ -27,6 +27,7 @@ from DeepDenoiseLib.mrml_bridge import (
     JobResult,
     NodeDenoiseJob,
     WorkerError,
+    check_volume_content,
     ijk_to_ras,
     lps_geometry,
     place_next_to,
@@ -213,6 +214,15 @@ class SequenceDenoiseJob(NodeDenoiseJob):
 
     def _check_input(self) -> None:
         check_volume_sequence(self.input_node)
+
+    def _check_content(self) -> None:
+        """The voxels of every frame (one series, as the worker checks it), and of a training pair."""
+        import slicer
+
+        config = None if self.model_path is not None else self.config
+        check_volume_content(volume_from_sequence(self.input_node).array, config, self.input_node.GetName())
+        for node in self._pair_inputs().values():
+            check_volume_content(slicer.util.arrayFromVolume(node), config, node.GetName())
 
     def _check_pairing(self) -> None:
         if self.second_input_node is not None:

@@ -35,14 +35,24 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from DeepDenoiseLib.config import SuperResConfig
+from DeepDenoiseLib.device import fallback_warnings
 from DeepDenoiseLib.normalization import PercentileNormalizer
+from DeepDenoiseLib.output_paths import check_output_paths
+from DeepDenoiseLib.pipeline import write_outputs
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.superres_grid import AXIS_IJK, MIN_COARSE_VOXELS, array_axis, coarsest_axis, on_fine_grid, upsample_spline
 from DeepDenoiseLib.superres_inference import apply_stage
 from DeepDenoiseLib.superres_training import StageModel, TrainingPair, make_pair, train_stage
-from DeepDenoiseLib.validation import DEFAULT_MAX_VOXELS, InputError, check_volume_object
+from DeepDenoiseLib.validation import (
+    SUPERRES_LABEL_MAP_ADVICE,
+    InputError,
+    check_result,
+    check_superres_output_size,
+    check_volume_object,
+    check_voxel_count,
+)
 from DeepDenoiseLib.volume import Volume
-from DeepDenoiseLib.volume_io import read_volume, write_volume
+from DeepDenoiseLib.volume_io import read_header, read_volume
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +95,11 @@ def superres_volume(
     """
     config = config or SuperResConfig()
     start = time.perf_counter()
-    check = check_volume_object(volume)
+    check = check_volume_object(volume, label_map_advice=SUPERRES_LABEL_MAP_ADVICE)
     axis = coarsest_axis(volume.spacing) if config.axis == "auto" else config.axis
     along = array_axis(axis)
-    warnings = list(check.warnings)
-    _check_sizes(volume, config, along, axis)
+    warnings = list(volume.metadata.get("warnings", [])) + list(check.warnings)
+    _check_sizes(volume.array.shape, config, along, axis)
     training_arrays = _training_arrays(volume, config, training_volumes, axis, warnings)
     for warning in warnings:
         logger.warning(warning)
@@ -150,6 +160,8 @@ def superres_volume(
         )
         device = str(models[-1].device)
     fine = normalizer.inverse(current)
+    check_result(array, fine, "the super-resolved volume")
+    warnings += fallback_warnings(config.training.device, device)
     uncertainty = None
     if spread is not None:
         uncertainty = on_fine_grid(volume, (spread * np.float32(normalizer.scale)).astype(np.float32), config.factor, axis)
@@ -175,12 +187,31 @@ def superres_file(
     uncertainty_path: Optional[PathLike] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Reads the input (and training volumes), runs :func:`superres_volume`, writes the result on the
-    fine grid (and the uncertainty) atomically; returns the summary. Nothing is left behind on failure."""
+    fine grid (and the uncertainty); returns the summary.
+
+    Before anything is read, the output paths are checked (output_paths.py; an output equal to an
+    input needs ``force``) and the sizes of the input and of the result are read from the headers.
+    The outputs are written all or none, and nothing is left behind on failure or interrupt."""
     config = config or SuperResConfig()
     if uncertainty_path is not None and config.method != "ddpm":
         raise ValueError("an uncertainty volume needs the ddpm method (the regression baseline draws no samples)")
+    inputs = [input_path, *(training_paths or [])]
+    check_output_paths(
+        {"output": output_path, "uncertainty (--uncertainty)": uncertainty_path}, inputs=inputs, force=force
+    )
+    shape = read_header(input_path)
+    if len(shape) == 4:
+        raise InputError(
+            f"'{Path(input_path).name}' is a 4D series of {shape[0]} volumes; super-resolution works on one 3D "
+            "volume: extract the frame to refine first (e.g. with Slicer's Sequences module)"
+        )
+    check_voxel_count(shape, what=f"'{Path(input_path).name}'")
+    check_superres_output_size(shape, config.factor)
+    for path in training_paths or []:
+        check_voxel_count(read_header(path), what=f"'{Path(path).name}'")
     report(progress, ProgressEvent("loading", 0.0, message=str(input_path)))
     volume = read_volume(input_path)
     training = [read_volume(path) for path in training_paths or []]
@@ -190,23 +221,13 @@ def superres_file(
     outputs: list[tuple[Volume, PathLike]] = [(result.volume, output_path)]
     if uncertainty_path is not None and result.uncertainty is not None:
         outputs.append((result.uncertainty, uncertainty_path))
-    written: list[Path] = []
-    try:
-        for index, (output, path) in enumerate(outputs):
-            report(progress, ProgressEvent("writing", index / len(outputs), message=str(path)))
-            written.append(write_volume(output, path))
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    written = write_outputs(outputs, progress)
     summary = dict(result.summary, output=str(written[0]))
-    report(progress, ProgressEvent("writing", 1.0, message="done"))
     report(progress, ProgressEvent("done", 1.0, message="finished", summary=summary))
     return summary
 
 
-def _check_sizes(volume: Volume, config: SuperResConfig, along: int, axis: str) -> None:
-    shape = volume.array.shape
+def _check_sizes(shape: Sequence[int], config: SuperResConfig, along: int, axis: str) -> None:
     if shape[along] < MIN_COARSE_VOXELS:
         raise InputError(
             f"the volume has {shape[along]} voxels along {axis}; super-resolution along it needs at least "
@@ -221,12 +242,7 @@ def _check_sizes(volume: Volume, config: SuperResConfig, along: int, axis: str) 
                 f"the volume is too small: {shape[other]} voxels along {_axis_name(other)}, where "
                 f"{config.mode} super-resolution x{config.factor} needs at least {across_needed}"
             )
-    output_voxels = volume.array.size * config.factor
-    if output_voxels > DEFAULT_MAX_VOXELS:
-        raise InputError(
-            f"the result would have {output_voxels:,} voxels, more than the limit of {DEFAULT_MAX_VOXELS:,}; "
-            "crop the volume to the region of interest first"
-        )
+    check_superres_output_size(shape, config.factor)
 
 
 def _training_arrays(
@@ -252,7 +268,7 @@ def _training_arrays(
         )
     arrays = []
     for number, training in enumerate(training_volumes, start=1):
-        check = check_volume_object(training)
+        check = check_volume_object(training, label_map_advice=SUPERRES_LABEL_MAP_ADVICE)
         if check.is_constant:
             raise InputError(f"training volume {number} is constant; it holds no detail to learn from")
         needed = MIN_COARSE_VOXELS * config.factor

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from DeepDenoiseLib.background import BackgroundRun, PathLike, make_work_folder, worker_environment
-from DeepDenoiseLib.config import SamplingConfig, SuperResConfig, SuperResTrainingConfig
+from DeepDenoiseLib.config import SamplingConfig, SuperResConfig, SuperResTrainingConfig, check_field_types
 from DeepDenoiseLib.mrml_bridge import (
     DEVICE_NAMES,
     JobResult,
@@ -94,6 +94,7 @@ class SuperResSettings:
     seed: int = SuperResTrainingConfig.seed
 
     def __post_init__(self) -> None:
+        check_field_types(self, display=_camel_case)  # "false" for a boolean would read as True
         for name, allowed in (
             ("mode", MODE_NAMES),
             ("method", SUPERRES_METHOD_NAMES),
@@ -229,6 +230,7 @@ class NodeSuperResJob(WorkerJob):
             raise InputError("the self-supervised mode learns from the input alone; leave out the training volumes")
         for node in self.training_nodes:
             check_scalar_volume(node, "training volume")
+        self._check_content()
         self.axis = resolve_axis(self.input_node, self.config.axis)
         self._fine_grid = fine_grid_ijk_to_ras(ijk_to_ras(self.input_node), self.config.factor, self.axis)
         dimensions = list(self.input_node.GetImageData().GetDimensions())
@@ -256,6 +258,20 @@ class NodeSuperResJob(WorkerJob):
         except BaseException:
             self._remove_folder()
             raise
+
+    def _check_content(self) -> None:
+        """The worker's refusals of the voxels, before it starts: the input's and the result's size,
+        NaN or infinite values, label maps (which super-resolution would blur)."""
+        import slicer
+
+        from DeepDenoiseLib.validation import SUPERRES_LABEL_MAP_ADVICE, check_superres_output_size, check_volume
+
+        for node in [self.input_node, *self.training_nodes]:
+            try:
+                check_volume(slicer.util.arrayFromVolume(node), label_map_advice=SUPERRES_LABEL_MAP_ADVICE)
+            except InputError as error:
+                raise InputError(f"'{node.GetName()}': {error}") from error
+        check_superres_output_size(slicer.util.arrayFromVolume(self.input_node).shape, self.config.factor)
 
     def _read_results(self, run: BackgroundRun) -> dict[str, np.ndarray]:
         """The worker's results on the fine grid, by name; WorkerError if any is unusable."""

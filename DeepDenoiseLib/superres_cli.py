@@ -62,12 +62,15 @@ def add_superres_parser(commands: Any) -> argparse.ArgumentParser:
     group.add_argument("--device", choices=DEVICES, help="where to run (default auto: GPU if there is one)")
     group.add_argument("--threads", type=int, help="CPU threads for torch")
     group.add_argument("--seed", type=int, help="random seed (training and sampling)")
+    parser.add_argument("--force", action="store_true", help="let an output replace an input file")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
     return parser
 
 
 def superres_config_from_args(args: argparse.Namespace) -> SuperResConfig:
     """The configuration: the --config file (or the defaults), then each flag given."""
+    from DeepDenoiseLib.cli import budget_seconds
+
     base = SuperResConfig.load(args.config).to_dict() if args.config is not None else SuperResConfig().to_dict()
     overrides: dict[str, Any] = {}
 
@@ -95,7 +98,7 @@ def superres_config_from_args(args: argparse.Namespace) -> SuperResConfig:
     put("diffusion", "prediction", args.prediction)
     put("diffusion", "variance_scale", args.variance_scale)
     put("diffusion", "prior_share", args.prior_share)
-    put("training", "budget_seconds", None if args.budget_minutes is None else args.budget_minutes * 60.0)
+    put("training", "budget_seconds", budget_seconds(args.budget_minutes))
     put("training", "max_steps", args.max_steps)
     put("training", "device", args.device)
     put("training", "threads", args.threads)
@@ -107,5 +110,5 @@ def run_superres(args: argparse.Namespace, progress: Optional[ProgressCallback])
     from DeepDenoiseLib.superres import superres_file
 
     return superres_file(
-        args.input, args.output, superres_config_from_args(args), args.train_on, args.uncertainty, progress=progress
+        args.input, args.output, superres_config_from_args(args), args.train_on, args.uncertainty, progress=progress, force=args.force
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
+from DeepDenoiseLib.progress import warning_sentences
 from DeepDenoiseLib.superres_bridge import AXIS_NAMES, MODE_NAMES, SUPERRES_METHOD_NAMES, SuperResSettings, resolve_axis
 from DeepDenoiseLib.superres_grid import AXIS_IJK, MIN_COARSE_VOXELS
 from DeepDenoiseLib.validation import InputError
@@ -178,4 +179,5 @@ def superres_summary_text(summary: Mapping[str, Any]) -> str:
         parts.append(f"New spacing {' x '.join(f'{value:.3g}' for value in spacing)} mm.")
     if summary.get("training_steps"):
         parts.append(f"{summary['training_steps']} training steps.")
+    parts += warning_sentences(summary)
     return " ".join(parts) or "Done."

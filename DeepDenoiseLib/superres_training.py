@@ -94,7 +94,7 @@ def fit_patch_shape(
         raise InputError(
             f"the training data ({shape} voxels with the upsampled axis first) is too small for the "
             f"network: it needs at least {multiple[0]} voxels along the upsampled axis and {multiple[1]} "
-            "across it; use a larger volume or a shallower model"
+            f"across it; use a larger volume{' or a shallower model (model.depth)' if multiple[1] > 2 else ''}"
         )
     return along, across, across
 

@@ -119,7 +119,7 @@ def test_volume_too_small_for_the_network_gives_a_clear_error(method: str, shape
     volume = Volume(np.random.default_rng(0).random(shape).astype(np.float32))
     with pytest.raises(ValueError, match="too small for this network") as error:
         denoise_volume(volume, tiny_config(method, model={"depth": 2}))
-    assert "smaller depth" in str(error.value)
+    assert "set model.depth to 1 (the deepest that fits" in str(error.value)
 
 
 # --- files -----------------------------------------------------------------------------------------
@@ -174,10 +174,15 @@ def test_cancelled_run_leaves_no_file_behind(input_file: Path, cancel_at: str) -
     assert "writing" not in stages and "done" not in stages
 
 
-def test_a_failed_write_removes_the_outputs_already_written(input_file: Path) -> None:
+def test_an_output_in_a_missing_folder_is_refused_before_anything_is_read(input_file: Path) -> None:
+    # (A write that fails late restores every output path: Testing/test_bad_inputs.py.)
     folder = input_file.parent
-    with pytest.raises(FileNotFoundError):
-        denoise_file(input_file, folder / "out.nii.gz", tiny_config("n2v"), residual_path=folder / "missing" / "res.nii.gz")
+    events: list = []
+    with pytest.raises(InputError, match="missing', does not exist"):
+        denoise_file(
+            input_file, folder / "out.nii.gz", tiny_config("n2v"), residual_path=folder / "missing" / "res.nii.gz", progress=events.append
+        )
+    assert events == []  # not even loading began
     assert folder_contents(folder) == ["noisy.nii.gz"]
 
 
