@@ -6,9 +6,8 @@ import unittest
 from typing import Annotated
 
 import qt
-import vtk
-
 import slicer
+import vtk
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -42,6 +41,7 @@ SLICER_VERSION_PROBLEM = slicer_support.slicer_version_problem(slicer.app.majorV
 _, Choice, WithinRange, parameterNodeWrapper = slicer_support.slicer_module_api(SLICER_VERSION_PROBLEM)
 
 from DeepDenoiseLib.config import DenoiseConfig, SuperResConfig  # noqa: E402
+from DeepDenoiseLib.model_folder import default_model_folder, list_models  # noqa: E402
 from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
     ARCHITECTURE_NAMES,
     DEVICE_NAMES,
@@ -51,7 +51,6 @@ from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
     MODALITY_NOISE_MODELS,
     PanelSettings,
 )
-from DeepDenoiseLib.model_folder import default_model_folder, list_models  # noqa: E402
 from DeepDenoiseLib.panel_jobs import (  # noqa: E402
     MODEL_SOURCES,
     TRAIN_ON_INPUT,
@@ -287,9 +286,7 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name, widgetName in UNBOUND_SETTING_WIDGETS.items():
             self._settingWidgets[name] = getattr(self.ui, widgetName)
         # A widget's label in the .ui is named after it: "<widget>Label".
-        self._settingLabels = {
-            name: getattr(self.ui, f"{widget.objectName}Label", None) for name, widget in self._settingWidgets.items()
-        }
+        self._settingLabels = {name: getattr(self.ui, f"{widget.objectName}Label", None) for name, widget in self._settingWidgets.items()}
 
         self.logic = DeepDenoiseLogic()
 
@@ -472,7 +469,9 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not start denoising."), waitCursor=True):
             if not self.logic.ensureDependencies():
-                self._showIdle(_("Denoising needs PyTorch and a few Python packages, and some are not installed: press Apply to install them."))
+                self._showIdle(
+                    _("Denoising needs PyTorch and a few Python packages, and some are not installed: press Apply to install them.")
+                )
                 return
             run = plan_run(self._parameterNode, self.logic.savedModels(), self.logic.modelFolder())
             if run.replaces_model is not None and not slicer.util.confirmOkCancelDisplay(
@@ -499,7 +498,11 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not start super-resolution."), waitCursor=True):
             if not self.logic.ensureDependencies():
-                self._showIdle(_("Super-resolution needs PyTorch and a few Python packages, and some are not installed: press Super-resolve to install them."))
+                self._showIdle(
+                    _(
+                        "Super-resolution needs PyTorch and a few Python packages, and some are not installed: press Super-resolve to install them."
+                    )
+                )
                 return
             run = plan_superres_run(self._parameterNode)
             self.logic.superResolve(
@@ -623,9 +626,7 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
         elif isinstance(parameters, dict):
             settings = PanelSettings.from_parameters(parameters)
         else:
-            settings = PanelSettings.from_parameters(
-                {name: getattr(parameters, name) for name in PanelSettings.parameter_names()}
-            )
+            settings = PanelSettings.from_parameters({name: getattr(parameters, name) for name in PanelSettings.parameter_names()})
         return settings.to_config()
 
     @staticmethod
@@ -764,7 +765,9 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
             temp_parent=slicer.app.temporaryPath,
         )
         job.start()
-        logging.info(f"DeepDenoise: super-resolution x{config.factor} ({config.method}, {config.mode}) on '{inputVolume.GetName()}' started")
+        logging.info(
+            f"DeepDenoise: super-resolution x{config.factor} ({config.method}, {config.mode}) on '{inputVolume.GetName()}' started"
+        )
         return self._follow(job, waitForCompletion, progressCallback, completedCallback, showResult)
 
     def _follow(self, job, waitForCompletion, progressCallback, completedCallback, showResult):
@@ -828,9 +831,7 @@ class DeepDenoiseLogic(ScriptedLoadableModuleLogic):
     def showResult(inputVolume, outputVolume) -> None:
         """Input in the background, result in the foreground at half opacity: the slice views' fade
         slider then compares the two (for sequences, their current frames)."""
-        slicer.util.setSliceViewerLayers(
-            background=shown_node(inputVolume), foreground=shown_node(outputVolume), foregroundOpacity=0.5
-        )
+        slicer.util.setSliceViewerLayers(background=shown_node(inputVolume), foreground=shown_node(outputVolume), foregroundOpacity=0.5)
 
     @staticmethod
     def savedModels(folder=None):
@@ -1053,4 +1054,3 @@ class DeepDenoiseTest(ScriptedLoadableModuleTest):
         # The same network on the same voxels with the same test-time augmentation: the same result.
         np.testing.assert_allclose(slicer.util.arrayFromVolume(applied), slicer.util.arrayFromVolume(trained), rtol=1e-4, atol=1e-4)
         self.delayDisplay("Test passed")
-

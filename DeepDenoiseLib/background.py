@@ -24,8 +24,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Callable, Mapping, Optional, Sequence, Union
+from typing import IO, Callable, Optional, Union
 
 from DeepDenoiseLib.progress import ProgressEvent
 
@@ -143,9 +144,7 @@ def _output_options(residual_path: Optional[PathLike], uncertainty_path: Optiona
     return options
 
 
-def worker_environment(
-    library_parent: Optional[PathLike] = None, base: Optional[Mapping[str, str]] = None
-) -> dict[str, str]:
+def worker_environment(library_parent: Optional[PathLike] = None, base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """The environment for a worker: ``base`` (default: this process's) with unbuffered UTF-8 output
     and ``library_parent`` (the folder holding ``DeepDenoiseLib``) first on ``PYTHONPATH``.
 
@@ -271,9 +270,7 @@ class BackgroundRun:
                 self._settle()
         return new_events
 
-    def wait(
-        self, timeout: Optional[float] = None, on_event: Optional[Callable[[ProgressEvent], None]] = None
-    ) -> str:
+    def wait(self, timeout: Optional[float] = None, on_event: Optional[Callable[[ProgressEvent], None]] = None) -> str:
         """Block until the run ends (or ``timeout`` seconds pass), handing each event to ``on_event``;
         returns :attr:`state` (still ``running`` after a timeout)."""
         deadline = None if timeout is None else time.monotonic() + timeout

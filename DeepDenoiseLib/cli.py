@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from DeepDenoiseLib import interrupts
 from DeepDenoiseLib.config import (
@@ -69,7 +70,8 @@ def _add_pair_options(parser: argparse.ArgumentParser, method: str) -> None:
     group.add_argument("--loss", choices=LOSSES, help="reconstruction loss: l2 (default, the mean) or l1 (the median)")
     if method == "supervised":
         group.add_argument(
-            "--adversarial-weight", type=float,
+            "--adversarial-weight",
+            type=float,
             help="add a patch discriminator's loss at this fraction of the reconstruction loss's gradient (e.g. 0.1; default 0: off)",
         )
     _add_training_options(group)
@@ -92,7 +94,9 @@ def _add_training_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--patch-size", type=int, help="training patch edge in voxels")
     group.add_argument("--batch-size", type=int, help="training patches per step")
     group.add_argument("--learning-rate", type=float, help="initial learning rate")
-    group.add_argument("--noise-model", choices=NOISE_MODELS, help="rician (MRI, default), gaussian (CT), poisson (PET), speckle (ultrasound)")
+    group.add_argument(
+        "--noise-model", choices=NOISE_MODELS, help="rician (MRI, default), gaussian (CT), poisson (PET), speckle (ultrasound)"
+    )
     group.add_argument("--noise-sigma", type=float, help="noise sigma (poisson: read noise; speckle: relative spread); default: estimated")
     group.add_argument("--noise-gain", type=float, help="poisson only: intensity per photon; default: estimated")
     group.add_argument("--tta", action="store_true", default=None, help="average 8 in-plane flips/rotations at prediction")
@@ -219,9 +223,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     frames = f", {summary['frames']} frames" if "frames" in summary else ""
     lines = [f"done in {summary.get('seconds', 0):.1f} s ({work}; prediction {summary.get('prediction_seconds', 0):.1f} s{frames})"]
     if "noise_sigma_before" in summary:
-        lines.append(
-            f"estimated noise sigma: {summary['noise_sigma_before']:.4g} before, {summary['noise_sigma_after']:.4g} after"
-        )
+        lines.append(f"estimated noise sigma: {summary['noise_sigma_before']:.4g} before, {summary['noise_sigma_after']:.4g} after")
     for warning in summary.get("warnings", []):
         lines.append(f"warning: {warning}")
     if "output" in summary:

@@ -239,8 +239,7 @@ class DenoiseConfig:
             )
         if not paired and self.model.architecture != "unet":
             raise ValueError(
-                f"model.architecture '{self.model.architecture}' needs targets to learn from: use it with "
-                "method noise2noise or supervised"
+                f"model.architecture '{self.model.architecture}' needs targets to learn from: use it with method noise2noise or supervised"
             )
         if not paired and self.training.loss != "l2":
             raise ValueError(
@@ -254,7 +253,7 @@ class DenoiseConfig:
             )
 
     @classmethod
-    def for_method(cls, method: str, **overrides: Any) -> "DenoiseConfig":
+    def for_method(cls, method: str, **overrides: Any) -> DenoiseConfig:
         """The defaults for ``method``: N2V2 adds blur-pool, drops the top skip and uses median
         replacement; structN2V masks a line along ``x`` unless told otherwise; the paired methods
         (``noise2noise``, ``supervised``) take the plain defaults."""
@@ -279,15 +278,15 @@ class DenoiseConfig:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DenoiseConfig":
+    def from_dict(cls, data: dict[str, Any]) -> DenoiseConfig:
         return _build(cls, data, "")
 
     @classmethod
-    def from_json(cls, text: str) -> "DenoiseConfig":
+    def from_json(cls, text: str) -> DenoiseConfig:
         return cls.from_dict(_parse_json(text))
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "DenoiseConfig":
+    def load(cls, path: Union[str, Path]) -> DenoiseConfig:
         return _load_file(cls, path)
 
 
@@ -563,18 +562,18 @@ class SuperResConfig:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SuperResConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SuperResConfig:
         if not isinstance(data, dict):
             raise ValueError(f"config must be a mapping, got {type(data).__name__}")
         nested = {name: _build(section, data[name], f"{name}.") for name, section in _SUPERRES_NESTED.items() if name in data}
         return _build(cls, {**data, **nested}, "")
 
     @classmethod
-    def from_json(cls, text: str) -> "SuperResConfig":
+    def from_json(cls, text: str) -> SuperResConfig:
         return cls.from_dict(_parse_json(text))
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "SuperResConfig":
+    def load(cls, path: Union[str, Path]) -> SuperResConfig:
         return _load_file(cls, path)
 
 

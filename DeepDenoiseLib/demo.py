@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
-
 from DeepDenoiseLib.config import DenoiseConfig
 from DeepDenoiseLib.figure import save_comparison_figure
 from DeepDenoiseLib.metrics import psnr, ssim
@@ -40,7 +38,9 @@ def run_demo(
         for name, image in (("noisy", noisy), ("denoised", denoised))
     }
     figure = save_comparison_figure(
-        noisy, denoised, output_dir / "comparison.png",
+        noisy,
+        denoised,
+        output_dir / "comparison.png",
         title=f"DeepDenoise {summary['method']} ({summary['dimensions']}): "
         f"{scores['noisy'][0]:.2f} -> {scores['denoised'][0]:.2f} dB PSNR in the brain",
     )
@@ -50,7 +50,10 @@ def run_demo(
         print(f"{name:10} {psnr_db:8.2f} {ssim_value:7.3f}")
     print(f"figure: {figure}")
     summary.update(
-        psnr_noisy=scores["noisy"][0], ssim_noisy=scores["noisy"][1],
-        psnr_denoised=scores["denoised"][0], ssim_denoised=scores["denoised"][1], figure=str(figure),
+        psnr_noisy=scores["noisy"][0],
+        ssim_noisy=scores["noisy"][1],
+        psnr_denoised=scores["denoised"][0],
+        ssim_denoised=scores["denoised"][1],
+        figure=str(figure),
     )
     return summary

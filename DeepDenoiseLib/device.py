@@ -16,10 +16,10 @@ def select_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if requested == "cuda" and not cuda:
-        warnings.warn("CUDA was requested but no CUDA GPU is available; running on the CPU", RuntimeWarning)
+        warnings.warn("CUDA was requested but no CUDA GPU is available; running on the CPU", RuntimeWarning, stacklevel=2)
         return torch.device("cpu")
     if requested == "mps" and not mps:
-        warnings.warn("MPS was requested but Apple's MPS backend is not available; running on the CPU", RuntimeWarning)
+        warnings.warn("MPS was requested but Apple's MPS backend is not available; running on the CPU", RuntimeWarning, stacklevel=2)
         return torch.device("cpu")
     if requested not in ("cuda", "mps", "cpu"):
         raise ValueError(f"device must be auto, cuda, mps or cpu; got {requested!r}")

@@ -58,9 +58,7 @@ def training_target(
     return alpha_bar.sqrt() * noise - (1.0 - alpha_bar).sqrt() * x0
 
 
-def split_prediction(
-    x_t: torch.Tensor, output: torch.Tensor, alpha_bar: float, prediction: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+def split_prediction(x_t: torch.Tensor, output: torch.Tensor, alpha_bar: float, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The clean estimate ``x0`` and noise ``eps`` implied by the network's ``output`` at ``x_t``."""
     _check_prediction(prediction)
     signal, noise_level = float(np.sqrt(alpha_bar)), float(np.sqrt(1.0 - alpha_bar))
@@ -128,9 +126,9 @@ def sample(
     on_step: Optional[Callable[[int, int], None]] = None,
 ) -> torch.Tensor:
     """Draws samples of ``shape`` by walking ``steps`` reverse steps from pure noise (of variance
-``schedule.variance_scale``).
+    ``schedule.variance_scale``).
 
-    ``on_step(done, total)`` is called after each step; ``cancel`` is checked before each.
+        ``on_step(done, total)`` is called after each step; ``cancel`` is checked before each.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")

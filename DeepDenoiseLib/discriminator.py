@@ -87,9 +87,7 @@ class AdversarialLoss:
         """One LSGAN step: clean patches towards 1, denoised ones towards 0; returns the loss."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
-        loss = 0.5 * (
-            torch.mean((self.discriminator(real) - 1.0) ** 2) + torch.mean(self.discriminator(fake.detach()) ** 2)
-        )
+        loss = 0.5 * (torch.mean((self.discriminator(real) - 1.0) ** 2) + torch.mean(self.discriminator(fake.detach()) ** 2))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -8,9 +8,7 @@ from typing import Union
 import numpy as np
 
 
-def save_comparison_figure(
-    noisy: np.ndarray, denoised: np.ndarray, path: Union[str, Path], title: str = ""
-) -> Path:
+def save_comparison_figure(noisy: np.ndarray, denoised: np.ndarray, path: Union[str, Path], title: str = "") -> Path:
     """Writes the figure for two ``[k, j, i]`` volumes on one grid; the residual is noisy minus
     denoised, shown on a symmetric scale so structure that was wrongly removed stands out."""
     import matplotlib

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -80,17 +79,13 @@ def mask_batch(
     spatial_shape = tuple(batch.shape[2:])
     ndim = len(spatial_shape)
     image = batch[:, target_channel]
-    batch_index, spatial_index = stratified_coordinates(
-        batch.shape[0], spatial_shape, config.masked_fraction, generator
-    )
+    batch_index, spatial_index = stratified_coordinates(batch.shape[0], spatial_shape, config.masked_fraction, generator)
     batch_index = batch_index.to(batch.device)
     spatial_index = tuple(i.to(batch.device) for i in spatial_index)
     targets = image[(batch_index, *spatial_index)].clone()
     offsets = neighbour_offsets(ndim, config.neighbourhood_radius).to(batch.device)
     if config.replacement == "median":
-        values = torch.stack(
-            [image[(batch_index, *_shifted(spatial_index, offset, spatial_shape))] for offset in offsets], dim=1
-        )
+        values = torch.stack([image[(batch_index, *_shifted(spatial_index, offset, spatial_shape))] for offset in offsets], dim=1)
         replacement = values.median(dim=1).values
     else:
         choice = torch.randint(0, offsets.shape[0], (batch_index.shape[0],), generator=generator)
@@ -121,9 +116,7 @@ def _hide_struct_line(
     device = inputs.device
     for step in range(1, config.struct_half_length + 1):
         for sign in (-1, 1):
-            random_source = tuple(
-                torch.randint(0, size, (count,), generator=generator).to(device) for size in spatial_shape
-            )
+            random_source = tuple(torch.randint(0, size, (count,), generator=generator).to(device) for size in spatial_shape)
             values = inputs[(batch_index, torch.full_like(batch_index, target_channel), *random_source)]
             if ndim == 2 and axis_name == "z":
                 # context_stack orders the channels z, z-1, z+1, z-2, z+2, ...

@@ -75,11 +75,13 @@ def ssim_map(
         )
 
     if gaussian_weights:
+
         def smooth(a: np.ndarray) -> np.ndarray:
             return ndimage.gaussian_filter(a, _GAUSSIAN_SIGMA, mode="reflect", truncate=_GAUSSIAN_TRUNCATE)
 
         cov_norm = 1.0
     else:
+
         def smooth(a: np.ndarray) -> np.ndarray:
             return ndimage.uniform_filter(a, size=win_size, mode="reflect")
 

@@ -26,9 +26,10 @@ import dataclasses
 import datetime
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
@@ -178,14 +179,12 @@ class SavedModel:
     def name(self) -> str:
         return model_name(self.path)
 
-    def with_prediction(self, **settings: Any) -> "SavedModel":
+    def with_prediction(self, **settings: Any) -> SavedModel:
         """A copy whose prediction settings (``tta``, ``tile_size``...) are overridden."""
         config = DenoiseConfig.from_dict(deep_merge(self.config.to_dict(), {"prediction": settings}))
         return dataclasses.replace(self, config=config)
 
-    def apply(
-        self, volume: Volume, progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None
-    ) -> "DenoiseResult":
+    def apply(self, volume: Volume, progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> DenoiseResult:
         """Denoises the 3D ``volume`` and returns a :class:`~DeepDenoiseLib.pipeline.DenoiseResult` on its
         grid; normalisation and noise sigma are fitted on ``volume`` itself (see apply_trained_model)."""
         from DeepDenoiseLib.pipeline import apply_trained_model
@@ -195,7 +194,7 @@ class SavedModel:
 
     def apply_series(
         self, volume: Volume, progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None
-    ) -> "DenoiseResult":
+    ) -> DenoiseResult:
         """Denoises every frame of the 4D series ``volume`` ``[t, k, j, i]`` with this one model."""
         from DeepDenoiseLib.pipeline import apply_trained_model
 
@@ -320,8 +319,6 @@ def _check_network(
         for name in wrong[:3]:
             parts.append(f"{name} has shape {found[name]} where the network needs {expected[name]}")
         raise InputError(f"'{path.name}': its weights do not fit the network its configuration builds: {'; '.join(parts)}")
-
-
 
 
 def _library_version() -> str:

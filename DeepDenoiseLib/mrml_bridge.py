@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -193,7 +194,7 @@ class PanelSettings:
         return [_camel_case(f.name) for f in fields(cls)]
 
     @classmethod
-    def from_parameters(cls, values: Mapping[str, Any]) -> "PanelSettings":
+    def from_parameters(cls, values: Mapping[str, Any]) -> PanelSettings:
         """Settings from parameter-node names (``budgetMinutes``...); missing ones keep their default."""
         by_name = {_camel_case(f.name): f.name for f in fields(cls)}
         unknown = sorted(set(values) - set(by_name))
@@ -314,9 +315,8 @@ def lps_geometry(node: Any) -> tuple[tuple[float, ...], tuple[float, ...], np.nd
 
 def update_node_from_volume(node: Any, volume: Volume) -> None:
     """Put ``volume``'s voxels and geometry (converted from LPS to RAS) into the scalar volume ``node``."""
-    import vtk
-
     import slicer
+    import vtk
 
     if volume.is_4d:
         raise InputError("a 4D volume cannot go into one volume node")
@@ -369,9 +369,7 @@ def array_on_grid(node: Any, target_ijk_to_ras: np.ndarray, atol_mm: float = 1e-
     mapping = np.linalg.solve(source, target_ijk_to_ras)
     linear = np.rint(mapping[:3, :3])
     shift = np.rint(mapping[:3, 3])
-    mismatch_mm = np.abs(source[:3, :3] @ (mapping[:3, :3] - linear)).max() + np.abs(
-        source[:3, :3] @ (mapping[:3, 3] - shift)
-    ).max()
+    mismatch_mm = np.abs(source[:3, :3] @ (mapping[:3, :3] - linear)).max() + np.abs(source[:3, :3] @ (mapping[:3, 3] - shift)).max()
     is_signed_permutation = (np.abs(linear).sum(axis=0) == 1).all() and (np.abs(linear).sum(axis=1) == 1).all()
     if mismatch_mm > atol_mm or not is_signed_permutation:
         raise ValueError("the result does not lie on the input's voxel grid")
@@ -498,9 +496,7 @@ class WorkerJob:
         assert self.folder is not None
         return self.folder / f"{name}{self.FILE_EXTENSION}"
 
-    def _store(
-        self, node: Optional[Any], array: np.ndarray, suffix: str, geometry: Any, display_like: Optional[Any] = None
-    ) -> Any:
+    def _store(self, node: Optional[Any], array: np.ndarray, suffix: str, geometry: Any, display_like: Optional[Any] = None) -> Any:
         """``array`` into ``node`` on the grid of the node ``geometry``, or into a new node named after
         the input and ``suffix``, under the input's transform, next to it in the Data module."""
         scene = self.input_node.GetScene()
@@ -654,9 +650,7 @@ class NodeDenoiseJob(WorkerJob):
                 "(another scan of the same anatomy on the same grid)"
             )
         if method == "supervised" and None in pair:
-            raise ValueError(
-                "method 'supervised' learns from pairs of volumes: give the training noisy volume and its clean partner"
-            )
+            raise ValueError("method 'supervised' learns from pairs of volumes: give the training noisy volume and its clean partner")
         if second is not None:
             check_scalar_volume(second, "second acquisition")
             if second is self.input_node:
@@ -729,9 +723,7 @@ class NodeDenoiseJob(WorkerJob):
 
     def _store_results(self, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> JobResult:
         grid = self._grid
-        result = JobResult(
-            self._store(self.output_node, arrays["output"], "denoised", grid, display_like=self.input_node), summary=summary
-        )
+        result = JobResult(self._store(self.output_node, arrays["output"], "denoised", grid, display_like=self.input_node), summary=summary)
         if "residual" in arrays:
             result.residual_node = self._store(self.residual_node, arrays["residual"], "residual", grid)
         if "uncertainty" in arrays:
@@ -782,7 +774,6 @@ class NodeDenoiseJob(WorkerJob):
         """The worker's result files by name: ``output``, then ``residual`` and ``uncertainty`` if asked for."""
         optional = (("residual", self.compute_residual), ("uncertainty", self.compute_uncertainty))
         return ["output"] + [name for name, wanted in optional if wanted]
-
 
 
 def _check_same_grid(node: Any, reference: Any) -> None:

@@ -50,13 +50,11 @@ class PercentileNormalizer:
         low_percentile: float,
         high_percentile: float,
         mask: Optional[np.ndarray] = None,
-    ) -> "PercentileNormalizer":
+    ) -> PercentileNormalizer:
         """Fit on ``array`` (only where ``mask`` is true, if given), in float64 so that large integer
         intensities are not rounded before the percentiles are taken."""
         if not 0.0 <= low_percentile < high_percentile <= 100.0:
-            raise ValueError(
-                f"percentiles must satisfy 0 <= low < high <= 100; got {low_percentile}, {high_percentile}"
-            )
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100; got {low_percentile}, {high_percentile}")
         array = np.asarray(array)
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
@@ -93,7 +91,7 @@ class PercentileNormalizer:
         return {"low": self.low, "high": self.high}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PercentileNormalizer":
+    def from_dict(cls, data: dict[str, Any]) -> PercentileNormalizer:
         missing = {"low", "high"} - set(data)
         if missing:
             raise ValueError(f"normalisation data lacks {', '.join(sorted(missing))}")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import Optional, Union
 
 from DeepDenoiseLib.validation import InputError
 
@@ -69,13 +70,9 @@ def check_output_paths(
 
 def _check_one(role: str, path: Path, extensions: Sequence[str]) -> Path:
     if path.is_dir():
-        raise InputError(
-            f"the {role} '{path}' is a folder; give a file name in it ending in {', '.join(extensions)}"
-        )
+        raise InputError(f"the {role} '{path}' is a folder; give a file name in it ending in {', '.join(extensions)}")
     if matching_extension(path, extensions) is None:
-        raise InputError(
-            f"cannot write the {role} '{path.name}': unsupported file type; use one of {', '.join(extensions)}"
-        )
+        raise InputError(f"cannot write the {role} '{path.name}': unsupported file type; use one of {', '.join(extensions)}")
     folder = path.parent
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist; create it first"
@@ -92,9 +89,7 @@ def _check_writable(role: str, folder: Path) -> None:
             pass
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise InputError(
-            f"cannot write the {role} in the folder '{folder}' ({reason}); choose a folder you can write to"
-        ) from error
+        raise InputError(f"cannot write the {role} in the folder '{folder}' ({reason}); choose a folder you can write to") from error
 
 
 def _same_file(first: Path, second: Path) -> bool:

@@ -13,7 +13,8 @@ training (training.py); the model returned is the same :class:`TrainedModel`, so
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 import torch

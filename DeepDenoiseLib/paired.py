@@ -27,8 +27,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -158,9 +159,7 @@ def _predict_frames(
     denoised, spread = [], []
     for index, frame in enumerate(frames):
         check_cancelled(cancel)
-        prediction = predict_volume(
-            model, normalizer.forward(frame), config.prediction, sub_progress(progress, index, len(frames)), cancel
-        )
+        prediction = predict_volume(model, normalizer.forward(frame), config.prediction, sub_progress(progress, index, len(frames)), cancel)
         denoised.append(normalizer.inverse(prediction.denoised))
         if prediction.spread is not None:
             spread.append((prediction.spread * np.float32(normalizer.scale)).astype(np.float32))
@@ -243,9 +242,7 @@ def noise2noise_volumes(
     warnings = _intensity_warnings(config, first, second)
     start = time.perf_counter()
     arrays = [np.asarray(v.array, dtype=np.float32) for v in (first, second)]
-    normalizer = PercentileNormalizer.fit(
-        np.stack(arrays), config.normalization.low_percentile, config.normalization.high_percentile
-    )
+    normalizer = PercentileNormalizer.fit(np.stack(arrays), config.normalization.low_percentile, config.normalization.high_percentile)
     normalized = [normalizer.forward(a) for a in arrays]
     model = train_pairs(normalized, normalized[::-1], config, _spacing_zyx(first), progress, cancel)
     check_cancelled(cancel)
@@ -256,8 +253,15 @@ def noise2noise_volumes(
     combined_spread = None if spread is None else np.sqrt(np.mean(spread.astype(np.float64) ** 2, axis=0)).astype(np.float32)
     extra = {"acquisitions": 2, "noise2noise_input": config.prediction.noise2noise_input, "warnings": warnings}
     return _result(
-        first.with_array(mean), mean, denoised.mean(axis=0), combined_spread, model, config,
-        _noise_sigma(arrays, config), (start, predict_start), extra,
+        first.with_array(mean),
+        mean,
+        denoised.mean(axis=0),
+        combined_spread,
+        model,
+        config,
+        _noise_sigma(arrays, config),
+        (start, predict_start),
+        extra,
     )
 
 
@@ -309,8 +313,7 @@ def train_supervised(
     _check_method(config, "supervised")
     if len(noisy) != len(clean) or not noisy:
         raise InputError(
-            f"supervised training needs one clean volume per noisy volume, at least one pair; got {len(noisy)} noisy "
-            f"and {len(clean)} clean"
+            f"supervised training needs one clean volume per noisy volume, at least one pair; got {len(noisy)} noisy and {len(clean)} clean"
         )
     inputs, targets = [], []
     for index, (source, target) in enumerate(zip(noisy, clean), start=1):
@@ -323,9 +326,7 @@ def train_supervised(
                 "the network would learn to return its input unchanged"
             )
         source_array = np.asarray(source.array, dtype=np.float32)
-        normalizer = PercentileNormalizer.fit(
-            source_array, config.normalization.low_percentile, config.normalization.high_percentile
-        )
+        normalizer = PercentileNormalizer.fit(source_array, config.normalization.low_percentile, config.normalization.high_percentile)
         inputs.append(normalizer.forward(source_array))
         targets.append(normalizer.forward(np.asarray(target.array, dtype=np.float32)))
     return train_pairs(inputs, targets, config, _spacing_zyx(noisy[0]), progress, cancel)
@@ -466,4 +467,3 @@ def denoise_file_with_model(
     result = denoise_with_model(_load(input_path, progress, allow_4d=True), model, config, progress, cancel)
     check_cancelled(cancel)
     return _write(result, output_path, residual_path, uncertainty_path, progress)
-

@@ -14,9 +14,10 @@ Like mrml_bridge.py, this module imports Slicer only inside functions.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 from DeepDenoiseLib.model_folder import ModelInfo, check_model_name, is_model_name
 from DeepDenoiseLib.model_record import MODEL_EXTENSION

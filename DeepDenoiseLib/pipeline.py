@@ -12,9 +12,10 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -25,9 +26,9 @@ from DeepDenoiseLib.inference import predict_volume
 from DeepDenoiseLib.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.noise_models import NoiseTransform, fit_noise_model
 from DeepDenoiseLib.normalization import PercentileNormalizer
+from DeepDenoiseLib.output_paths import check_output_paths
 from DeepDenoiseLib.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.training import TrainedModel, TrainingHistory, train_noise2void
-from DeepDenoiseLib.output_paths import check_output_paths
 from DeepDenoiseLib.validation import (
     InputError,
     VolumeCheck,
@@ -70,9 +71,7 @@ class DenoiseResult:
         from DeepDenoiseLib.model_file import save_model
 
         if self.model is None or self.config is None:
-            raise ValueError(
-                "this result has no trained model to save (nothing was trained: a constant volume, or a saved model applied)"
-            )
+            raise ValueError("this result has no trained model to save (nothing was trained: a constant volume, or a saved model applied)")
         return save_model(
             path,
             self.model,
@@ -160,9 +159,7 @@ class _Prepared:
 def _prepare(array: np.ndarray, config: DenoiseConfig) -> _Prepared:
     noise = fit_noise_model(array, config.noise)
     stabilised = noise.forward(array)
-    normalizer = PercentileNormalizer.fit(
-        stabilised, config.normalization.low_percentile, config.normalization.high_percentile
-    )
+    normalizer = PercentileNormalizer.fit(stabilised, config.normalization.low_percentile, config.normalization.high_percentile)
     return _Prepared(array, noise, normalizer, normalizer.forward(stabilised))
 
 
@@ -210,7 +207,12 @@ def _run(
     if trained is None:
         spacing_zyx = tuple(reversed(volume.spacing))
         model = train_noise2void(
-            prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma  # type: ignore[arg-type]
+            prepared.normalized,
+            config,
+            spacing_zyx,
+            progress,
+            cancel,
+            noise_sigma=normalized_sigma,  # type: ignore[arg-type]
         )
     else:
         # The fusion step weighs each voxel's own value by this volume's noise level, not the training volume's.
@@ -329,7 +331,12 @@ def denoise_file(
         from DeepDenoiseLib.model_file import model_writer
 
         model = model_writer(
-            save_model_path, result.model, config, result.normalizer, result.summary.get("noise_sigma_fused"), result.summary  # type: ignore[arg-type]
+            save_model_path,
+            result.model,
+            config,
+            result.normalizer,
+            result.summary.get("noise_sigma_fused"),
+            result.summary,  # type: ignore[arg-type]
         )
     return _write_outputs(result, output_path, residual_path, uncertainty_path, progress, cancel, model)
 

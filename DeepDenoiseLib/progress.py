@@ -19,8 +19,9 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 STAGES = ("loading", "training", "predicting", "writing", "done", "error")
 
@@ -63,7 +64,7 @@ class ProgressEvent:
         return json.dumps(data, allow_nan=False, default=_json_default)
 
     @classmethod
-    def from_json(cls, line: str) -> "ProgressEvent":
+    def from_json(cls, line: str) -> ProgressEvent:
         data = json.loads(line)
         if not isinstance(data, dict) or data.get("stage") not in STAGES:
             raise ValueError(f"not a progress event: {line!r}")

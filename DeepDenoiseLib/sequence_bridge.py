@@ -104,9 +104,7 @@ def volume_from_sequence(sequence: Any) -> Volume:
     return Volume(array, *lps_geometry(frames[0]), metadata=metadata)
 
 
-def add_sequence_from_array(
-    scene: Any, name: str, array: np.ndarray, like: Any, grid: Optional[Any] = None
-) -> Any:
+def add_sequence_from_array(scene: Any, name: str, array: np.ndarray, like: Any, grid: Optional[Any] = None) -> Any:
     """A new sequence node in ``scene`` holding the frames of ``array`` ``[t, k, j, i]``, with the
     index name, unit, type and values of the sequence ``like`` and, for every frame, the IJK-to-RAS
     of ``grid`` (a volume node; default: the first frame of ``like``)."""
@@ -226,17 +224,13 @@ class SequenceDenoiseJob(NodeDenoiseJob):
 
     def _check_pairing(self) -> None:
         if self.second_input_node is not None:
-            raise ValueError(
-                "Noise2Noise on a sequence pairs its neighbouring frames: give no second acquisition"
-            )
+            raise ValueError("Noise2Noise on a sequence pairs its neighbouring frames: give no second acquisition")
         super()._check_pairing()
 
     def _check_outputs(self) -> None:
         chosen = [node for node in (self.output_node, self.residual_node, self.uncertainty_node) if node is not None]
         if chosen:
-            raise InputError(
-                f"the results of a sequence go to new sequences; leave the output nodes unset (got '{chosen[0].GetName()}')"
-            )
+            raise InputError(f"the results of a sequence go to new sequences; leave the output nodes unset (got '{chosen[0].GetName()}')")
 
     def _remember_grid(self) -> None:
         import slicer

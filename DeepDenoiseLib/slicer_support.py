@@ -90,9 +90,7 @@ def sample_file_name(sample_file: str | Path, checksum: str) -> str:
     return f"{SAMPLE_NAME}-{digest[:12]}{suffixes}"
 
 
-def sample_source_arguments(
-    accepted: Collection[str], sample_file: str | Path, checksum: str, thumbnail_file: str | Path
-) -> dict:
+def sample_source_arguments(accepted: Collection[str], sample_file: str | Path, checksum: str, thumbnail_file: str | Path) -> dict:
     """Keyword arguments for ``SampleData.SampleDataLogic.registerCustomSampleDataSource`` in a Slicer
     whose method takes the parameter names ``accepted``: the file type goes to ``loadFileTypes``
     (Slicer 5.8 and newer) or ``loadFileType`` (5.6), the checksum is ``SHA256:<hex>``."""

@@ -28,9 +28,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -139,9 +140,7 @@ def superres_volume(
         current = upsample_spline(current, factor, along)
         stage_spread = None
         for model in models:
-            current, stage_spread = apply_stage(
-                model, current, along, config.sampling, progress, cancel, label, seed_offset=index
-            )
+            current, stage_spread = apply_stage(model, current, along, config.sampling, progress, cancel, label, seed_offset=index)
         if stage_spread is not None:
             if spread is not None:
                 carried = np.maximum(upsample_spline(spread, factor, along), 0.0)
@@ -199,9 +198,7 @@ def superres_file(
     if uncertainty_path is not None and config.method != "ddpm":
         raise ValueError("an uncertainty volume needs the ddpm method (the regression baseline draws no samples)")
     inputs = [input_path, *(training_paths or [])]
-    check_output_paths(
-        {"output": output_path, "uncertainty (--uncertainty)": uncertainty_path}, inputs=inputs, force=force
-    )
+    check_output_paths({"output": output_path, "uncertainty (--uncertainty)": uncertainty_path}, inputs=inputs, force=force)
     shape = read_header(input_path)
     if len(shape) == 4:
         raise InputError(
@@ -229,10 +226,7 @@ def superres_file(
 
 def _check_sizes(shape: Sequence[int], config: SuperResConfig, along: int, axis: str) -> None:
     if shape[along] < MIN_COARSE_VOXELS:
-        raise InputError(
-            f"the volume has {shape[along]} voxels along {axis}; super-resolution along it needs at least "
-            f"{MIN_COARSE_VOXELS}"
-        )
+        raise InputError(f"the volume has {shape[along]} voxels along {axis}; super-resolution along it needs at least {MIN_COARSE_VOXELS}")
     across_needed = 2**config.model.depth
     if config.mode == "self-supervised":
         across_needed = max(across_needed, MIN_COARSE_VOXELS * config.factor)
@@ -263,8 +257,7 @@ def _training_arrays(
         return []
     if not training_volumes:
         raise InputError(
-            "supervised super-resolution needs high-resolution training volumes (--train-on); "
-            "without any, use the self-supervised mode"
+            "supervised super-resolution needs high-resolution training volumes (--train-on); without any, use the self-supervised mode"
         )
     arrays = []
     for number, training in enumerate(training_volumes, start=1):
@@ -342,10 +335,7 @@ def _train_models(
         if models:
             report(progress, ProgressEvent("training", 0.0, message=f"{label}applying the prior to the training pairs"))
             prior = models[-1]
-            pairs = [
-                TrainingPair(apply_stage(prior, pair.condition, 0, config.sampling, None, cancel)[0], pair.target)
-                for pair in pairs
-            ]
+            pairs = [TrainingPair(apply_stage(prior, pair.condition, 0, config.sampling, None, cancel)[0], pair.target) for pair in pairs]
         steps = max(1, int(round(config.training.max_steps * part_share)))
         part_config = replace(config, method=method, training=replace(config.training, max_steps=steps))
         part_budget = budget_seconds * part_share if budget_seconds else None

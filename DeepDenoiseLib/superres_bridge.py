@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -128,7 +129,7 @@ class SuperResSettings:
         return [_camel_case(f.name) for f in fields(cls)]
 
     @classmethod
-    def from_parameters(cls, values: Mapping[str, Any]) -> "SuperResSettings":
+    def from_parameters(cls, values: Mapping[str, Any]) -> SuperResSettings:
         """Settings from parameter-node names (``budgetMinutes``...); missing ones keep their default."""
         by_name = {_camel_case(f.name): f.name for f in fields(cls)}
         unknown = sorted(set(values) - set(by_name))

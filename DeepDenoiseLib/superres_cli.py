@@ -43,9 +43,7 @@ def add_superres_parser(commands: Any) -> argparse.ArgumentParser:
     group = parser.add_argument_group("settings (each overrides the --config file)")
     group.add_argument("--config", type=Path, help="a JSON super-resolution configuration (see SuperResConfig)")
     group.add_argument("--factor", type=int, help=f"how many times finer (default {SuperResConfig.factor})")
-    group.add_argument(
-        "--axis", choices=SUPERRES_AXES, help="voxel axis to refine: x (i), y (j), z (k), or auto (the coarsest; default z)"
-    )
+    group.add_argument("--axis", choices=SUPERRES_AXES, help="voxel axis to refine: x (i), y (j), z (k), or auto (the coarsest; default z)")
     group.add_argument("--method", choices=SUPERRES_METHODS, help="ddpm (default) or regression (the L1 prior alone)")
     group.add_argument("--cascade", action="store_true", default=None, help="x2 stages, each its own model (x4 = x2, x2)")
     group.add_argument("--downsampling", choices=DOWNSAMPLINGS, help="how training pairs are degraded: spline or area")

@@ -68,7 +68,7 @@ def downsample(array: np.ndarray, factor: int, axis: int, method: str = "spline"
         raise ValueError(f"{length} voxels along axis {axis} are not a multiple of the factor {factor}")
     array = np.asarray(array, dtype=np.float32)
     if method == "area":
-        shape = array.shape[:axis] + (length // factor, factor) + array.shape[axis + 1:]
+        shape = array.shape[:axis] + (length // factor, factor) + array.shape[axis + 1 :]
         return array.reshape(shape).mean(axis=axis + 1, dtype=np.float64).astype(np.float32)
     if method != "spline":
         raise ValueError(f"downsampling must be spline or area; got {method!r}")
@@ -104,9 +104,7 @@ def on_fine_grid(volume: Volume, array: np.ndarray, factor: int, axis: str) -> V
     if tuple(array.shape) != tuple(expected):
         raise ValueError(f"array shape {array.shape} does not match the fine grid {tuple(expected)}")
     spacing, origin = resampled_geometry(volume, factor, axis)
-    return replace(
-        volume, array=array, spacing=spacing, origin=origin, direction=volume.direction.copy(), metadata=dict(volume.metadata)
-    )
+    return replace(volume, array=array, spacing=spacing, origin=origin, direction=volume.direction.copy(), metadata=dict(volume.metadata))
 
 
 def degrade_volume(volume: Volume, factor: int, axis: str, method: str = "spline") -> Volume:
@@ -119,9 +117,7 @@ def degrade_volume(volume: Volume, factor: int, axis: str, method: str = "spline
     coarse = downsample(cropped, factor, along, method)
     grid = replace(volume, array=cropped)
     spacing, origin = resampled_geometry(grid, 1.0 / factor, axis)
-    return replace(
-        volume, array=coarse, spacing=spacing, origin=origin, direction=volume.direction.copy(), metadata=dict(volume.metadata)
-    )
+    return replace(volume, array=coarse, spacing=spacing, origin=origin, direction=volume.direction.copy(), metadata=dict(volume.metadata))
 
 
 def field_of_view_corners(volume: Volume) -> np.ndarray:

@@ -108,7 +108,7 @@ def _sampling_fn(
             condition = torch.from_numpy(np.ascontiguousarray(patch)).to(model.device)
             condition = condition.expand(sampling.samples, 1, *patch.shape)
 
-            def denoise(noisy: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+            def denoise(noisy: torch.Tensor, steps: torch.Tensor, condition: torch.Tensor = condition) -> torch.Tensor:
                 return model.network(condition, noisy, steps)
 
             drawn = sample(
@@ -143,9 +143,7 @@ def _regression_fn(model: StageModel, tracker: _Tracker) -> Callable[[np.ndarray
     return predict
 
 
-def _pad_short_axes(
-    array: np.ndarray, tile: tuple[int, ...], multiple: tuple[int, ...]
-) -> tuple[np.ndarray, tuple[slice, ...]]:
+def _pad_short_axes(array: np.ndarray, tile: tuple[int, ...], multiple: tuple[int, ...]) -> tuple[np.ndarray, tuple[slice, ...]]:
     """``array`` mirrored at the end of each axis shorter than a patch up to a multiple of what the
     network needs, and the slices that cut the original back out."""
     padding = []

@@ -14,8 +14,9 @@ the helpers it calls.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from DeepDenoiseLib.progress import warning_sentences
 from DeepDenoiseLib.superres_bridge import AXIS_NAMES, MODE_NAMES, SUPERRES_METHOD_NAMES, SuperResSettings, resolve_axis
@@ -89,7 +90,9 @@ def superres_tooltip(state: Any) -> str:
         return "Select the volume to make finer"
     factor = int(state.superresFactor)
     source = "the high-resolution training volume" if state.superresMode == SUPERVISED else "its own in-plane detail"
-    return f"Make '{node.GetName()}' {factor} times finer along its thickest axis or the chosen one, learning from {source}, in the background"
+    return (
+        f"Make '{node.GetName()}' {factor} times finer along its thickest axis or the chosen one, learning from {source}, in the background"
+    )
 
 
 @dataclass

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -63,9 +64,7 @@ def make_pair(fine: np.ndarray, factor: int, coarseness: int, axis: int, method:
     target_coarseness = coarseness // factor
     target = fine if target_coarseness == 1 else downsample(fine, target_coarseness, axis, method)
     condition = upsample_spline(downsample(fine, coarseness, axis, method), factor, axis)
-    return TrainingPair(
-        np.ascontiguousarray(np.moveaxis(condition, axis, 0)), np.ascontiguousarray(np.moveaxis(target, axis, 0))
-    )
+    return TrainingPair(np.ascontiguousarray(np.moveaxis(condition, axis, 0)), np.ascontiguousarray(np.moveaxis(target, axis, 0)))
 
 
 def residual_scale(pairs: Sequence[TrainingPair]) -> float:
@@ -79,9 +78,7 @@ def residual_scale(pairs: Sequence[TrainingPair]) -> float:
     return max(math.sqrt(total / count), 1e-3) if count else 1.0
 
 
-def fit_patch_shape(
-    requested: tuple[int, int], pairs: Sequence[TrainingPair], multiple: tuple[int, int]
-) -> tuple[int, int, int]:
+def fit_patch_shape(requested: tuple[int, int], pairs: Sequence[TrainingPair], multiple: tuple[int, int]) -> tuple[int, int, int]:
     """The training patch (along, across, across) in fine voxels: the request, shrunk to the smallest
     pair and rounded down to ``multiple`` (along, across: blocks and the UNet's pooling)."""
     smallest = np.min([pair.condition.shape for pair in pairs], axis=0)

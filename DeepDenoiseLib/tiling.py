@@ -61,7 +61,7 @@ def _axis_weights(size: int, overlap: int, taper_low: bool, taper_high: bool) ->
         if taper_low:
             weights[:width] = np.minimum(weights[:width], ramp)
         if taper_high:
-            weights[size - width:] = np.minimum(weights[size - width:], ramp[::-1])
+            weights[size - width :] = np.minimum(weights[size - width :], ramp[::-1])
     return np.maximum(weights, WEIGHT_FLOOR)
 
 
@@ -135,7 +135,7 @@ def predict_tiled(
     for n, t, o, axis_starts in zip(array.shape, tile, overlaps, starts):
         total = np.zeros(n, dtype=np.float64)
         for i, s in enumerate(axis_starts):
-            total[s:s + t] += _axis_weights(t, o, i > 0, i < len(axis_starts) - 1)
+            total[s : s + t] += _axis_weights(t, o, i > 0, i < len(axis_starts) - 1)
         axis_sums.append(total)
 
     corners = list(itertools.product(*(range(len(s)) for s in starts)))
@@ -146,10 +146,8 @@ def predict_tiled(
     report(progress, ProgressEvent(stage=stage, fraction=0.0, message=f"tile 0/{count}"))
     for first in range(0, count, batch_size):
         check_cancelled(cancel)
-        chunk = corners[first:first + batch_size]
-        regions = [
-            tuple(slice(starts[a][i], starts[a][i] + tile[a]) for a, i in enumerate(index)) for index in chunk
-        ]
+        chunk = corners[first : first + batch_size]
+        regions = [tuple(slice(starts[a][i], starts[a][i] + tile[a]) for a, i in enumerate(index)) for index in chunk]
         batch = np.stack([array[region] for region in regions]).astype(np.float32, copy=False)
         prediction = np.asarray(predict_fn(batch))
         if accumulator is None:
@@ -208,9 +206,7 @@ class TileTransform:
         return np.flip(array, self.axes[0]) if self.flip else array
 
 
-def tta_transforms(
-    ndim: int, inplane_axes: tuple[int, int] = (-2, -1), square: bool = True
-) -> list[TileTransform]:
+def tta_transforms(ndim: int, inplane_axes: tuple[int, int] = (-2, -1), square: bool = True) -> list[TileTransform]:
     """The TTA transforms for ``ndim``-dimensional tiles acting in the plane of ``inplane_axes``.
 
     With ``square`` tiles these are the 8 elements of the dihedral group (4 quarter turns, each with
@@ -267,9 +263,7 @@ def predict_with_tta(
     return result, np.sqrt(squares / len(transforms)).astype(np.float32)
 
 
-def make_tta_fn(
-    predict_fn: PredictFn, inplane_axes: tuple[int, int] = (-2, -1), return_std: bool = False
-) -> PredictFn:
+def make_tta_fn(predict_fn: PredictFn, inplane_axes: tuple[int, int] = (-2, -1), return_std: bool = False) -> PredictFn:
     """A ``predict_fn`` doing TTA around ``predict_fn``, for :func:`predict_tiled`.
 
     With ``return_std`` it returns ``(B, 2, *tile)``: the mean then the standard deviation, which

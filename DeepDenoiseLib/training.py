@@ -119,7 +119,16 @@ def build_network(
         spatial = fit_patch(config.training.patch_size, volume_shape, multiple, 2, model.depth, shown_shape)
         geometry = PatchGeometry(spatial=spatial, context_slices=model.context_slices)
         network = UNet(
-            2, geometry.channels, 1, model.depth, model.base_channels, model.norm, model.blurpool, model.top_skip, skips=skips, residual=residual
+            2,
+            geometry.channels,
+            1,
+            model.depth,
+            model.base_channels,
+            model.norm,
+            model.blurpool,
+            model.top_skip,
+            skips=skips,
+            residual=residual,
         )
     return network, geometry
 
@@ -169,7 +178,7 @@ def fit(
     start = time.perf_counter()
     report(progress, ProgressEvent("training", 0.0, message="starting", eta_seconds=budget))
 
-    for epoch in range(training.max_epochs):
+    for _ in range(training.max_epochs):
         network.train()
         epoch_losses = []
         for _ in range(training.steps_per_epoch):

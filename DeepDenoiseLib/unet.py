@@ -19,7 +19,8 @@ and self-attention at the coarsest level.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -72,9 +73,7 @@ class TimeEmbedding(nn.Module):
 
     def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
         half = self.channels // 2
-        frequencies = torch.exp(
-            -math.log(10000.0) * torch.arange(half, device=timesteps.device, dtype=torch.float32) / half
-        )
+        frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, device=timesteps.device, dtype=torch.float32) / half)
         angles = timesteps.float().reshape(-1, 1) * frequencies
         return self.mlp(torch.cat([torch.sin(angles), torch.cos(angles)], dim=1))
 
@@ -83,9 +82,7 @@ class ResidualBlock(nn.Module):
     """Two convolutions with normalisation and SiLU around an identity (or 1x1 convolution) shortcut;
     a time embedding, when the network has one, shifts the features between the convolutions."""
 
-    def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, embedding_channels: int = 0
-    ) -> None:
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, embedding_channels: int = 0) -> None:
         super().__init__()
         conv = _conv(spatial_dims)
         self.conv1 = conv(in_channels, out_channels, 3, padding=1)
@@ -200,9 +197,7 @@ class UNet(nn.Module):
         pool_z = list(pool_z) if pool_z is not None else [True] * depth
         if len(pool_z) != depth:
             raise ValueError(f"pool_z needs one entry per level ({depth}), got {len(pool_z)}")
-        self.level_factors = [
-            ((2 if pz else 1), 2, 2) if spatial_dims == 3 else (2, 2) for pz in pool_z
-        ]
+        self.level_factors = [((2 if pz else 1), 2, 2) if spatial_dims == 3 else (2, 2) for pz in pool_z]
         channels = [base_channels * 2**level for level in range(depth + 1)]
         embedding_channels = 4 * base_channels if time_embedding else 0
         self.time_embedding = TimeEmbedding(embedding_channels) if time_embedding else None

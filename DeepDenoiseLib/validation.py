@@ -6,8 +6,9 @@ A constant volume is not refused: :func:`check_volume` flags it and the pipeline
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -307,8 +308,7 @@ def _check_dtype(dtype: np.dtype) -> None:
 def _check_dimensions(shape: tuple[int, ...]) -> None:
     if len(shape) == 2:
         raise InputError(
-            f"got a 2D image ({_shape_text(shape)}); pass a single slice as a 3D volume with one slice "
-            "(e.g. array[np.newaxis])"
+            f"got a 2D image ({_shape_text(shape)}); pass a single slice as a 3D volume with one slice (e.g. array[np.newaxis])"
         )
     if len(shape) == 4:
         hint = ""

@@ -33,13 +33,13 @@ class Volume:
     def is_4d(self) -> bool:
         return self.array.ndim == 4
 
-    def with_array(self, array: np.ndarray) -> "Volume":
+    def with_array(self, array: np.ndarray) -> Volume:
         """A new volume on the same grid (same spacing, origin, direction) holding ``array``."""
         if array.shape[-3:] != self.array.shape[-3:]:
             raise ValueError(f"array shape {array.shape} does not match the grid {self.array.shape}")
         return replace(self, array=array, direction=self.direction.copy(), metadata=dict(self.metadata))
 
-    def same_geometry(self, other: "Volume") -> bool:
+    def same_geometry(self, other: Volume) -> bool:
         """True when both volumes lie on exactly the same grid."""
         return (
             self.array.shape[-3:] == other.array.shape[-3:]

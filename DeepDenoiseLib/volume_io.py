@@ -130,9 +130,7 @@ def _extension(path: Path, allowed: tuple[str, ...], action: str) -> str:
         if name.endswith(extension):
             return extension
     folder = " or a folder holding a DICOM series" if action == "read" else ""
-    raise InputError(
-        f"cannot {action} '{path.name}': unsupported file type; use one of {', '.join(allowed)}{folder}"
-    )
+    raise InputError(f"cannot {action} '{path.name}': unsupported file type; use one of {', '.join(allowed)}{folder}")
 
 
 def _shape_kji(size: tuple[int, ...]) -> tuple[int, ...]:
@@ -181,9 +179,7 @@ def _read_file(path: Path, extension: str, allow_4d: bool, metadata: dict[str, A
 
 def _read_error(path: Path, extension: str, error: RuntimeError) -> InputError:
     """SimpleITK's refusal, in one line that names the file and its format."""
-    return InputError(
-        f"could not read '{path}' as a {EXTENSION_FORMATS[extension]} file (damaged or truncated?): {_short_message(error)}"
-    )
+    return InputError(f"could not read '{path}' as a {EXTENSION_FORMATS[extension]} file (damaged or truncated?): {_short_message(error)}")
 
 
 def _choose_dicom_series(folder: Path) -> tuple[str, dict[str, list[str]], list[str]]:

@@ -34,14 +34,7 @@ def anscombe_inverse(transformed: np.ndarray, gain: float, read_sigma: float = 0
     _check_gain(gain)
     d = np.asarray(transformed, dtype=np.float64)
     safe = np.maximum(d, _INVERSE_FLOOR)
-    counts = (
-        0.25 * safe**2
-        + 0.25 * _SQRT_3_2 / safe
-        - 1.375 / safe**2
-        + 0.625 * _SQRT_3_2 / safe**3
-        - 0.125
-        - (read_sigma / gain) ** 2
-    )
+    counts = 0.25 * safe**2 + 0.25 * _SQRT_3_2 / safe - 1.375 / safe**2 + 0.625 * _SQRT_3_2 / safe**3 - 0.125 - (read_sigma / gain) ** 2
     counts = np.where(d < _INVERSE_FLOOR, 0.0, np.maximum(counts, 0.0))
     return (gain * counts).astype(np.float32)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -43,9 +43,7 @@ def smooth_phantom(shape: tuple[int, int, int] = (32, 64, 64), seed: int = 0) ->
     return volume.astype(np.float32)
 
 
-def noisy_phantom(
-    shape: tuple[int, int, int] = (32, 64, 64), sigma: float = 0.1, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def noisy_phantom(shape: tuple[int, int, int] = (32, 64, 64), sigma: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(clean, noisy)``: :func:`smooth_phantom` plus seeded Gaussian noise of ``sigma``."""
     clean = smooth_phantom(shape, seed)
     return clean, add_gaussian_noise(clean, sigma, seed + 1)

@@ -10,7 +10,8 @@ the Colors, Volumes, Subject Hierarchy and Sequences module logics, a subject hi
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 import pytest

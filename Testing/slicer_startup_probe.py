@@ -80,7 +80,7 @@ else:
         sys.modules["SampleData"] = sample_data
         module = slicer_stand_ins.load_module()
         module.DeepDenoise(SimpleNamespace())
-        for signal, slot in app.connections:
+        for _signal, slot in app.connections:
             slot()
         report["models"] = module.DeepDenoiseLogic().savedModels(folder)
         report["registered"] = [entry.get("sampleName") or entry["category"] for entry in registered]

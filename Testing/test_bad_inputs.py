@@ -97,7 +97,9 @@ def test_a_late_write_failure_keeps_the_input_and_earlier_outputs(folder, capsys
     (folder / "r.nii.gz").write_bytes(b"an earlier run's residual")
     before = contents(folder)
     monkeypatch.setattr(sitk, "WriteImage", FailOnNthWrite(2, error))
-    code, events, _ = run(["denoise", victim, victim, "--config", folder / "tiny.json", "--force", "--residual", folder / "r.nii.gz"], capsys)
+    code, events, _ = run(
+        ["denoise", victim, victim, "--config", folder / "tiny.json", "--force", "--residual", folder / "r.nii.gz"], capsys
+    )
     assert code == (cli.EXIT_INTERRUPTED if error is KeyboardInterrupt else cli.EXIT_FAILED)
     assert "writing" in [e.stage for e in events]
     assert contents(folder) == before
@@ -144,7 +146,10 @@ def test_a_rename_that_fails_mid_commit_puts_every_target_back(tmp_path, monkeyp
     monkeypatch.setattr(atomic_write.os, "replace", replace)
     if not hard_links:
         monkeypatch.setattr(atomic_write.os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("no links")))
-    writers = [(path, lambda target, text=text: target.write_bytes(text)) for path, text in ((first, b"new a"), (second, b"new b"), (third, b"new c"))]
+    writers = [
+        (path, lambda target, text=text: target.write_bytes(text))
+        for path, text in ((first, b"new a"), (second, b"new b"), (third, b"new c"))
+    ]
     with pytest.raises(OSError, match="went away"):
         atomic_write.write_files(writers)
     assert any(target == "b.nii" for _, target in renames)  # the commit had begun
@@ -166,7 +171,9 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("stop_signal, command", [(signal.SIGTERM, "apply"), (signal.SIGINT, "denoise")], ids=["SIGTERM-apply", "SIGINT-denoise"])
+@pytest.mark.parametrize(
+    "stop_signal, command", [(signal.SIGTERM, "apply"), (signal.SIGINT, "denoise")], ids=["SIGTERM-apply", "SIGINT-denoise"]
+)
 def test_a_signal_while_writing_leaves_all_outputs_or_none_and_exits_130(folder, stop_signal, command) -> None:
     """A real process stopped by SIGTERM (a scheduler, Slicer's Cancel) or SIGINT while it writes:
     exit 130, no output, no hidden temporary file, the earlier residual intact."""
@@ -805,7 +812,7 @@ def test_cancelling_a_background_run_asks_the_worker_to_stop_before_killing_it(t
         "import signal, sys, time, pathlib\n"
         f"def stop(number, frame):\n    pathlib.Path({str(marker)!r}).write_text('SIGTERM')\n    sys.exit(130)\n"
         "signal.signal(signal.SIGTERM, stop)\n"
-        "print('{\"stage\": \"training\", \"fraction\": 0.1}', flush=True)\n"
+        'print(\'{"stage": "training", "fraction": 0.1}\', flush=True)\n'
         "time.sleep(60)\n"
     )
     run = BackgroundRun([sys.executable, "-c", script])

@@ -25,7 +25,6 @@ from DeepDenoiseLib.blindspot import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phantoms import single_thread  # noqa: E402,F401
 
-
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 

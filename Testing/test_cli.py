@@ -22,7 +22,7 @@ from DeepDenoiseLib.volume_io import read_volume, write_volume
 TESTING = Path(__file__).resolve().parent
 REPO_ROOT = TESTING.parent
 sys.path.insert(0, str(TESTING))
-from phantoms import single_thread, noisy_phantom, tiny_config  # noqa: E402,F401
+from phantoms import noisy_phantom, single_thread, tiny_config  # noqa: E402,F401
 
 
 @pytest.fixture()
@@ -105,7 +105,9 @@ def test_force_denoises_a_label_map(files, capsys) -> None:
     labels[1:3, 4:12, 4:12] = 2
     source = files["dir"] / "labels.nrrd"
     write_volume(Volume(labels), source, dtype=np.uint8)
-    code = cli.main(["denoise", str(source), str(files["dir"] / "out.nrrd"), "--config", str(files["config"]), "--force", "--progress", "none"])
+    code = cli.main(
+        ["denoise", str(source), str(files["dir"] / "out.nrrd"), "--config", str(files["config"]), "--force", "--progress", "none"]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert "warning: the volume looks like a label map" in err
@@ -216,9 +218,28 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
     from_file = parse("--config", str(path))
     assert from_file.training.seed == 5 and from_file.training.patch_size == 32 and from_file.model.depth == 3
     config = parse(
-        "--config", str(path), "--seed", "7", "--budget-minutes", "0.5", "--epochs", "9", "--tta", "--force",
-        "--masked-fraction", "0.05", "--dims", "3d", "--device", "cpu", "--threads", "2", "--learning-rate", "0.002",
-        "--min-steps", "300",
+        "--config",
+        str(path),
+        "--seed",
+        "7",
+        "--budget-minutes",
+        "0.5",
+        "--epochs",
+        "9",
+        "--tta",
+        "--force",
+        "--masked-fraction",
+        "0.05",
+        "--dims",
+        "3d",
+        "--device",
+        "cpu",
+        "--threads",
+        "2",
+        "--learning-rate",
+        "0.002",
+        "--min-steps",
+        "300",
     )
     assert config.training.seed == 7 and config.training.budget_seconds == 30.0 and config.training.max_epochs == 9
     assert config.training.min_steps == 300 and from_file.training.min_steps == 1000

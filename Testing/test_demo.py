@@ -19,7 +19,6 @@ from DeepDenoiseLib.volume_io import read_volume
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phantoms import single_thread, tiny_config  # noqa: E402,F401
 
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

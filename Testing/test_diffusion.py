@@ -25,7 +25,6 @@ from DeepDenoiseLib.unet import UNet
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phantoms import single_thread  # noqa: E402,F401
 
-
 # --- Schedule -------------------------------------------------------------------------------------
 
 
@@ -190,7 +189,7 @@ def test_sampling_is_reproducible_with_a_seed_and_differs_between_seeds(sampler:
 
 
 def test_sampling_reports_each_step_and_stops_when_cancelled() -> None:
-    from DeepDenoiseLib.progress import CancelToken, Cancelled
+    from DeepDenoiseLib.progress import Cancelled, CancelToken
 
     network = small_network()
     schedule = cosine_schedule(100)

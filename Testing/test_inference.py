@@ -21,8 +21,7 @@ from DeepDenoiseLib.progress import Cancelled, CancelToken, ProgressEvent
 from DeepDenoiseLib.training import TrainedModel, TrainingHistory, build_network, train_noise2void
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantoms import single_thread, noisy_phantom, tiny_config  # noqa: E402,F401
-
+from phantoms import noisy_phantom, single_thread, tiny_config  # noqa: E402,F401
 
 
 def untrained_model(

@@ -196,7 +196,13 @@ def line_voxels(masked, axis: int, half_length: int, spatial_shape: tuple[int, .
 
 @pytest.mark.parametrize(
     "shape, struct_axis, axis",
-    [((2, 1, 8, 16, 16), "z", 0), ((2, 1, 8, 16, 16), "y", 1), ((2, 1, 8, 16, 16), "x", 2), ((2, 1, 16, 16), "x", 1), ((2, 1, 16, 16), "y", 0)],
+    [
+        ((2, 1, 8, 16, 16), "z", 0),
+        ((2, 1, 8, 16, 16), "y", 1),
+        ((2, 1, 8, 16, 16), "x", 2),
+        ((2, 1, 16, 16), "x", 1),
+        ((2, 1, 16, 16), "y", 0),
+    ],
 )
 def test_struct_mask_hides_a_line_along_the_chosen_axis(shape: tuple[int, ...], struct_axis: str, axis: int) -> None:
     batch = unique_batch(shape, seed=7)

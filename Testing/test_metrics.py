@@ -99,9 +99,7 @@ def test_ssim_agrees_with_scikit_image(shape: tuple[int, ...], win_size: int) ->
 @pytest.mark.parametrize("shape", [(64, 64), (24, 24, 24)])
 def test_gaussian_ssim_agrees_with_scikit_image(shape: tuple[int, ...]) -> None:
     reference, test = _noisy_pair(shape, 4)
-    expected = structural_similarity(
-        reference, test, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
-    )
+    expected = structural_similarity(reference, test, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     assert ssim(reference, test, data_range=1.0, gaussian_weights=True) == pytest.approx(expected, abs=1e-4)
 
 
@@ -181,9 +179,7 @@ def test_sigma_estimate_on_a_piecewise_constant_phantom(sigma: float) -> None:
 
 def test_sigma_estimate_inside_a_mask() -> None:
     phantom = _smooth_phantom()
-    noisy = np.concatenate(
-        [add_gaussian_noise(phantom[:32], 0.03, 12), add_gaussian_noise(phantom[32:], 0.15, 13)]
-    )
+    noisy = np.concatenate([add_gaussian_noise(phantom[:32], 0.03, 12), add_gaussian_noise(phantom[32:], 0.15, 13)])
     top = np.zeros(noisy.shape, dtype=bool)
     top[:32] = True
     assert estimate_noise_sigma(noisy, mask=top) == pytest.approx(0.03, rel=0.10)

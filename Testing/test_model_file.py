@@ -23,7 +23,7 @@ from DeepDenoiseLib.validation import InputError
 from DeepDenoiseLib.volume import Volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantoms import single_thread, noisy_phantom, tiny_config  # noqa: E402,F401
+from phantoms import noisy_phantom, single_thread, tiny_config  # noqa: E402,F401
 
 OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
 CASES = {
@@ -222,7 +222,19 @@ def test_an_edited_record_is_refused(model_file, tmp_path) -> None:
         (lambda r: r["config"]["model"].update(context_slices=2), "network .*input channels.*is .*but its configuration builds"),
         (lambda r: r["config"].update(method="n2v"), "network .*BlindSpotNet.*configuration builds .*UNet"),
     ],
-    ids=["newer", "version-type", "record-key", "section-key", "missing-key", "config-key", "config-value", "width", "depth", "channels", "kind"],
+    ids=[
+        "newer",
+        "version-type",
+        "record-key",
+        "section-key",
+        "missing-key",
+        "config-key",
+        "config-value",
+        "width",
+        "depth",
+        "channels",
+        "kind",
+    ],
 )
 def test_records_that_do_not_fit_are_refused_with_a_clear_message(model_file, tmp_path, change, words) -> None:
     path = rewrite_record(model_file, tmp_path / "changed.safetensors", change)

@@ -17,9 +17,9 @@ import pytest
 
 TESTING = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTING))
+import fake_worker  # noqa: E402
 from slicer_scene import add_volume, headless_scene, ijk_to_ras_array, slicer, vtk  # noqa: E402
 
-import fake_worker  # noqa: E402
 from DeepDenoiseLib.config import METHODS, NOISE_MODELS, PAIRED_METHODS, DenoiseConfig  # noqa: E402
 from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
     DIMENSION_NAMES,
@@ -327,9 +327,7 @@ def test_left_handed_nifti_loaded_by_slicer_round_trips(scene, tmp_path):
     work = tmp_path / "work"
     result = run_job(NodeDenoiseJob(node, DenoiseConfig(), worker=fake("ok"), temp_parent=work))
     assert np.array_equal(ijk_to_ras_array(result.output_node), ijk_to_ras_array(node))
-    np.testing.assert_array_equal(
-        slicer.util.arrayFromVolume(result.output_node), slicer.util.arrayFromVolume(node) * 0.5
-    )
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(result.output_node), slicer.util.arrayFromVolume(node) * 0.5)
     # Every voxel is where nibabel says it is.
     for i, j, k in [(0, 0, 0), (7, 6, 5), (3, 1, 4)]:
         ras = affine @ np.array([i, j, k, 1.0])

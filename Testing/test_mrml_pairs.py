@@ -148,7 +148,9 @@ def test_paired_methods_on_a_sequence(scene, tmp_path) -> None:
                              training_clean_node=clean, worker=fake(), temp_parent=tmp_path)  # fmt: skip
     result = run_job(job)
     assert result.summary["frames"] == 3 and len(result.summary["training_means"]) == 2
-    job = SequenceDenoiseJob(sequence, DenoiseConfig.for_method("noise2noise"), second_input_node=noisy, worker=fake(), temp_parent=tmp_path)
+    job = SequenceDenoiseJob(
+        sequence, DenoiseConfig.for_method("noise2noise"), second_input_node=noisy, worker=fake(), temp_parent=tmp_path
+    )
     with pytest.raises(ValueError, match="pairs its neighbouring frames"):
         job.start()
     assert list(tmp_path.iterdir()) == []

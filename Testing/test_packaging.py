@@ -27,11 +27,7 @@ NOT_PIP_INSTALLED_IN_SLICER = {"numpy", "SimpleITK", "torch", "slicer", "vtk", "
 
 def cmake_commands(text: str, name: str) -> list[list[str]]:
     """The arguments of every ``name(...)`` call in a CMake file (comments dropped, quotes removed)."""
-    tokens = [
-        token
-        for token in re.findall(r'"(?:[^"\\]|\\.)*"|#[^\n]*|\(|\)|[^\s()"#]+', text)
-        if not token.startswith("#")
-    ]
+    tokens = [token for token in re.findall(r'"(?:[^"\\]|\\.)*"|#[^\n]*|\(|\)|[^\s()"#]+', text) if not token.startswith("#")]
     calls = []
     for index, token in enumerate(tokens[:-1]):
         if token.lower() == name.lower() and tokens[index + 1] == "(":
@@ -96,11 +92,7 @@ def test_every_module_file_is_listed_and_every_listed_file_exists():
 
 
 def test_every_library_file_is_installed_beside_the_module():
-    globs = {
-        arguments[1]: arguments
-        for arguments in cmake_commands(TOP_CMAKE, "file")
-        if arguments[0] == "GLOB_RECURSE"
-    }
+    globs = {arguments[1]: arguments for arguments in cmake_commands(TOP_CMAKE, "file") if arguments[0] == "GLOB_RECURSE"}
     (install,) = cmake_commands(TOP_CMAKE, "ctkMacroCompilePythonScript")
     options = dict(zip(install[::2], install[1::2]))
     assert options["TARGET_NAME"] == "DeepDenoiseLib"

@@ -23,7 +23,7 @@ from DeepDenoiseLib.unet import UNet
 from DeepDenoiseLib.volume import Volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantoms import single_thread, noisy_phantom, tiny_config  # noqa: E402,F401
+from phantoms import noisy_phantom, single_thread, tiny_config  # noqa: E402,F401
 
 SHAPE = (8, 32, 32)
 
@@ -205,7 +205,9 @@ def test_same_seed_gives_identical_weights(pair, sections: dict) -> None:
     noisy, clean = pair
 
     def run(seed: int):
-        config = tiny_config("supervised", model=sections.get("model", {}), training=dict(sections.get("training", {}), seed=seed, steps_per_epoch=3))
+        config = tiny_config(
+            "supervised", model=sections.get("model", {}), training=dict(sections.get("training", {}), seed=seed, steps_per_epoch=3)
+        )
         return train_pairs([noisy], [clean], config)
 
     first, second, other = weights(run(0)), weights(run(0)), weights(run(1))

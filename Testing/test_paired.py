@@ -25,6 +25,7 @@ TESTING = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTING))
 from fmri_phantom import activation_amplitude, block_design_series, design_correlation, temporal_snr  # noqa: E402
 from phantoms import single_thread, smooth_phantom, tiny_config  # noqa: E402,F401
+
 from DeepDenoiseLib.noise import add_gaussian_noise  # noqa: E402
 
 SPACING = (0.9, 0.8, 2.5)
@@ -244,9 +245,23 @@ def files(tmp_path: Path, draws) -> dict[str, Path]:
 
 def test_cli_n2n_on_two_acquisitions_and_on_a_series(files, capsys) -> None:
     folder = files["dir"]
-    code = cli.main(["n2n", str(files["a"]), str(files["b"]), str(folder / "out.nrrd"), "--config", str(folder / "noise2noise.json"),
-                     "--residual", str(folder / "res.nrrd"), "--tta", "--uncertainty", str(folder / "spread.nrrd"),
-                     "--progress", "json"])
+    code = cli.main(
+        [
+            "n2n",
+            str(files["a"]),
+            str(files["b"]),
+            str(folder / "out.nrrd"),
+            "--config",
+            str(folder / "noise2noise.json"),
+            "--residual",
+            str(folder / "res.nrrd"),
+            "--tta",
+            "--uncertainty",
+            str(folder / "spread.nrrd"),
+            "--progress",
+            "json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == cli.EXIT_OK, captured.err
     stages = [ProgressEvent.from_json(line).stage for line in captured.out.splitlines()]
@@ -254,17 +269,47 @@ def test_cli_n2n_on_two_acquisitions_and_on_a_series(files, capsys) -> None:
     output, source = read_volume(folder / "out.nrrd"), read_volume(files["a"])
     assert output.array.shape == (6, 24, 24) and np.allclose(output.direction, source.direction, atol=1e-6)
     assert (folder / "res.nrrd").is_file() and read_volume(folder / "spread.nrrd").array.min() >= 0.0
-    code = cli.main(["n2n", str(files["series"]), str(folder / "series_out.nii.gz"), "--config", str(folder / "noise2noise.json"),
-                     "--architecture", "dae", "--progress", "none"])
+    code = cli.main(
+        [
+            "n2n",
+            str(files["series"]),
+            str(folder / "series_out.nii.gz"),
+            "--config",
+            str(folder / "noise2noise.json"),
+            "--architecture",
+            "dae",
+            "--progress",
+            "none",
+        ]
+    )
     assert code == cli.EXIT_OK, capsys.readouterr().err
     assert read_volume(folder / "series_out.nii.gz", allow_4d=True).array.shape == (3, 6, 24, 24)
 
 
 def test_cli_supervised_trains_and_applies(files, capsys) -> None:
     folder = files["dir"]
-    code = cli.main(["supervised", "--noisy", str(files["a"]), str(files["b"]), "--clean", str(files["clean"]), str(files["clean"]),
-                     "--apply-to", str(files["c"]), str(folder / "sup.nii.gz"), "--config", str(folder / "supervised.json"),
-                     "--adversarial-weight", "0.1", "--loss", "l1", "--progress", "json"])
+    code = cli.main(
+        [
+            "supervised",
+            "--noisy",
+            str(files["a"]),
+            str(files["b"]),
+            "--clean",
+            str(files["clean"]),
+            str(files["clean"]),
+            "--apply-to",
+            str(files["c"]),
+            str(folder / "sup.nii.gz"),
+            "--config",
+            str(folder / "supervised.json"),
+            "--adversarial-weight",
+            "0.1",
+            "--loss",
+            "l1",
+            "--progress",
+            "json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == cli.EXIT_OK, captured.err
     done = ProgressEvent.from_json(captured.out.splitlines()[-1])
@@ -278,11 +323,27 @@ def test_cli_supervised_trains_and_applies(files, capsys) -> None:
         (["n2n", "{a}", "{other_grid}", "{dir}/x.nii.gz"], "same voxel grid"),
         (["n2n", "{a}", "{dir}/x.nii.gz"], "4D"),
         (["n2n", "{a}", "{b}", "{c}", "{dir}/x.nii.gz"], "two acquisitions or one 4D series"),
-        (["supervised", "--noisy", "{a}", "--clean", "{clean}", "{clean}", "--apply-to", "{c}", "{dir}/x.nii.gz"], "one clean file per noisy file"),
+        (
+            ["supervised", "--noisy", "{a}", "--clean", "{clean}", "{clean}", "--apply-to", "{c}", "{dir}/x.nii.gz"],
+            "one clean file per noisy file",
+        ),
         (["supervised", "--noisy", "{a}", "--clean", "{clean}"], "--apply-to"),
         (["n2n", "{a}", "{b}", "{dir}/x.nii.gz", "--uncertainty", "{dir}/u.nii.gz"], "test-time augmentation"),
-        (["supervised", "--noisy", "{a}", "--clean", "{clean}", "--apply-to", "{c}", "{dir}/x.nii.gz", "--uncertainty", "{dir}/u.nii.gz"],
-         "test-time augmentation"),
+        (
+            [
+                "supervised",
+                "--noisy",
+                "{a}",
+                "--clean",
+                "{clean}",
+                "--apply-to",
+                "{c}",
+                "{dir}/x.nii.gz",
+                "--uncertainty",
+                "{dir}/u.nii.gz",
+            ],
+            "test-time augmentation",
+        ),
         (["denoise", "{a}", "{dir}/x.nii.gz", "--config", "{dir}/supervised.json"], "pairs of volumes"),
     ],
 )

@@ -22,11 +22,11 @@ from DeepDenoiseLib.model_folder import ModelInfo, check_model_name, list_models
 from DeepDenoiseLib.mrml_bridge import METHOD_NAMES, METHODS_2D_ONLY, JobResult, PanelSettings  # noqa: E402
 from DeepDenoiseLib.panel_jobs import (  # noqa: E402
     APPLY_SAVED_MODEL,
-    TRAIN_ON_INPUT,
-    TRAINING_SETTINGS,
     NOISE2NOISE,
     PAIR_VOLUMES,
     SUPERVISED,
+    TRAIN_ON_INPUT,
+    TRAINING_SETTINGS,
     apply_tooltip,
     chosen_model,
     enabled_settings,
@@ -328,8 +328,7 @@ def test_summary_text() -> None:
     text = summary_text({"seconds": 12.4, "frames": 20, "noise_sigma_before": 0.1, "noise_sigma_after": 0.02,
                          "noise_model": "rician", "saved_model": "/m/brain.safetensors"})  # fmt: skip
     assert text == (
-        "Done in 12 s. 20 frames, one model. Estimated noise 0.1 -> 0.02. Noise model: rician. "
-        "Model saved to /m/brain.safetensors."
+        "Done in 12 s. 20 frames, one model. Estimated noise 0.1 -> 0.02. Noise model: rician. Model saved to /m/brain.safetensors."
     )
     stretched = summary_text({"seconds": 300.0, "stopped_by": "min_steps", "training_steps": 1000})
     assert stretched == "Done in 300 s. The time budget was stretched to train the minimum of 1000 steps."

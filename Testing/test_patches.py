@@ -28,9 +28,7 @@ def decode(values: np.ndarray) -> np.ndarray:
 
 
 def sampler(shape, spatial, context=0, fraction=0.0, seed=0, slice_axes=(0,)) -> PatchSampler:
-    return PatchSampler(
-        coordinate_volume(shape), PatchGeometry(spatial, context), fraction, np.random.default_rng(seed), slice_axes
-    )
+    return PatchSampler(coordinate_volume(shape), PatchGeometry(spatial, context), fraction, np.random.default_rng(seed), slice_axes)
 
 
 # --- fit_patch -------------------------------------------------------------------------------------

@@ -19,8 +19,7 @@ from DeepDenoiseLib.volume import Volume
 from DeepDenoiseLib.volume_io import read_volume, write_volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantoms import single_thread, noisy_phantom, tiny_config  # noqa: E402,F401
-
+from phantoms import noisy_phantom, single_thread, tiny_config  # noqa: E402,F401
 
 ROTATION = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]) @ np.array(
     [[1.0, 0.0, 0.0], [0.0, math.cos(0.3), -math.sin(0.3)], [0.0, math.sin(0.3), math.cos(0.3)]]
@@ -139,9 +138,7 @@ def folder_contents(folder: Path) -> list[str]:
 def test_denoise_file_writes_outputs_and_reports_stages(input_file: Path) -> None:
     folder = input_file.parent
     events: list[ProgressEvent] = []
-    summary = denoise_file(
-        input_file, folder / "out.nii.gz", tiny_config("n2v"), residual_path=folder / "res.nrrd", progress=events.append
-    )
+    summary = denoise_file(input_file, folder / "out.nii.gz", tiny_config("n2v"), residual_path=folder / "res.nrrd", progress=events.append)
     assert folder_contents(folder) == ["noisy.nii.gz", "out.nii.gz", "res.nrrd"]
     assert summary["output"] == str(folder / "out.nii.gz")
     written, original = read_volume(folder / "out.nii.gz"), read_volume(input_file)
@@ -215,13 +212,18 @@ QUALITY_RUNS = {
     # blindspot +10.4 to +11.5 dB (learning rate 0.01 was unstable: +0.4 dB for one seed),
     # n2v +8.6 to +11.0 dB; the asserted 5 dB leave about half of the worst seed as headroom
     "blindspot": (
-        {"model": {"depth": 1, "base_channels": 8, "context_slices": 2}, "noise": {"model": "gaussian"},
-         "training": {"patch_size": 32, "batch_size": 4, "learning_rate": 0.005, "steps_per_epoch": 150, "max_epochs": 2}},
+        {
+            "model": {"depth": 1, "base_channels": 8, "context_slices": 2},
+            "noise": {"model": "gaussian"},
+            "training": {"patch_size": 32, "batch_size": 4, "learning_rate": 0.005, "steps_per_epoch": 150, "max_epochs": 2},
+        },
         5.0,
     ),
     "n2v": (
-        {"model": {"depth": 2, "base_channels": 8, "context_slices": 2},
-         "training": {"patch_size": 32, "batch_size": 8, "learning_rate": 0.01, "steps_per_epoch": 50, "max_epochs": 2}},
+        {
+            "model": {"depth": 2, "base_channels": 8, "context_slices": 2},
+            "training": {"patch_size": 32, "batch_size": 8, "learning_rate": 0.01, "steps_per_epoch": 50, "max_epochs": 2},
+        },
         5.0,
     ),
 }

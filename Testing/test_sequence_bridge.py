@@ -215,7 +215,9 @@ def test_sequence_job_adds_new_sequences_with_the_inputs_layout(scene, tmp_path,
     assert browser.GetMasterSequenceNode() is result.output_node and browser_of(result.output_node) is browser
     assert shown_node(result.output_node) is browser.GetProxyNode(result.output_node)
     assert shown_node(source) is input_proxy and shown_node(input_proxy) is input_proxy
-    assert browser.IsSynchronizedSequenceNode(result.residual_node.GetID()) and browser.IsSynchronizedSequenceNode(result.uncertainty_node.GetID())
+    assert browser.IsSynchronizedSequenceNode(result.residual_node.GetID()) and browser.IsSynchronizedSequenceNode(
+        result.uncertainty_node.GetID()
+    )
     proxy = browser.GetProxyNode(result.output_node)
     assert (proxy.GetDisplayNode().GetWindow(), proxy.GetDisplayNode().GetLevel()) == (40.0, 100.0)
     np.testing.assert_array_equal(volume_from_sequence(source).array, arrays)  # the input is untouched
@@ -257,7 +259,9 @@ def test_sequence_job_refusals_and_cancel_leave_the_scene_unchanged(scene, tmp_p
 def test_apply_jobs_run_the_saved_model_command(scene, tmp_path) -> None:
     node = add_volume(scene, "MRHead", frame_arrays(1)[0], directions=OBLIQUE)
     config = DenoiseConfig.for_method("n2v", prediction={"tta": True}, training={"device": "cpu"})
-    job = NodeDenoiseJob(node, config, compute_uncertainty=True, model_path=tmp_path / "m.safetensors", worker=fake("ok"), temp_parent=tmp_path / "w")
+    job = NodeDenoiseJob(
+        node, config, compute_uncertainty=True, model_path=tmp_path / "m.safetensors", worker=fake("ok"), temp_parent=tmp_path / "w"
+    )
     result = run_job(job)
     assert result.summary == {"seconds": 0.1, "model": str(tmp_path / "m.safetensors"), "tta": True, "device": "cpu"}
     assert np.array_equal(ijk_to_ras_array(result.output_node), ijk_to_ras_array(node))
@@ -287,7 +291,15 @@ def test_real_worker_denoises_a_tiny_sequence_saves_its_model_and_applies_it_to_
     config = DenoiseConfig.for_method(
         "blindspot",
         model={"base_channels": 4, "depth": 1, "context_slices": 1},
-        training={"budget_seconds": None, "patch_size": 16, "batch_size": 2, "steps_per_epoch": 4, "max_epochs": 1, "threads": 1, "device": "cpu"},
+        training={
+            "budget_seconds": None,
+            "patch_size": 16,
+            "batch_size": 2,
+            "steps_per_epoch": 4,
+            "max_epochs": 1,
+            "threads": 1,
+            "device": "cpu",
+        },
         noise={"model": "gaussian"},
     )
     model_path = tmp_path / "tiny.safetensors"

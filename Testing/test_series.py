@@ -23,7 +23,7 @@ from DeepDenoiseLib.volume import Volume
 from DeepDenoiseLib.volume_io import read_volume, write_volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantoms import single_thread, noisy_phantom, tiny_config  # noqa: E402,F401
+from phantoms import noisy_phantom, single_thread, tiny_config  # noqa: E402,F401
 
 OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
 SPACING, ORIGIN = (0.9, 0.8, 2.5), (12.5, -7.25, 3.0)
@@ -182,8 +182,14 @@ def test_cli_apply_and_save_model_refusals_exit_with_2_and_write_nothing(files, 
     cases = [
         (["apply", str(pickled), str(files["one"]), str(folder / "o.nii")], "pickle"),
         (["apply", "nobody", str(files["one"]), str(folder / "o.nii")], "no model named 'nobody'"),
-        (["denoise", str(files["one"]), str(folder / "o.nii"), "--config", str(files["config"]), "--save-model", str(folder / "x.pt")], "safetensors"),
-        (["denoise", str(files["one"]), str(folder / "o.nii"), "--config", str(files["config"]), "--save-model", "bad:name"], "not a valid model name"),
+        (
+            ["denoise", str(files["one"]), str(folder / "o.nii"), "--config", str(files["config"]), "--save-model", str(folder / "x.pt")],
+            "safetensors",
+        ),
+        (
+            ["denoise", str(files["one"]), str(folder / "o.nii"), "--config", str(files["config"]), "--save-model", "bad:name"],
+            "not a valid model name",
+        ),
     ]
     for argv, words in cases:
         code = cli.main(argv + ["--progress", "json"])

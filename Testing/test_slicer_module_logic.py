@@ -227,7 +227,11 @@ def test_start_up_registers_the_sample_as_each_slicer_version_takes_it(monkeypat
     if api["register_custom_sample_data_category"]:
         assert registered.pop(0) == {"category": "DeepDenoise", "title": "DeepDenoise"}
     (source,) = registered
-    assert (source["category"], source["sampleName"], source["nodeNames"]) == ("DeepDenoise", "DeepDenoiseNoisyBrain", "DeepDenoiseNoisyBrain")
+    assert (source["category"], source["sampleName"], source["nodeNames"]) == (
+        "DeepDenoise",
+        "DeepDenoiseNoisyBrain",
+        "DeepDenoiseNoisyBrain",
+    )
     file_type = "loadFileTypes" if "loadFileTypes" in api["register_custom_sample_data_source"] else "loadFileType"
     assert source[file_type] == "VolumeFile" and source.get("loadFileType" if file_type == "loadFileTypes" else "loadFileTypes") is None
     assert Path(source["thumbnailFileName"]).is_file()

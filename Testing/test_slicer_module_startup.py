@@ -71,7 +71,12 @@ def probe(*arguments: str) -> dict:
 
 def test_the_start_up_imports_are_read_from_the_module():
     imports = start_up_library_imports()
-    assert {"DeepDenoiseLib.slicer_support", "DeepDenoiseLib.superres_panel", "DeepDenoiseLib.sequence_bridge", "DeepDenoiseLib.config"} <= set(imports)
+    assert {
+        "DeepDenoiseLib.slicer_support",
+        "DeepDenoiseLib.superres_panel",
+        "DeepDenoiseLib.sequence_bridge",
+        "DeepDenoiseLib.config",
+    } <= set(imports)
     assert {"torch", "SimpleITK", "scipy", "safetensors"} <= set(HIDDEN)
 
 
@@ -99,4 +104,6 @@ def test_the_module_starts_registers_its_sample_and_lists_models_without_torch()
     assert report["registered"] == ["DeepDenoise", "DeepDenoiseNoisyBrain"] and report["models"] == []
     assert set(start_up_library_imports()) <= set(report["library_modules"])
     # What the first Apply then offers to install: found without importing anything.
-    assert report["missing_for_the_worker"][0] == "torch" and len(report["missing_for_the_worker"]) == 1 + len(read_requirements(REQUIREMENTS))
+    assert report["missing_for_the_worker"][0] == "torch" and len(report["missing_for_the_worker"]) == 1 + len(
+        read_requirements(REQUIREMENTS)
+    )

@@ -227,7 +227,10 @@ def test_float_spin_boxes_show_their_range_and_default_at_their_decimals():
         step = float(widget_property(widget, "singleStep").findtext("double"))
         suffix = widget_property(widget, "suffix")
         assert (decimals, step, suffix.findtext("string") if suffix is not None else None) == expected[name], name
-        bounds = [eval(compile(ast.Expression(b), "<bound>", "eval"), {"__builtins__": {}}) for b in validators(fields[name].annotation)["WithinRange"].args]
+        bounds = [
+            eval(compile(ast.Expression(b), "<bound>", "eval"), {"__builtins__": {}})
+            for b in validators(fields[name].annotation)["WithinRange"].args
+        ]
         for value in (*bounds, field_default(fields[name])):
             assert round(value, decimals) == pytest.approx(value, abs=1e-12), f"{name}: {value} shows as {round(value, decimals)}"
 
@@ -267,9 +270,7 @@ def test_parameter_node_mirrors_the_library_panel_settings():
                 f"{camel_name} must default to _SUPERRES_DEFAULTS.{snake_name}, the library's default"
             )
             assert default.value.id == "_SUPERRES_DEFAULTS"
-    for snake_name, camel_name in zip(
-        [f for f in PanelSettings.__dataclass_fields__], PanelSettings.parameter_names()
-    ):
+    for snake_name, camel_name in zip([f for f in PanelSettings.__dataclass_fields__], PanelSettings.parameter_names()):
         default = fields[camel_name].value
         assert isinstance(default, ast.Attribute) and default.attr == snake_name, (
             f"{camel_name} must default to _DEFAULTS.{snake_name}, the library's default"
@@ -407,8 +408,9 @@ def fake_widget(models=(), **parameters) -> SimpleNamespace:
     ui.savedModelComboBox = FakeComboBox()
     widget = SimpleNamespace(
         ui=ui,
-        logic=SimpleNamespace(isRunning=False, savedModels=lambda: list(models), modelFolder=lambda: Path("/models"),
-                              summaryText=panel_jobs.summary_text),  # fmt: skip
+        logic=SimpleNamespace(
+            isRunning=False, savedModels=lambda: list(models), modelFolder=lambda: Path("/models"), summaryText=panel_jobs.summary_text
+        ),  # fmt: skip
         _parameterNode=SimpleNamespace(**state),
         _modelChoices=[],
         _suggestedModelName="",
@@ -418,9 +420,7 @@ def fake_widget(models=(), **parameters) -> SimpleNamespace:
     widget._settingWidgets = {name: getattr(ui, element.get("name")) for name, element in parameter_bindings().items()}
     widget._settingWidgets.update({name: getattr(ui, ui_name) for name, ui_name in module_constant("UNBOUND_SETTING_WIDGETS").items()})
     names = {id(getattr(ui, name)): name for name in ui_widgets()}
-    widget._settingLabels = {
-        name: getattr(ui, f"{names[id(control)]}Label", None) for name, control in widget._settingWidgets.items()
-    }
+    widget._settingLabels = {name: getattr(ui, f"{names[id(control)]}Label", None) for name, control in widget._settingWidgets.items()}
     for name in WIDGET_METHODS:
         setattr(widget, name, types.MethodType(widget_function(name), widget))
     return widget

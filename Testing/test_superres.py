@@ -13,7 +13,7 @@ import torch
 
 from DeepDenoiseLib.cli import main
 from DeepDenoiseLib.config import SuperResConfig, deep_merge
-from DeepDenoiseLib.progress import CancelToken, Cancelled
+from DeepDenoiseLib.progress import Cancelled, CancelToken
 from DeepDenoiseLib.superres import stage_factors, superres_file, superres_volume
 from DeepDenoiseLib.superres_grid import degrade_volume, field_of_view_corners, upsample_spline
 from DeepDenoiseLib.superres_training import SuperResNetwork, fold, unfold
@@ -77,7 +77,10 @@ def test_the_stage_network_maps_fine_patches_to_fine_patches(factor: int, diffus
 # --- Shapes and grids -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("factor, cascade, mode", [(2, False, "supervised"), (4, False, "self-supervised"), (4, True, "supervised"), (4, True, "self-supervised")])
+@pytest.mark.parametrize(
+    "factor, cascade, mode",
+    [(2, False, "supervised"), (4, False, "self-supervised"), (4, True, "supervised"), (4, True, "self-supervised")],
+)
 def test_output_lies_on_the_finer_grid_with_its_uncertainty(factor: int, cascade: bool, mode: str) -> None:
     fine = high_resolution()
     coarse = degrade_volume(fine, factor, "z")
@@ -212,7 +215,15 @@ def test_cancelling_stops_the_run_and_writes_nothing(tmp_path: Path, stage: str)
             token.cancel()
 
     with pytest.raises(Cancelled):
-        superres_file(tmp_path / "in.nii.gz", tmp_path / "out.nii.gz", tiny(factor=2, mode="self-supervised"), None, tmp_path / "spread.nii.gz", progress, token)
+        superres_file(
+            tmp_path / "in.nii.gz",
+            tmp_path / "out.nii.gz",
+            tiny(factor=2, mode="self-supervised"),
+            None,
+            tmp_path / "spread.nii.gz",
+            progress,
+            token,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii.gz"]
 
 
@@ -225,8 +236,20 @@ def test_cli_self_supervised_writes_result_and_uncertainty_on_the_fine_grid(tmp_
     config = tiny(factor=2)
     config.save(tmp_path / "config.json")
     code = main(
-        ["superres", str(tmp_path / "thick.nrrd"), str(tmp_path / "fine.nii.gz"), "--config", str(tmp_path / "config.json"),
-         "--self-supervised", "--axis", "z", "--uncertainty", str(tmp_path / "spread.nii.gz"), "--progress", "json"]
+        [
+            "superres",
+            str(tmp_path / "thick.nrrd"),
+            str(tmp_path / "fine.nii.gz"),
+            "--config",
+            str(tmp_path / "config.json"),
+            "--self-supervised",
+            "--axis",
+            "z",
+            "--uncertainty",
+            str(tmp_path / "spread.nii.gz"),
+            "--progress",
+            "json",
+        ]
     )
     assert code == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -243,8 +266,36 @@ def test_cli_supervised_trains_on_the_given_volumes(tmp_path: Path) -> None:
     fine = high_resolution((16, 24, 24))
     write_volume(degrade_volume(fine, 2, "z"), tmp_path / "low.mha")
     write_volume(fine, tmp_path / "high.mha")
-    TINY_FLAGS = ["--max-steps", "2", "--steps", "2", "--samples", "2", "--device", "cpu", "--threads", "1", "--patch-size", "16", "--progress", "none"]
-    code = main(["superres", str(tmp_path / "low.mha"), str(tmp_path / "out.mha"), "--factor", "2", "--train-on", str(tmp_path / "high.mha"), "--budget-minutes", "1", *TINY_FLAGS])
+    TINY_FLAGS = [
+        "--max-steps",
+        "2",
+        "--steps",
+        "2",
+        "--samples",
+        "2",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--patch-size",
+        "16",
+        "--progress",
+        "none",
+    ]
+    code = main(
+        [
+            "superres",
+            str(tmp_path / "low.mha"),
+            str(tmp_path / "out.mha"),
+            "--factor",
+            "2",
+            "--train-on",
+            str(tmp_path / "high.mha"),
+            "--budget-minutes",
+            "1",
+            *TINY_FLAGS,
+        ]
+    )
     assert code == 0
     result = read_volume(tmp_path / "out.mha")
     assert result.array.shape == (16, 24, 24)
@@ -258,7 +309,21 @@ def test_cli_refuses_bad_arguments_and_input(tmp_path: Path, capsys) -> None:
     assert "factor must lie in [2, 16]" in capsys.readouterr().err
     assert main(["superres", str(tmp_path / "thick.nii.gz"), out, "--factor", "2"]) == 2
     assert "needs high-resolution training volumes" in capsys.readouterr().err
-    assert main(["superres", str(tmp_path / "thick.nii.gz"), out, "--method", "regression", "--self-supervised", "--uncertainty", str(tmp_path / "u.nii.gz")]) == 2
+    assert (
+        main(
+            [
+                "superres",
+                str(tmp_path / "thick.nii.gz"),
+                out,
+                "--method",
+                "regression",
+                "--self-supervised",
+                "--uncertainty",
+                str(tmp_path / "u.nii.gz"),
+            ]
+        )
+        == 2
+    )
     assert "needs the ddpm method" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["superres", str(tmp_path / "thick.nii.gz"), out, "--self-supervised", "--train-on", str(tmp_path / "thick.nii.gz")])

@@ -13,6 +13,7 @@ import pytest
 
 TESTING = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTING))
+from phantoms import smooth_phantom  # noqa: E402
 from slicer_scene import add_volume, headless_scene, ijk_to_ras_array, slicer  # noqa: E402
 
 from DeepDenoiseLib.config import SuperResConfig, deep_merge  # noqa: E402
@@ -27,7 +28,6 @@ from DeepDenoiseLib.superres_bridge import (  # noqa: E402
 )
 from DeepDenoiseLib.superres_grid import on_fine_grid  # noqa: E402
 from DeepDenoiseLib.validation import InputError  # noqa: E402
-from phantoms import smooth_phantom  # noqa: E402
 
 OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
 LEFT_HANDED = np.diag([1.0, 1.0, -1.0])
@@ -156,7 +156,9 @@ def test_cancelling_a_job_leaves_the_scene_unchanged(scene) -> None:
 
 
 def test_settings_map_the_panel_words_to_the_configuration() -> None:
-    settings = SuperResSettings.from_parameters({"mode": "Supervised", "factor": 2, "axis": "K (z)", "budgetMinutes": 2, "device": "CPU", "samplingSteps": 50})
+    settings = SuperResSettings.from_parameters(
+        {"mode": "Supervised", "factor": 2, "axis": "K (z)", "budgetMinutes": 2, "device": "CPU", "samplingSteps": 50}
+    )
     config = settings.to_config()
     assert (config.mode, config.factor, config.axis, config.training.device) == ("supervised", 2, "z", "cpu")
     assert config.training.budget_seconds == 120.0 and config.sampling.steps == 50

@@ -64,7 +64,9 @@ def test_only_ddpm_samples_so_only_ddpm_offers_sampling_and_uncertainty() -> Non
     enabled = superres_enabled_settings(section_state(superresComputeUncertainty=True))
     assert enabled["superresSamples"] and enabled["superresSamplingSteps"] and enabled["superresUncertaintyVolume"]
     enabled = superres_enabled_settings(section_state(superresMethod=REGRESSION, superresComputeUncertainty=True))
-    assert not any(enabled[name] for name in ("superresSamples", "superresSamplingSteps", "superresComputeUncertainty", "superresUncertaintyVolume"))
+    assert not any(
+        enabled[name] for name in ("superresSamples", "superresSamplingSteps", "superresComputeUncertainty", "superresUncertaintyVolume")
+    )
     assert not superres_enabled_settings(section_state())["superresUncertaintyVolume"]  # not asked for
 
 
@@ -124,7 +126,11 @@ def test_runs_that_cannot_work_are_refused_with_what_to_do(scene, values, messag
     values = dict(values)
     shape = values.pop("shape", (6, 16, 16))
     node = None if message == "Select the volume" else thick(scene, shape=shape)
-    for key, parameter in (("training", "superresTrainingVolume"), ("output", "superresOutputVolume"), ("uncertainty", "superresUncertaintyVolume")):
+    for key, parameter in (
+        ("training", "superresTrainingVolume"),
+        ("output", "superresOutputVolume"),
+        ("uncertainty", "superresUncertaintyVolume"),
+    ):
         if values.pop(key, None) == "input":
             values[parameter] = node
     with pytest.raises(InputError, match=message):

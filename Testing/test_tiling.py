@@ -35,8 +35,7 @@ def ramp_fn(batch: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "length, tile, overlap",
-    [(37, 16, 4), (50, 16, 4), (61, 16, 4), (64, 16, 0), (17, 16, 15), (100, 32, 16), (16, 16, 4),
-     (5, 16, 4)],
+    [(37, 16, 4), (50, 16, 4), (61, 16, 4), (64, 16, 0), (17, 16, 15), (100, 32, 16), (16, 16, 4), (5, 16, 4)],
 )
 def test_tile_starts_cover_with_overlap_and_end_at_length(length: int, tile: int, overlap: int) -> None:
     starts = tile_starts(length, tile, overlap)
@@ -46,7 +45,7 @@ def test_tile_starts_cover_with_overlap_and_end_at_length(length: int, tile: int
     assert starts[-1] + size == length
     covered = np.zeros(length, dtype=int)
     for s in starts:
-        covered[s:s + size] += 1
+        covered[s : s + size] += 1
     assert covered.min() >= 1
     for a, b in zip(starts, starts[1:]):
         assert b > a
@@ -107,9 +106,9 @@ def _clean_voxels(shape, tile, overlap, radius):
         bad = np.zeros(n, dtype=bool)
         for s in starts:
             if s > 0:
-                bad[s:s + radius] = True
+                bad[s : s + radius] = True
             if s + t < n:
-                bad[s + t - radius:s + t] = True
+                bad[s + t - radius : s + t] = True
         per_axis.append(~bad)
     for axis, good in enumerate(per_axis):
         clean &= good.reshape((1,) * axis + (-1,) + (1,) * (len(shape) - axis - 1))

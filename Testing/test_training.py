@@ -27,8 +27,7 @@ from DeepDenoiseLib.training import (
 from DeepDenoiseLib.unet import UNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantoms import single_thread, noisy_phantom, tiny_config  # noqa: E402,F401
-
+from phantoms import noisy_phantom, single_thread, tiny_config  # noqa: E402,F401
 
 SHAPE = (8, 32, 32)
 
@@ -57,7 +56,9 @@ def same_weights(a: dict, b: dict) -> bool:
 )
 def test_same_seed_gives_identical_weights_and_another_seed_differs(volume: np.ndarray, method: str, sections: dict) -> None:
     def run(seed: int):
-        config = tiny_config(method, training=dict(sections.get("training", {}), seed=seed, steps_per_epoch=3, max_epochs=2), model=sections.get("model", {}))
+        config = tiny_config(
+            method, training=dict(sections.get("training", {}), seed=seed, steps_per_epoch=3, max_epochs=2), model=sections.get("model", {})
+        )
         return train_noise2void(volume, config, noise_sigma=0.1)
 
     first, second, other = run(0), run(0), run(1)

@@ -18,7 +18,6 @@ from DeepDenoiseLib.unet import ConvBlock, Downsample, UNet, plan_pool_z, requir
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phantoms import single_thread  # noqa: E402,F401
 
-
 NORM_TYPES = {
     ("batch", 2): nn.BatchNorm2d,
     ("batch", 3): nn.BatchNorm3d,
@@ -46,7 +45,9 @@ def test_forward_keeps_spatial_shape_and_sets_channels(spatial_dims: int, depth:
     conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
     convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
     assert convs and all(isinstance(m, conv) for m in convs)
-    norms = [m for m in net.modules() if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm))]
+    norms = [
+        m for m in net.modules() if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm))
+    ]
     if norm == "none":
         assert norms == []
     else:
@@ -188,7 +189,10 @@ def test_thick_slice_plan_matches_hand_computation() -> None:
     assert plan_pool_z(THICK_SLICES_ZYX, 5, 12) == [False, False, True, True, False]
 
 
-@pytest.mark.parametrize("patch_depth, expected", [(1, [False, False, False]), (2, [True, False, False]), (3, [False, False, False]), (6, [True, False, False]), (8, [True, True, True])])
+@pytest.mark.parametrize(
+    "patch_depth, expected",
+    [(1, [False, False, False]), (2, [True, False, False]), (3, [False, False, False]), (6, [True, False, False]), (8, [True, True, True])],
+)
 def test_z_is_never_pooled_below_one_slice(patch_depth: int, expected: list) -> None:
     assert plan_pool_z((1.0, 1.0, 1.0), 3, patch_depth) == expected
 

@@ -95,7 +95,9 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], steps: int) -> None:
-    print(f"\n| file | voxels (x y z) | frames | tSNR before | tSNR after | noise sigma before → after | one shared model ({steps} steps) | one model per frame (estimate) |")
+    print(
+        f"\n| file | voxels (x y z) | frames | tSNR before | tSNR after | noise sigma before → after | one shared model ({steps} steps) | one model per frame (estimate) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(

@@ -60,9 +60,7 @@ def score(clean: np.ndarray, result: np.ndarray, mask: np.ndarray) -> dict[str, 
     }
 
 
-def run_model(
-    low: Volume, overrides: dict[str, Any], training: Optional[list[Volume]]
-) -> tuple[np.ndarray, dict[str, Any]]:
+def run_model(low: Volume, overrides: dict[str, Any], training: Optional[list[Volume]]) -> tuple[np.ndarray, dict[str, Any]]:
     config = SuperResConfig.from_dict(deep_merge({"factor": FACTOR, "axis": "z"}, overrides))
     result = superres_volume(low, config, training)
     return result.volume.array, result.summary

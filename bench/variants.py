@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
 from DeepDenoiseLib.noise import add_gaussian_noise, add_poisson_noise
