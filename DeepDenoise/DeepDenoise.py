@@ -34,15 +34,17 @@ if LIBRARY_PARENT not in sys.path:
 
 # What Slicer imports at start-up stays light: no torch, SimpleITK or package of requirements.txt (see
 # Testing/test_slicer_module_startup.py); runs import them, or run them in the worker.
-from DeepDenoiseLib import slicer_support  # noqa: E402
+from DeepDenoiseLib.slicer import support as slicer_support  # noqa: E402
 
 # On a Slicer older than the minimum the module still loads, and its panel says which Slicer it needs.
 SLICER_VERSION_PROBLEM = slicer_support.slicer_version_problem(slicer.app.majorVersion, slicer.app.minorVersion)
 _, Choice, WithinRange, parameterNodeWrapper = slicer_support.slicer_module_api(SLICER_VERSION_PROBLEM)
 
-from DeepDenoiseLib.config import DenoiseConfig, SuperResConfig  # noqa: E402
-from DeepDenoiseLib.model_folder import default_model_folder, list_models  # noqa: E402
-from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
+from DeepDenoiseLib.core.progress import Cancelled  # noqa: E402
+from DeepDenoiseLib.core.validation import InputError  # noqa: E402
+from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
+from DeepDenoiseLib.denoise.model_folder import default_model_folder, list_models  # noqa: E402
+from DeepDenoiseLib.slicer.nodes import (  # noqa: E402
     ARCHITECTURE_NAMES,
     DEVICE_NAMES,
     DIMENSION_NAMES,
@@ -51,7 +53,7 @@ from DeepDenoiseLib.mrml_bridge import (  # noqa: E402
     MODALITY_NOISE_MODELS,
     PanelSettings,
 )
-from DeepDenoiseLib.panel_jobs import (  # noqa: E402
+from DeepDenoiseLib.slicer.panel import (  # noqa: E402
     MODEL_SOURCES,
     TRAIN_ON_INPUT,
     apply_tooltip,
@@ -68,16 +70,15 @@ from DeepDenoiseLib.panel_jobs import (  # noqa: E402
     updated_model_name,
     visible_settings,
 )
-from DeepDenoiseLib.progress import Cancelled  # noqa: E402
-from DeepDenoiseLib.sequence_bridge import make_job, sequence_of_proxy, shown_node  # noqa: E402
-from DeepDenoiseLib.superres_bridge import (  # noqa: E402
+from DeepDenoiseLib.slicer.sequences import make_job, sequence_of_proxy, shown_node  # noqa: E402
+from DeepDenoiseLib.slicer.superres_job import (  # noqa: E402
     AXIS_NAMES,
     MODE_NAMES,
     SUPERRES_METHOD_NAMES,
     NodeSuperResJob,
     SuperResSettings,
 )
-from DeepDenoiseLib.superres_panel import (  # noqa: E402
+from DeepDenoiseLib.slicer.superres_panel import (  # noqa: E402
     plan_superres_run,
     superres_enabled_settings,
     superres_parameters_after_run,
@@ -85,7 +86,7 @@ from DeepDenoiseLib.superres_panel import (  # noqa: E402
     superres_tooltip,
     superres_visible_settings,
 )
-from DeepDenoiseLib.validation import InputError  # noqa: E402
+from DeepDenoiseLib.superres.config import SuperResConfig  # noqa: E402
 
 HOMEPAGE = "https://github.com/deepdenoise/SlicerDeepDenoise"
 TORCH_REQUIREMENT = ">=2.0"

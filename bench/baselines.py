@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from bench.anscombe import anscombe_forward, anscombe_inverse, estimate_gain
 from bench.variants import Variant
-from DeepDenoiseLib.volume import Volume
+from DeepDenoiseLib.core.volume import Volume
 
 Denoised = tuple[np.ndarray, str]
 

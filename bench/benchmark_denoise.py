@@ -59,10 +59,11 @@ from bench.variants import (  # noqa: E402
     make_noisy,
     poisson_gain,
 )
-from DeepDenoiseLib.config import DenoiseConfig, deep_merge  # noqa: E402
-from DeepDenoiseLib.metrics import psnr, ssim  # noqa: E402
-from DeepDenoiseLib.pipeline import denoise_volume  # noqa: E402
-from DeepDenoiseLib.volume import Volume  # noqa: E402
+from DeepDenoiseLib.core.metrics import psnr, ssim  # noqa: E402
+from DeepDenoiseLib.core.settings import deep_merge  # noqa: E402
+from DeepDenoiseLib.core.volume import Volume  # noqa: E402
+from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
+from DeepDenoiseLib.denoise.pipeline import denoise_volume  # noqa: E402
 
 DEFAULT_KEY = "ours-default"
 REFERENCE_KEY = "bm4d-true"

@@ -24,10 +24,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from DeepDenoiseLib.config import DenoiseConfig
-from DeepDenoiseLib.metrics import mean_image_mask, temporal_snr
-from DeepDenoiseLib.pipeline import denoise_series, denoise_volume
-from DeepDenoiseLib.volume_io import read_volume
+from DeepDenoiseLib.core.metrics import mean_image_mask, temporal_snr
+from DeepDenoiseLib.core.volume_io import read_volume
+from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.pipeline import denoise_series, denoise_volume
 
 FILES = ("example4d.nii.gz", "functional.nii")
 

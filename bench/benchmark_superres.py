@@ -37,13 +37,14 @@ from typing import Any, Optional  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from DeepDenoiseLib.config import SuperResConfig, deep_merge  # noqa: E402
-from DeepDenoiseLib.diffusion_schedule import cosine_schedule, design_alpha_bar  # noqa: E402
-from DeepDenoiseLib.metrics import psnr, ssim  # noqa: E402
-from DeepDenoiseLib.superres import superres_volume  # noqa: E402
-from DeepDenoiseLib.superres_grid import degrade_volume, upsample_spline  # noqa: E402
-from DeepDenoiseLib.volume import Volume  # noqa: E402
-from DeepDenoiseLib.volume_io import read_volume  # noqa: E402
+from DeepDenoiseLib.core.metrics import psnr, ssim  # noqa: E402
+from DeepDenoiseLib.core.settings import deep_merge  # noqa: E402
+from DeepDenoiseLib.core.volume import Volume  # noqa: E402
+from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
+from DeepDenoiseLib.superres.config import SuperResConfig  # noqa: E402
+from DeepDenoiseLib.superres.diffusion_schedule import cosine_schedule, design_alpha_bar  # noqa: E402
+from DeepDenoiseLib.superres.grid import degrade_volume, upsample_spline  # noqa: E402
+from DeepDenoiseLib.superres.pipeline import superres_volume  # noqa: E402
 
 FACTOR = 4
 SPLIT_J = 64

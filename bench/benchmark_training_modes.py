@@ -34,14 +34,14 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from DeepDenoiseLib.config import DenoiseConfig
-from DeepDenoiseLib.metrics import psnr, ssim
-from DeepDenoiseLib.noise import add_rician_noise
-from DeepDenoiseLib.paired import denoise_with_model, noise2noise_series, noise2noise_volumes, train_supervised
-from DeepDenoiseLib.volume import Volume
-from DeepDenoiseLib.volume_io import read_volume
+from DeepDenoiseLib.core.metrics import psnr, ssim
+from DeepDenoiseLib.core.noise_simulation import add_rician_noise
+from DeepDenoiseLib.core.volume import Volume
+from DeepDenoiseLib.core.volume_io import read_volume
+from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.paired import denoise_with_model, noise2noise_series, noise2noise_volumes, train_supervised
 
-TESTING = Path(__file__).resolve().parents[1] / "Testing"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 MIDLINE = 64  # the mid-sagittal plane of the 128-column grid
 
 
@@ -146,8 +146,9 @@ def score_rows(
 
 
 def fmri_rows(step_counts: list[int]) -> list[dict[str, Any]]:
-    sys.path.insert(0, str(TESTING))
-    from fmri_phantom import activation_amplitude, block_design_series, design_correlation, temporal_snr
+    if str(REPO_ROOT) not in sys.path:  # the synthetic series of the tests: Testing/support/fmri_phantom.py
+        sys.path.insert(0, str(REPO_ROOT))
+    from Testing.support.fmri_phantom import activation_amplitude, block_design_series, design_correlation, temporal_snr
 
     data = block_design_series(frames=40, size=24, change=0.04, sigma=0.03, seed=0)
     brain = data.brain[None]

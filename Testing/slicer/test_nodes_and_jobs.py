@@ -1,0 +1,435 @@
+"""The MRML bridge against real Slicer MRML (the slicer-core wheel): geometry through IJK-to-RAS,
+refused node kinds, and denoising jobs on nodes that succeed, fail, crash or are cancelled.
+
+The jobs run a scripted stand-in for the CLI (fake_worker.py: output = input * 0.5) except the
+end-to-end tests, which train the real networks for two seconds on a tiny volume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+
+from DeepDenoiseLib.core.progress import Cancelled  # noqa: E402
+from DeepDenoiseLib.core.validation import InputError  # noqa: E402
+from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
+from DeepDenoiseLib.denoise.config import METHODS, NOISE_MODELS, PAIRED_METHODS, DenoiseConfig  # noqa: E402
+from DeepDenoiseLib.slicer.nodes import (  # noqa: E402
+    DIMENSION_NAMES,
+    METHOD_NAMES,
+    METHODS_2D_ONLY,
+    MODALITY_NOISE_MODELS,
+    PAIRED_METHOD_NAMES,
+    NodeDenoiseJob,
+    PanelSettings,
+    WorkerError,
+    array_on_grid,
+    check_scalar_volume,
+    read_file_node,
+    update_node_from_volume,
+    volume_from_node,
+    write_node,
+)
+from Testing.support import fake_worker_command
+from Testing.support.fake_worker import CRASH_MESSAGE, ERROR_MESSAGE
+from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer, vtk
+
+# An oblique, anisotropic grid with a rotation between the axes (right-handed).
+OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
+LEFT_HANDED = np.diag([1.0, 1.0, -1.0])
+
+
+def noisy_array(shape=(6, 7, 8), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(100.0, 10.0, shape).astype(np.float32)
+
+
+def run_job(job: NodeDenoiseJob, timeout: float = 30.0):
+    job.start()
+    deadline = time.monotonic() + timeout
+    while not job.finished:
+        assert time.monotonic() < deadline, "the worker did not finish in time"
+        job.poll()
+        time.sleep(0.02)
+    return job.finish()
+
+
+def world_value(node, ras) -> float:
+    """The voxel value of ``node`` at the RAS point ``ras`` (which must be a voxel centre)."""
+    ijk = np.linalg.solve(ijk_to_ras_array(node), np.append(ras, 1.0))[:3]
+    i, j, k = (int(v) for v in np.rint(ijk))
+    assert np.allclose(ijk, (i, j, k), atol=1e-4)
+    return float(slicer.util.arrayFromVolume(node)[k, j, i])
+
+
+# --- Geometry -----------------------------------------------------------------------------------
+
+
+def test_volume_from_node_matches_what_itk_reads_from_the_saved_file(scene, tmp_path):
+    node = add_volume(scene, "oblique", noisy_array(), spacing=(0.7, 1.1, 2.5), origin=(10.0, -20.0, 5.0), directions=OBLIQUE)
+    volume = volume_from_node(node)
+    write_node(node, tmp_path / "oblique.nrrd")
+    from_file = read_volume(tmp_path / "oblique.nrrd")
+    np.testing.assert_array_equal(volume.array, from_file.array)
+    np.testing.assert_allclose(volume.spacing, from_file.spacing, rtol=1e-12)
+    np.testing.assert_allclose(volume.origin, from_file.origin, atol=1e-12)
+    np.testing.assert_allclose(volume.direction, from_file.direction, atol=1e-12)
+    # The copy is independent of the node.
+    volume.array[0, 0, 0] = -1.0
+    assert slicer.util.arrayFromVolume(node)[0, 0, 0] != -1.0
+
+
+def test_update_node_from_volume_round_trips_geometry(scene):
+    node = add_volume(scene, "source", noisy_array(), spacing=(0.7, 1.1, 2.5), origin=(1.0, 2.0, 3.0), directions=OBLIQUE)
+    target = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "target")
+    update_node_from_volume(target, volume_from_node(node))
+    np.testing.assert_allclose(ijk_to_ras_array(target), ijk_to_ras_array(node), atol=1e-12)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(target), slicer.util.arrayFromVolume(node))
+
+
+def test_array_on_grid_undoes_the_k_flip_slicer_applies_to_left_handed_files(scene, tmp_path):
+    array = noisy_array()
+    node = add_volume(scene, "left", array, spacing=(1.0, 2.0, 3.0), origin=(10.0, 20.0, 30.0), directions=LEFT_HANDED)
+    write_node(node, tmp_path / "left.nrrd")
+    reread = read_file_node(tmp_path / "left.nrrd")
+    # Slicer flipped K on read: same voxels in the world, another array order and matrix.
+    assert not np.array_equal(ijk_to_ras_array(reread), ijk_to_ras_array(node))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(reread), array[::-1])
+    np.testing.assert_array_equal(array_on_grid(reread, ijk_to_ras_array(node)), array)
+
+
+def test_array_on_grid_handles_permuted_axes_and_refuses_other_grids(scene):
+    array = noisy_array()
+    node = add_volume(scene, "a", array, spacing=(1.0, 2.0, 3.0), directions=OBLIQUE)
+    matrix = ijk_to_ras_array(node)
+    # The same grid described with I and J swapped and K reversed.
+    shape_ijk = array.shape[::-1]
+    swap = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, -1, shape_ijk[2] - 1], [0, 0, 0, 1]], dtype=float)
+    other = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "b")
+    slicer.util.updateVolumeFromArray(other, np.ascontiguousarray(np.transpose(array, (0, 2, 1))[::-1]))
+    vtk_matrix = slicer.util.vtkMatrixFromArray(matrix @ swap)
+    other.SetIJKToRASMatrix(vtk_matrix)
+    np.testing.assert_array_equal(array_on_grid(other, matrix), array)
+
+    shifted = matrix.copy()
+    shifted[:3, 3] += 0.5 * matrix[:3, 0]  # half a voxel off
+    with pytest.raises(ValueError, match="voxel grid"):
+        array_on_grid(node, shifted)
+
+
+# --- Refused nodes --------------------------------------------------------------------------------
+
+
+def test_label_maps_vectors_4d_and_empty_nodes_are_refused_with_advice(scene):
+    labels = add_volume(scene, "labels", np.ones((3, 4, 5), np.int16), node_class="vtkMRMLLabelMapVolumeNode")
+    with pytest.raises(InputError, match="label map"):
+        check_scalar_volume(labels)
+
+    rgb = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "rgb")
+    slicer.util.updateVolumeFromArray(rgb, np.zeros((3, 4, 5, 3), np.uint8))
+    with pytest.raises(InputError, match="vector, RGB"):
+        check_scalar_volume(rgb)
+
+    multi = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "multi")
+    image = vtk.vtkImageData()
+    image.SetDimensions(5, 4, 3)
+    image.AllocateScalars(vtk.VTK_FLOAT, 2)
+    multi.SetAndObserveImageData(image)
+    with pytest.raises(InputError, match="2 components"):
+        check_scalar_volume(multi)
+
+    with pytest.raises(InputError, match="no voxels"):
+        check_scalar_volume(scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty"))
+
+    with pytest.raises(InputError, match="no input volume"):
+        check_scalar_volume(None)
+
+
+def test_a_frame_of_a_sequence_is_refused_as_4d(scene):
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "series")
+    for index in range(2):
+        frame = slicer.vtkMRMLScalarVolumeNode()
+        slicer.util.updateVolumeFromArray(frame, noisy_array(seed=index))
+        sequence.SetDataNodeAtValue(frame, str(index))
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "browser")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    scene.module_logics["Sequences"].UpdateProxyNodesFromSequences(browser)
+    proxy = browser.GetProxyNode(sequence)
+    assert proxy is not None and proxy.GetImageData() is not None
+    with pytest.raises(InputError, match="sequence"):
+        check_scalar_volume(proxy)
+
+
+# --- Settings --------------------------------------------------------------------------------------
+
+
+def test_panel_settings_become_a_validated_config():
+    settings = PanelSettings.from_parameters(
+        {"method": "structN2V", "dimensions": "3D", "modality": "MRI", "budgetMinutes": 2.5, "device": "CPU",
+         "patchSize": 32, "batchSize": 8, "learningRate": 4e-4, "maskedFraction": 0.05,
+         "testTimeAugmentation": True, "seed": 7}
+    )  # fmt: skip
+    config = settings.to_config()
+    assert config.method == "structn2v" and config.masking.struct_axis is not None
+    assert config.model.dimensions == "3d"
+    assert config.training.budget_seconds == 150.0 and config.training.device == "cpu"
+    assert (config.training.patch_size, config.training.batch_size, config.training.seed) == (32, 8, 7)
+    assert config.training.learning_rate == 4e-4 and config.masking.masked_fraction == 0.05
+    assert config.prediction.tta is True
+    assert config.noise.model == "rician" and config.noise.sigma is None
+
+    with pytest.raises(ValueError, match="unknown setting"):
+        PanelSettings.from_parameters({"budget": 3})
+    with pytest.raises(ValueError, match="modality"):
+        PanelSettings(modality="X-ray")
+    with pytest.raises(ValueError, match="budget_seconds"):
+        PanelSettings(budget_minutes=0.001).to_config()
+
+
+def test_panel_defaults_are_the_library_defaults():
+    settings = PanelSettings()
+    assert settings.method == next(iter(METHOD_NAMES)) == "Blind-spot N2V"  # the default comes first
+    assert settings.to_config() == DenoiseConfig()  # every panel setting, noise model included
+
+
+def test_panel_choices_cover_the_library():
+    assert sorted(METHOD_NAMES.values()) == sorted(METHODS)
+    assert {METHOD_NAMES[name] for name in PAIRED_METHOD_NAMES} == set(PAIRED_METHODS)
+    assert sorted(DIMENSION_NAMES.values()) == ["2d", "3d"]
+    assert set(MODALITY_NOISE_MODELS.values()) <= set(NOISE_MODELS)
+    # The panel calls 2D-only exactly the methods the library refuses in 3D.
+    for name, method in METHOD_NAMES.items():
+        if name in METHODS_2D_ONLY:
+            with pytest.raises(ValueError):
+                DenoiseConfig.for_method(method, model={"dimensions": "3d"})
+        else:
+            assert DenoiseConfig.for_method(method, model={"dimensions": "3d"}).model.dimensions == "3d"
+
+
+@pytest.mark.parametrize("name", list(METHOD_NAMES))
+@pytest.mark.parametrize("dimensions", list(DIMENSION_NAMES))
+def test_every_method_and_dimension_maps_to_the_library_or_is_refused_clearly(name, dimensions):
+    if name in METHODS_2D_ONLY and dimensions == "3D":
+        with pytest.raises(ValueError) as refusal:
+            PanelSettings(method=name, dimensions=dimensions)
+        message = str(refusal.value)
+        assert f"{name} is a 2D method" in message and "choose 2D" in message
+        assert all(other in message for other in METHOD_NAMES if other not in METHODS_2D_ONLY)
+        return
+    settings = PanelSettings(method=name, dimensions=dimensions, masked_fraction=0.03)
+    config = settings.to_config()
+    library = DenoiseConfig.for_method(METHOD_NAMES[name], model={"dimensions": DIMENSION_NAMES[dimensions]})
+    assert config.method == METHOD_NAMES[name]
+    assert config.model == library.model  # N2V2's blur-pool and missing top skip come with the method
+    # The paired methods mask nothing, and refuse masking settings: the masked fraction stays out.
+    masked_fraction = library.masking.masked_fraction if name in PAIRED_METHOD_NAMES else 0.03
+    assert config.masking == dataclasses.replace(library.masking, masked_fraction=masked_fraction)
+
+
+@pytest.mark.parametrize(
+    "modality, noise_model",
+    [("MRI", "rician"), ("CT", "gaussian"), ("PET", "poisson"), ("ultrasound", "speckle"), ("generic", "gaussian")],
+)
+def test_every_modality_preset_sets_the_noise_model(modality, noise_model):
+    assert list(MODALITY_NOISE_MODELS) == ["MRI", "CT", "PET", "ultrasound", "generic"]
+    settings = PanelSettings(modality=modality)
+    config = settings.to_config()
+    assert settings.noise_model == config.noise.model == noise_model
+    assert config.noise.sigma is None  # estimated from the volume's foreground
+    assert DenoiseConfig.from_json(config.to_json()).noise.model == noise_model  # the worker gets it
+
+
+# --- Jobs on nodes ---------------------------------------------------------------------------------
+
+
+def test_job_creates_denoised_residual_and_uncertainty_nodes_with_bit_identical_geometry(scene, tmp_path):
+    study = scene.GetSubjectHierarchyNode()
+    patient = study.CreateSubjectItem(study.GetSceneItemID(), "patient")
+    study_item = study.CreateStudyItem(patient, "study")
+    array = noisy_array()
+    node = add_volume(scene, "MRHead", array, spacing=(0.7, 1.1, 2.5), origin=(10.0, -20.0, 5.0), directions=OBLIQUE)
+    study.SetItemParent(study.GetItemByDataNode(node), study_item)
+    node.GetDisplayNode().SetAutoWindowLevel(False)
+    node.GetDisplayNode().SetWindowLevel(40.0, 100.0)
+
+    config = PanelSettings(method="N2V2", modality="CT", budget_minutes=0.5, test_time_augmentation=True).to_config()
+    job = NodeDenoiseJob(node, config, compute_residual=True, compute_uncertainty=True, worker=fake_worker_command("ok"), temp_parent=tmp_path)
+    result = run_job(job)
+
+    assert result.output_node.GetName() == "MRHead denoised"
+    assert result.residual_node.GetName() == "MRHead residual"
+    assert result.uncertainty_node.GetName() == "MRHead uncertainty"
+    for output in (result.output_node, result.residual_node, result.uncertainty_node):
+        assert np.array_equal(ijk_to_ras_array(output), ijk_to_ras_array(node))  # bit-identical
+        assert study.GetItemParent(study.GetItemByDataNode(output)) == study_item
+        assert output.GetDisplayNode() is not None
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(result.output_node), array * 0.5)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(result.residual_node), array - array * 0.5)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(result.uncertainty_node), np.abs(array) * 0.25)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), array)
+    assert (result.output_node.GetDisplayNode().GetWindow(), result.output_node.GetDisplayNode().GetLevel()) == (40.0, 100.0)
+    # The worker read the panel's choices from the configuration file, noise model included.
+    assert result.summary["method"] == "n2v2" and result.summary["budget_seconds"] == 30.0
+    assert result.summary["tta"] is True and result.summary["noise_model"] == "gaussian"
+    assert list(tmp_path.iterdir()) == []  # the temporary folder is gone
+
+
+def test_job_fills_existing_output_nodes_with_the_inputs_geometry(scene, tmp_path):
+    array = noisy_array()
+    node = add_volume(scene, "input", array, spacing=(0.5, 0.5, 3.0), directions=OBLIQUE)
+    existing = add_volume(scene, "existing", np.zeros((2, 2, 2), np.float32), spacing=(9.0, 9.0, 9.0))
+    nodes_before = scene.GetNumberOfNodes()
+    result = run_job(NodeDenoiseJob(node, DenoiseConfig(), output_node=existing, worker=fake_worker_command("ok"), temp_parent=tmp_path))
+    assert result.output_node is existing and result.residual_node is None and result.uncertainty_node is None
+    assert scene.GetNumberOfNodes() == nodes_before
+    assert np.array_equal(ijk_to_ras_array(existing), ijk_to_ras_array(node))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(existing), array * 0.5)
+
+    # An existing uncertainty node is filled as well (choosing one asks for the uncertainty).
+    spread = add_volume(scene, "spread", np.zeros((2, 2, 2), np.float32))
+    config = DenoiseConfig.for_method("n2v", prediction={"tta": True})
+    result = run_job(NodeDenoiseJob(node, config, uncertainty_node=spread, worker=fake_worker_command("ok"), temp_parent=tmp_path))
+    assert result.uncertainty_node is spread and result.residual_node is None
+    assert np.array_equal(ijk_to_ras_array(spread), ijk_to_ras_array(node))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(spread), np.abs(array) * 0.25)
+
+
+def test_left_handed_nifti_loaded_by_slicer_round_trips(scene, tmp_path):
+    nibabel = pytest.importorskip("nibabel")
+    data = np.random.default_rng(3).normal(50.0, 5.0, (8, 7, 6)).astype(np.float32)  # nibabel order (i, j, k)
+    affine = np.array([[-1.5, 0, 0, 30.0], [0, 1.2, 0, -10.0], [0, 0, 2.0, 4.0], [0, 0, 0, 1]])
+    assert np.linalg.det(affine[:3, :3]) < 0  # left-handed: the case Slicer flips on read
+    nibabel.save(nibabel.Nifti1Image(data, affine), tmp_path / "left.nii.gz")
+
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "left")
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(tmp_path / "left.nii.gz"))
+    assert storage.ReadData(node)
+    node.CreateDefaultDisplayNodes()
+    assert np.linalg.det(ijk_to_ras_array(node)[:3, :3]) > 0  # Slicer made it right-handed...
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), data.T[::-1])  # ...by flipping K
+
+    work = tmp_path / "work"
+    result = run_job(NodeDenoiseJob(node, DenoiseConfig(), worker=fake_worker_command("ok"), temp_parent=work))
+    assert np.array_equal(ijk_to_ras_array(result.output_node), ijk_to_ras_array(node))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(result.output_node), slicer.util.arrayFromVolume(node) * 0.5)
+    # Every voxel is where nibabel says it is.
+    for i, j, k in [(0, 0, 0), (7, 6, 5), (3, 1, 4)]:
+        ras = affine @ np.array([i, j, k, 1.0])
+        assert world_value(result.output_node, ras[:3]) == pytest.approx(data[i, j, k] * 0.5)
+
+
+def test_left_handed_node_round_trips_through_the_worker_files(scene, tmp_path):
+    array = noisy_array()
+    node = add_volume(scene, "left", array, spacing=(1.0, 2.0, 3.0), origin=(10.0, 20.0, 30.0), directions=LEFT_HANDED)
+    result = run_job(NodeDenoiseJob(node, DenoiseConfig(), worker=fake_worker_command("ok"), temp_parent=tmp_path))
+    assert np.array_equal(ijk_to_ras_array(result.output_node), ijk_to_ras_array(node))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(result.output_node), array * 0.5)
+
+
+def test_cancel_mid_run_leaves_the_scene_and_input_untouched(scene, tmp_path):
+    array = noisy_array()
+    node = add_volume(scene, "input", array)
+    existing = add_volume(scene, "existing output", np.full((2, 2, 2), 7.0, np.float32))
+    nodes_before = scene.GetNumberOfNodes()
+    job = NodeDenoiseJob(
+        node, DenoiseConfig(), output_node=existing, compute_residual=True, worker=fake_worker_command("hang"), temp_parent=tmp_path
+    )
+    job.start()
+    deadline = time.monotonic() + 20
+    while not any(event.stage == "training" for event in job.poll()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    job.cancel()
+    with pytest.raises(Cancelled):
+        job.finish()
+    assert scene.GetNumberOfNodes() == nodes_before
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), array)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(existing), np.full((2, 2, 2), 7.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "mode, message",
+    [("crash", CRASH_MESSAGE), ("error", ERROR_MESSAGE)],
+)
+def test_failing_worker_surfaces_its_message_and_leaves_the_scene_unchanged(scene, tmp_path, mode, message):
+    array = noisy_array()
+    node = add_volume(scene, "input", array)
+    existing = add_volume(scene, "existing output", np.full((2, 2, 2), 7.0, np.float32))
+    nodes_before = scene.GetNumberOfNodes()
+    job = NodeDenoiseJob(node, DenoiseConfig(), output_node=existing, worker=fake_worker_command(mode), temp_parent=tmp_path)
+    with pytest.raises(WorkerError) as failure:
+        run_job(job)
+    assert str(failure.value) == message
+    assert scene.GetNumberOfNodes() == nodes_before
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), array)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(existing), np.full((2, 2, 2), 7.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_job_refuses_bad_nodes_before_starting_anything(scene, tmp_path):
+    node = add_volume(scene, "input", noisy_array())
+    labels = add_volume(scene, "labels", np.ones((3, 4, 5), np.int16), node_class="vtkMRMLLabelMapVolumeNode")
+    other = add_volume(scene, "other", noisy_array())
+    nodes_before = scene.GetNumberOfNodes()
+    with_tta = DenoiseConfig.for_method("n2v", prediction={"tta": True})
+    for kwargs, error, words in [
+        ({"input_node": labels}, InputError, "label map"),
+        ({"input_node": node, "output_node": node}, InputError, "must differ from the input"),
+        ({"input_node": node, "output_node": labels}, InputError, "must be a scalar volume"),
+        ({"input_node": node, "uncertainty_node": labels, "config": with_tta}, InputError, "uncertainty volume 'labels' must be a scalar"),
+        ({"input_node": node, "residual_node": other, "uncertainty_node": other, "config": with_tta}, InputError,
+         "residual volume and the uncertainty volume must be different"),
+        ({"input_node": node, "output_node": other, "uncertainty_node": other, "config": with_tta}, InputError,
+         "output volume and the uncertainty volume must be different"),
+        ({"input_node": node, "compute_uncertainty": True}, ValueError, "turn test-time augmentation on"),
+    ]:  # fmt: skip
+        kwargs.setdefault("config", DenoiseConfig())
+        job = NodeDenoiseJob(worker=fake_worker_command("ok"), temp_parent=tmp_path, **kwargs)
+        with pytest.raises(error, match=words):
+            job.start()
+        assert job.run is None
+    assert scene.GetNumberOfNodes() == nodes_before
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "method, model",
+    [("blindspot", {}), ("n2v", {"dimensions": "3d"})],
+    ids=["blindspot-2d", "n2v-3d"],
+)
+def test_real_cli_denoises_a_tiny_volume_with_residual_and_uncertainty(scene, tmp_path, method, model):
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    k, j, i = np.mgrid[:24, :24, :24]
+    clean = 100.0 * ((k - 12) ** 2 + (j - 12) ** 2 + (i - 12) ** 2 < 49)
+    noisy = (clean + rng.normal(0.0, 20.0, clean.shape)).astype(np.float32)
+    node = add_volume(scene, "tiny", noisy, spacing=(0.9, 0.9, 1.4), origin=(3.0, -4.0, 5.0), directions=OBLIQUE)
+    # Tiny and brief; patches of 16 suit both networks' two poolings (the blind-spot one needs sides
+    # divisible by 4). One thread keeps the time steady on a busy two-core machine.
+    config = DenoiseConfig.for_method(
+        method,
+        model={"base_channels": 4, **model},
+        training={"budget_seconds": 2.0, "patch_size": 16, "batch_size": 4, "steps_per_epoch": 5, "max_epochs": 1, "threads": 1},
+        prediction={"tile_size": 24, "tile_overlap": 4, "tta": True},
+        noise={"model": "gaussian"},
+    )
+    job = NodeDenoiseJob(node, config, compute_residual=True, compute_uncertainty=True, temp_parent=tmp_path)
+    stages = []
+    job.start()
+    assert job.wait(on_event=lambda event: stages.append(event.stage)) == "succeeded", job.run.details
+    result = job.finish()
+    assert stages[-1] == "done" and "training" in stages and "predicting" in stages
+    outputs = (result.output_node, result.residual_node, result.uncertainty_node)
+    for output in outputs:
+        assert np.array_equal(ijk_to_ras_array(output), ijk_to_ras_array(node))
+    denoised, residual, uncertainty = (slicer.util.arrayFromVolume(output) for output in outputs)
+    assert denoised.shape == uncertainty.shape == noisy.shape and np.isfinite(denoised).all()
+    np.testing.assert_allclose(denoised + residual, noisy, atol=1e-3)
+    # The spread across the test-time augmentations: finite, never negative, not all zero.
+    assert np.isfinite(uncertainty).all() and uncertainty.min() >= 0.0 and uncertainty.max() > 0.0
+    assert result.summary["method"] == method and result.summary["noise_model"] == "gaussian"
+    assert list(tmp_path.iterdir()) == []
