@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.core.tiling import make_tta_fn, predict_tiled, tta_transforms
 from DeepDenoiseLib.denoise.config import PredictionConfig
+from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.patches import context_stack, oriented, restored
-from DeepDenoiseLib.denoise.training import TrainedModel
 from DeepDenoiseLib.nets.blindspot import BlindSpotNet, posterior
 from DeepDenoiseLib.nets.unet import required_multiple
 

@@ -39,6 +39,7 @@ from DeepDenoiseLib.core.device import select_device
 from DeepDenoiseLib.core.normalization import PercentileNormalizer
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback
 from DeepDenoiseLib.core.settings import deep_merge
+from DeepDenoiseLib.core.training_loop import TrainingHistory
 from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.denoise.config import DenoiseConfig
@@ -53,7 +54,7 @@ from DeepDenoiseLib.denoise.model_record import (
     record_digest,
     record_from_bytes,
 )
-from DeepDenoiseLib.denoise.training import TrainedModel, TrainingHistory, build_network
+from DeepDenoiseLib.denoise.networks import TrainedModel, build_network
 
 if TYPE_CHECKING:
     from DeepDenoiseLib.denoise.pipeline import DenoiseResult

@@ -7,7 +7,7 @@ target is zero-mean and independent of the input, so the network that best predi
 Either way every voxel of every patch trains the network, with no masking.
 
 The loop, patches, learning-rate schedule, validation and best weights are those of Noise2Void
-training (training.py); the model returned is the same :class:`TrainedModel`, so
+training (core/training_loop.py, n2v_training.py); the model returned is the same :class:`TrainedModel`, so
 :func:`DeepDenoiseLib.denoise.inference.predict_volume` applies it unchanged.
 """
 
@@ -20,17 +20,10 @@ import numpy as np
 import torch
 
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback
+from DeepDenoiseLib.core.training_loop import TrainingLimits, cosine_decay, fit, seeded_run, set_learning_rate
 from DeepDenoiseLib.denoise.config import PAIRED_METHODS, DenoiseConfig
-from DeepDenoiseLib.denoise.patches import PatchSampler
-from DeepDenoiseLib.denoise.training import (
-    VALIDATION_PATCHES,
-    TrainedModel,
-    build_network,
-    fit,
-    resolve_slice_axes,
-    set_learning_rate,
-    start_run,
-)
+from DeepDenoiseLib.denoise.networks import TrainedModel, build_network, resolve_slice_axes
+from DeepDenoiseLib.denoise.patches import VALIDATION_PATCHES, PatchSampler
 from DeepDenoiseLib.nets.discriminator import AdversarialLoss
 
 
@@ -90,7 +83,7 @@ def train_pairs(
         if source.ndim != 3 or source.shape != target.shape:
             raise ValueError(f"pair {index + 1}: input {source.shape} and target {target.shape} must be 3D arrays of one shape")
     training = config.training
-    rng, _, device = start_run(training)
+    rng, _, device = seeded_run(training.seed, training.threads, training.device)
     smallest = tuple(int(n) for n in np.min([source.shape for source in inputs], axis=0))
     slice_axes = resolve_slice_axes(config, smallest, spacing_zyx)  # type: ignore[arg-type]
     network, geometry = build_network(config, smallest, spacing_zyx, slice_axes)  # type: ignore[arg-type]
@@ -134,7 +127,9 @@ def train_pairs(
         network.train()
         return sum(losses) / validation.shape[0]
 
-    history = fit(network, training, draw_batch, train_step, validation_loss, progress, cancel, lambda batch: batch[:, :-1])
+    limits = TrainingLimits.in_epochs(training.max_epochs, training.steps_per_epoch, training.budget_seconds, training.min_steps)
+    schedule = cosine_decay(training.learning_rate)
+    history = fit(network, limits, draw_batch, train_step, schedule, validation_loss, progress, cancel, lambda batch: batch[:, :-1])
     return TrainedModel(
         network=network,
         device=device,

@@ -48,10 +48,10 @@ from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_header, read_volume
 from DeepDenoiseLib.denoise.config import DenoiseConfig
 from DeepDenoiseLib.denoise.inference import predict_volume, sub_progress
+from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.pair_training import train_pairs
 from DeepDenoiseLib.denoise.pipeline import DenoiseResult, PathLike, check_outputs, write_outputs
 from DeepDenoiseLib.denoise.rician import rician_unbias
-from DeepDenoiseLib.denoise.training import TrainedModel
 
 logger = logging.getLogger(__name__)
 

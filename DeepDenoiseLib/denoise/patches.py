@@ -14,6 +14,9 @@ from typing import Optional
 
 import numpy as np
 
+#: Held-out patches drawn once and scored after each epoch (training keeps the weights that score best).
+VALIDATION_PATCHES = 16
+
 
 @dataclass
 class PatchGeometry:

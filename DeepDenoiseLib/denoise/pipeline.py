@@ -25,6 +25,7 @@ from DeepDenoiseLib.core.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.core.normalization import PercentileNormalizer
 from DeepDenoiseLib.core.output_paths import check_output_paths
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
+from DeepDenoiseLib.core.training_loop import TrainingHistory
 from DeepDenoiseLib.core.validation import (
     InputError,
     VolumeCheck,
@@ -37,8 +38,9 @@ from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_header, read_volume, volume_writer
 from DeepDenoiseLib.denoise.config import PAIRED_METHODS, DenoiseConfig
 from DeepDenoiseLib.denoise.inference import predict_volume
+from DeepDenoiseLib.denoise.n2v_training import train_noise2void
+from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.noise_models import NoiseTransform, fit_noise_model
-from DeepDenoiseLib.denoise.training import TrainedModel, TrainingHistory, train_noise2void
 
 logger = logging.getLogger(__name__)
 

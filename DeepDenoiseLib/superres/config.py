@@ -66,13 +66,16 @@ class SuperResTrainingConfig:
     """Training on pairs made on the fly: patches of ``patch_size`` voxels of the fine grid (along
     the upsampled axis, then across it), ``batch_size`` per step, Adam with a cosine decay; stops at
     ``max_steps`` or ``budget_seconds``, whichever comes first (per cascade stage, the budget is
-    shared between the stages)."""
+    shared between the stages), but a budget that runs out before ``min_steps`` steps is extended to
+    them (0, the default: stop at the budget; the prior and the diffusion model share it as they
+    share the budget)."""
 
     patch_size: tuple[int, int] = (32, 32)
     batch_size: int = 4
     learning_rate: float = 2e-3
     max_steps: int = 20000
     budget_seconds: Optional[float] = 300.0
+    min_steps: int = 0
     seed: int = 0
     device: str = "auto"
     threads: Optional[int] = None
@@ -91,6 +94,7 @@ class SuperResTrainingConfig:
         in_range("training.max_steps", self.max_steps, 1, 10_000_000)
         if self.budget_seconds is not None:
             in_range("training.budget_seconds", self.budget_seconds, 1.0, 7 * 24 * 3600.0)
+        in_range("training.min_steps", self.min_steps, 0, 10_000_000)
         choice("training.device", self.device, DEVICES)
         if self.threads is not None:
             in_range("training.threads", self.threads, 1, 1024)

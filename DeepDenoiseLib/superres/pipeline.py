@@ -39,6 +39,7 @@ from DeepDenoiseLib.core.device import fallback_warnings
 from DeepDenoiseLib.core.normalization import PercentileNormalizer
 from DeepDenoiseLib.core.output_paths import check_output_paths
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
+from DeepDenoiseLib.core.training_loop import TrainingLimits
 from DeepDenoiseLib.core.validation import (
     SUPERRES_LABEL_MAP_ADVICE,
     InputError,
@@ -322,7 +323,7 @@ def _train_models(
 ) -> list[StageModel]:
     """The models of one stage, applied in turn: the regressor; the diffusion model; or (predict and
     refine) the regression prior, then the diffusion model trained on pairs whose condition is the
-    prior's estimate. Each gets its share of the budget and of the step limit."""
+    prior's estimate. Each gets its share of the budget, of the step limit and of the floor of steps."""
     share = config.diffusion.prior_share
     if config.method == "regression":
         plan = [("regression", 1.0, "")]
@@ -336,16 +337,18 @@ def _train_models(
             report(progress, ProgressEvent("training", 0.0, message=f"{label}applying the prior to the training pairs"))
             prior = models[-1]
             pairs = [TrainingPair(apply_stage(prior, pair.condition, 0, config.sampling, None, cancel)[0], pair.target) for pair in pairs]
-        steps = max(1, int(round(config.training.max_steps * part_share)))
-        part_config = replace(config, method=method, training=replace(config.training, max_steps=steps))
-        part_budget = budget_seconds * part_share if budget_seconds else None
+        limits = TrainingLimits(
+            max_steps=max(1, int(round(config.training.max_steps * part_share))),
+            budget_seconds=budget_seconds * part_share if budget_seconds else None,
+            min_steps=int(round(config.training.min_steps * part_share)),
+        )
         seed = 2 * stage_index + part
-        models.append(train_stage(pairs, factor, part_config, part_budget, progress, cancel, label + part_label, seed))
+        models.append(train_stage(pairs, factor, replace(config, method=method), limits, progress, cancel, label + part_label, seed))
     return models
 
 
 def _final_loss(model: StageModel) -> Optional[float]:
-    return float(np.mean(model.history.losses[-20:])) if model.history.losses else None
+    return float(np.mean(model.history.step_losses[-20:])) if model.history.step_losses else None
 
 
 def _axis_name(array_index: int) -> str:

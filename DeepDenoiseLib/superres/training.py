@@ -17,9 +17,8 @@ Patches along axis 0 therefore start and end on block boundaries.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -27,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from DeepDenoiseLib.core.device import configure_threads, select_device
-from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
+from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback
+from DeepDenoiseLib.core.training_loop import TrainingHistory, TrainingLimits, cosine_decay, fit, seeded_run, set_learning_rate
 from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.nets.unet import UNet, plan_pool_z
 from DeepDenoiseLib.superres.config import SuperResConfig
@@ -41,9 +40,10 @@ from DeepDenoiseLib.superres.grid import crop_to_multiple, downsample, upsample_
 FOREGROUND_LEVEL = 0.05
 #: The share of training patches centred on a foreground voxel.
 FOREGROUND_SHARE = 0.9
-#: The share of the training run after which the learning rate decays (cosine, to 5 % of its start).
-#: Short CPU runs learn much more at a constant rate than under a decay over the whole run.
+#: The share of the training run after which the learning rate decays (cosine, to DECAY_FLOOR of its
+#: start). Short CPU runs learn much more at a constant rate than under a decay over the whole run.
 DECAY_START = 0.7
+DECAY_FLOOR = 0.05
 
 
 @dataclass
@@ -216,16 +216,6 @@ def schedule_from(config: SuperResConfig) -> DiffusionSchedule:
 
 
 @dataclass
-class StageHistory:
-    """What training one stage did."""
-
-    steps: int = 0
-    seconds: float = 0.0
-    losses: list[float] = field(default_factory=list)
-    stopped_by: str = ""
-
-
-@dataclass
 class StageModel:
     """A trained stage: the network, its ``factor``, the residual scale it learned in, and for a
     diffusion model its schedule and what it predicts (``v`` or ``eps``)."""
@@ -237,48 +227,38 @@ class StageModel:
     method: str
     schedule: Optional[DiffusionSchedule]
     prediction: str
-    history: StageHistory
+    history: TrainingHistory
 
 
 def train_stage(
     pairs: Sequence[TrainingPair],
     factor: int,
     config: SuperResConfig,
-    budget_seconds: Optional[float],
+    limits: TrainingLimits,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     label: str = "",
     seed_offset: int = 0,
 ) -> StageModel:
-    """Trains one stage on ``pairs`` for ``training.max_steps`` steps or ``budget_seconds``.
+    """Trains one stage of ``config.method`` on ``pairs`` within ``limits`` (the step limit, budget and
+    floor of steps this stage's model gets), in the training loop every network shares.
 
     Reproducible on the CPU for a fixed seed without a time budget."""
     training = config.training
-    configure_threads(training.threads)
-    seed = training.seed + seed_offset
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(seed)
-    device = select_device(training.device)
+    rng, generator, device = seeded_run(training.seed + seed_offset, training.threads, training.device)
     network = build_superres_network(config, factor).to(device)
     patch = fit_patch_shape(training.patch_size, pairs, network.multiple)
     scale = residual_scale(pairs)
     sampler = PatchPairs(pairs, patch, factor, scale, rng)
     schedule = schedule_from(config) if config.method == "ddpm" else None
     optimizer = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
-    history = StageHistory()
-    start = time.perf_counter()
-    report(progress, ProgressEvent("training", 0.0, message=f"{label}starting", eta_seconds=budget_seconds))
-    network.train()
-    while True:
-        check_cancelled(cancel)
-        elapsed = time.perf_counter() - start
-        done = max(history.steps / training.max_steps, elapsed / budget_seconds if budget_seconds else 0.0)
-        if done >= 1.0:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(training.learning_rate, done)
-        condition, residual = (t.to(device) for t in sampler.batch(training.batch_size))
+
+    def draw_batch() -> tuple[torch.Tensor, ...]:
+        return tuple(t.to(device) for t in sampler.batch(training.batch_size))
+
+    def train_step(batch: tuple[torch.Tensor, ...], learning_rate: float) -> float:
+        set_learning_rate(optimizer, learning_rate)
+        condition, residual = batch
         if schedule is None:
             loss = F.l1_loss(network(condition), residual)
         else:
@@ -286,30 +266,11 @@ def train_stage(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        history.steps += 1
-        history.losses.append(float(loss.detach()))
-        if history.steps % 10 == 0:
-            event = ProgressEvent(
-                "training",
-                min(done, 1.0),
-                message=f"{label}step {history.steps}",
-                loss=float(np.mean(history.losses[-10:])),
-                eta_seconds=elapsed / max(done, 1e-9) - elapsed,
-            )
-            report(progress, event)
-    history.seconds = time.perf_counter() - start
-    history.stopped_by = "budget" if budget_seconds and history.seconds >= budget_seconds else "steps"
-    network.eval()
-    report(progress, ProgressEvent("training", 1.0, message=f"{label}{history.steps} steps", eta_seconds=0.0))
+        return float(loss.detach())
+
+    learning_rate = cosine_decay(training.learning_rate, floor=DECAY_FLOOR, start=DECAY_START)
+    history = fit(network, limits, draw_batch, train_step, learning_rate, progress=progress, cancel=cancel, label=label)
     return StageModel(network, device, factor, scale, config.method, schedule, config.diffusion.prediction, history)
-
-
-def learning_rate(base: float, done: float) -> float:
-    """Constant until :data:`DECAY_START` of the run, then a cosine decay to 5 % of ``base``."""
-    if done <= DECAY_START:
-        return base
-    fraction = min((done - DECAY_START) / (1.0 - DECAY_START), 1.0)
-    return base * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * fraction)))
 
 
 def _diffusion_loss(

@@ -676,7 +676,7 @@ def test_n2v_3d_after_a_few_steps_follows_the_input_instead_of_returning_zeros(s
 def test_batch_norm_statistics_match_the_training_batches_after_recalibration() -> None:
     import torch
 
-    from DeepDenoiseLib.denoise.training import recalibrate_batch_norm
+    from DeepDenoiseLib.core.training_loop import recalibrate_batch_norm
     from DeepDenoiseLib.nets.unet import UNet
 
     torch.manual_seed(0)

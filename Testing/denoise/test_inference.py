@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from DeepDenoiseLib.core.progress import Cancelled, CancelToken, ProgressEvent
+from DeepDenoiseLib.core.training_loop import TrainingHistory
 from DeepDenoiseLib.denoise.config import DenoiseConfig, PredictionConfig
 from DeepDenoiseLib.denoise.inference import predict_volume
-from DeepDenoiseLib.denoise.training import TrainedModel, TrainingHistory, build_network, train_noise2void
+from DeepDenoiseLib.denoise.n2v_training import train_noise2void
+from DeepDenoiseLib.denoise.networks import TrainedModel, build_network
 from DeepDenoiseLib.nets.blindspot import BlindSpotNet
 from Testing.support.phantoms import noisy_phantom, single_thread, tiny_config  # noqa: F401
 

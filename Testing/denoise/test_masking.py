@@ -12,7 +12,7 @@ from torch import nn
 
 from DeepDenoiseLib.denoise.config import DenoiseConfig, MaskingConfig
 from DeepDenoiseLib.denoise.masking import expected_masked_count, mask_batch, neighbour_offsets, stratified_coordinates
-from DeepDenoiseLib.denoise.training import _training_loss
+from DeepDenoiseLib.denoise.n2v_training import _training_loss
 from Testing.support.phantoms import single_thread  # noqa: F401
 
 

@@ -12,10 +12,11 @@ import torch
 from DeepDenoiseLib.core.progress import Cancelled, CancelToken, ProgressEvent
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.n2v_training import train_noise2void
+from DeepDenoiseLib.denoise.networks import build_network
 from DeepDenoiseLib.denoise.pair_training import PairSampler, reconstruction_loss, train_pairs
 from DeepDenoiseLib.denoise.patches import PatchGeometry, PatchSampler
 from DeepDenoiseLib.denoise.pipeline import denoise_volume
-from DeepDenoiseLib.denoise.training import build_network, train_noise2void
 from DeepDenoiseLib.nets.discriminator import AdversarialLoss, PatchDiscriminator, discriminator_layers
 from DeepDenoiseLib.nets.unet import UNet
 from Testing.support.phantoms import noisy_phantom, single_thread, tiny_config  # noqa: F401

@@ -18,8 +18,8 @@ from DeepDenoiseLib.core.progress import Cancelled, CancelToken, ProgressEvent
 from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_volume, write_volume
+from DeepDenoiseLib.denoise.n2v_training import train_noise2void
 from DeepDenoiseLib.denoise.paired import denoise_with_model, noise2noise_series, noise2noise_volumes, train_supervised
-from DeepDenoiseLib.denoise.training import train_noise2void
 from Testing.support.fmri_phantom import activation_amplitude, block_design_series, design_correlation, temporal_snr
 from Testing.support.phantoms import single_thread, smooth_phantom, tiny_config  # noqa: F401
 

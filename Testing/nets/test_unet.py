@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from DeepDenoiseLib.denoise.config import DenoiseConfig
-from DeepDenoiseLib.denoise.training import build_network
+from DeepDenoiseLib.denoise.networks import build_network
 from DeepDenoiseLib.nets.unet import ConvBlock, Downsample, UNet, plan_pool_z, required_multiple
 from Testing.support.phantoms import single_thread  # noqa: F401
 

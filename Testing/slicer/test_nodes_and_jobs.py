@@ -255,7 +255,9 @@ def test_job_creates_denoised_residual_and_uncertainty_nodes_with_bit_identical_
     node.GetDisplayNode().SetWindowLevel(40.0, 100.0)
 
     config = PanelSettings(method="N2V2", modality="CT", budget_minutes=0.5, test_time_augmentation=True).to_config()
-    job = NodeDenoiseJob(node, config, compute_residual=True, compute_uncertainty=True, worker=fake_worker_command("ok"), temp_parent=tmp_path)
+    job = NodeDenoiseJob(
+        node, config, compute_residual=True, compute_uncertainty=True, worker=fake_worker_command("ok"), temp_parent=tmp_path
+    )
     result = run_job(job)
 
     assert result.output_node.GetName() == "MRHead denoised"

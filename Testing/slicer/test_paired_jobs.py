@@ -125,7 +125,9 @@ def test_paired_methods_on_a_sequence(scene, tmp_path) -> None:
         sequence.SetDataNodeAtValue(frame, str(index))
     add_browser(scene, [sequence], "fMRI browser")
     # Noise2Noise pairs neighbouring frames: the series alone goes to the worker.
-    result = run_job(SequenceDenoiseJob(sequence, DenoiseConfig.for_method("noise2noise"), worker=fake_worker_command(), temp_parent=tmp_path))
+    result = run_job(
+        SequenceDenoiseJob(sequence, DenoiseConfig.for_method("noise2noise"), worker=fake_worker_command(), temp_parent=tmp_path)
+    )
     assert result.summary["acquisitions"] == 1 and result.summary["frames"] == 3
     np.testing.assert_allclose(volume_from_sequence(result.output_node).array, frames * 0.5, rtol=1e-6)
     noisy = add_volume(scene, "noisy", acquisition(4))

@@ -250,7 +250,12 @@ def test_apply_jobs_run_the_saved_model_command(scene, tmp_path) -> None:
     node = add_volume(scene, "MRHead", frame_arrays(1)[0], directions=OBLIQUE)
     config = DenoiseConfig.for_method("n2v", prediction={"tta": True}, training={"device": "cpu"})
     job = NodeDenoiseJob(
-        node, config, compute_uncertainty=True, model_path=tmp_path / "m.safetensors", worker=fake_worker_command("ok"), temp_parent=tmp_path / "w"
+        node,
+        config,
+        compute_uncertainty=True,
+        model_path=tmp_path / "m.safetensors",
+        worker=fake_worker_command("ok"),
+        temp_parent=tmp_path / "w",
     )
     result = run_job(job)
     assert result.summary == {"seconds": 0.1, "model": str(tmp_path / "m.safetensors"), "tta": True, "device": "cpu"}
@@ -262,7 +267,9 @@ def test_apply_jobs_run_the_saved_model_command(scene, tmp_path) -> None:
     assert result.summary["model"] == "brain" and result.summary["tta"] is False and result.summary["device"] is None
     assert_same_sequence_layout(result.output_node, source)
 
-    job = NodeDenoiseJob(node, config, save_model_path=tmp_path / "new.safetensors", worker=fake_worker_command("ok"), temp_parent=tmp_path / "w")
+    job = NodeDenoiseJob(
+        node, config, save_model_path=tmp_path / "new.safetensors", worker=fake_worker_command("ok"), temp_parent=tmp_path / "w"
+    )
     assert run_job(job).summary["save_model"] == str(tmp_path / "new.safetensors")
     # The worker runs in its temporary folder: relative paths reach it made absolute, names as names.
     job = NodeDenoiseJob(node, config, save_model_path="relative.safetensors", worker=fake_worker_command("ok"), temp_parent=tmp_path / "w")

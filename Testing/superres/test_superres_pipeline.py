@@ -120,6 +120,41 @@ def test_without_a_prior_the_diffusion_model_is_conditioned_on_the_spline() -> N
     assert result.volume.array.shape == (16, 24, 24) and result.uncertainty is not None
 
 
+def test_a_budget_that_runs_out_early_is_stretched_to_the_minimum_steps() -> None:
+    """Super-resolution trains in the loop the denoising methods use, and so gains its floor of steps."""
+    from DeepDenoiseLib.core.training_loop import TrainingLimits
+    from DeepDenoiseLib.superres.grid import array_axis
+    from DeepDenoiseLib.superres.training import make_pair, train_stage
+
+    fine = upsample_spline(thick_slices(2).array, 2, array_axis("z"))
+    pairs = [make_pair(fine, 2, 2, axis, "spline") for axis in (1, 2)]
+    model = train_stage(pairs, 2, tiny(method="regression"), TrainingLimits(max_steps=1000, budget_seconds=1e-6, min_steps=5))
+    assert model.history.steps == 5 and model.history.stopped_by == "min_steps"
+    model = train_stage(pairs, 2, tiny(method="regression"), TrainingLimits(max_steps=1000, budget_seconds=1e-6))
+    assert model.history.steps == 0 and model.history.stopped_by == "budget"
+
+
+def test_the_prior_and_the_diffusion_model_share_the_floor_of_steps_as_they_share_the_budget(monkeypatch) -> None:
+    from DeepDenoiseLib.superres import pipeline
+
+    limits = []
+    real_train_stage = pipeline.train_stage
+
+    def recording(pairs, factor, config, stage_limits, *args):
+        limits.append((config.method, stage_limits))
+        return real_train_stage(pairs, factor, config, stage_limits, *args)
+
+    monkeypatch.setattr(pipeline, "train_stage", recording)
+    superres_volume(
+        thick_slices(2), tiny(factor=2, mode="self-supervised", training={"max_steps": 10, "min_steps": 8, "budget_seconds": 60.0})
+    )
+    assert [(method, (part.max_steps, part.min_steps, part.budget_seconds)) for method, part in limits] == [
+        ("regression", (5, 4, 30.0)),
+        ("ddpm", (5, 4, 30.0)),
+    ]
+    assert SuperResConfig().training.min_steps == 0  # off by default: a run stops at its budget, as before
+
+
 def test_sampling_is_reproducible_with_a_seed() -> None:
     coarse = thick_slices(2)
     config = tiny(factor=2, mode="self-supervised")

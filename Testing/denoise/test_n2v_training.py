@@ -1,5 +1,5 @@
-"""Tests of Noise2Void training (DeepDenoiseLib.denoise.training, device): seeded reproducibility on the CPU,
-the time budget, progress events, cancellation, device fallback and the network/geometry choices."""
+"""Noise2Void training (DeepDenoiseLib.denoise.n2v_training, networks, core.device): seeded reproducibility
+on the CPU, the time budget, progress events, cancellation, device fallback and the network/geometry choices."""
 
 from __future__ import annotations
 
@@ -12,15 +12,9 @@ import torch
 
 from DeepDenoiseLib.core.device import configure_threads, select_device
 from DeepDenoiseLib.core.progress import Cancelled, CancelToken, ProgressEvent
-from DeepDenoiseLib.denoise.config import DenoiseConfig, TrainingConfig
-from DeepDenoiseLib.denoise.training import (
-    _learning_rate,
-    build_network,
-    fit,
-    resolve_slice_axes,
-    train_noise2void,
-    training_fraction,
-)
+from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.n2v_training import train_noise2void
+from DeepDenoiseLib.denoise.networks import build_network, resolve_slice_axes
 from DeepDenoiseLib.nets.blindspot import BlindSpotNet
 from DeepDenoiseLib.nets.unet import UNet
 from Testing.support.phantoms import noisy_phantom, single_thread, tiny_config  # noqa: F401
@@ -78,49 +72,6 @@ def test_time_budget_stops_training(volume: np.ndarray) -> None:
     assert 1.0 <= history.seconds < 4.0  # the budget is checked before each (millisecond) step
     assert wall < 30.0  # (set-up and the final validation pass included, on a loaded machine)
     assert 0 < history.steps < 100000
-
-
-def _slow_fit(step_seconds: float, **training: object) -> tuple[object, list[float], list[ProgressEvent]]:
-    """``fit`` on a one-weight network whose steps take ``step_seconds`` each (a slow machine)."""
-    network = torch.nn.Linear(1, 1)
-    rates: list[float] = []
-    events: list[ProgressEvent] = []
-
-    def train_step(batch: torch.Tensor, learning_rate: float) -> float:
-        rates.append(learning_rate)
-        time.sleep(step_seconds)
-        return 1.0
-
-    config = TrainingConfig(steps_per_epoch=10, **training)  # type: ignore[arg-type]
-    history = fit(network, config, lambda: torch.zeros(1), train_step, lambda: None, events.append)
-    return history, rates, events
-
-
-def test_a_budget_that_runs_out_early_is_stretched_to_the_minimum_steps() -> None:
-    # 0.05 s steps make at most 10 steps in 0.5 s: the budget runs out, training goes on to 25 steps
-    history, rates, events = _slow_fit(0.05, budget_seconds=1.0, min_steps=25, max_epochs=100)
-    assert history.steps == 25 and history.stopped_by == "min_steps" and history.seconds >= 1.0
-    assert all(later <= earlier for earlier, later in zip(rates, rates[1:]))  # the decay never jumps back up
-    assert rates[-1] < 0.05 * rates[0]  # and it still ends settled
-    assert any("training on to 25 steps" in event.message for event in events)
-    fractions = [event.fraction for event in events]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
-
-
-def test_the_minimum_steps_never_exceed_the_step_limit_nor_hold_back_a_fast_machine() -> None:
-    history, _, _ = _slow_fit(0.05, budget_seconds=1.0, min_steps=1000, max_epochs=2)
-    assert history.steps == 20 and history.stopped_by == "epochs"
-    history, _, _ = _slow_fit(0.01, budget_seconds=1.0, min_steps=5, max_epochs=1000)
-    assert history.stopped_by == "budget" and history.steps > 5 and 1.0 <= history.seconds < 3.0
-
-
-def test_training_fraction_follows_the_later_of_budget_and_minimum_steps() -> None:
-    # fast: the time budget is in charge; slow: the minimum steps are; no budget: the step limit
-    assert training_fraction(500, 60.0, 50_000, 120.0, 100) == pytest.approx(0.5)
-    assert training_fraction(50, 200.0, 50_000, 120.0, 100) == pytest.approx(0.5)
-    assert training_fraction(100, 200.0, 50_000, 120.0, 100) == pytest.approx(1.0)
-    assert training_fraction(30, 200.0, 60, None, 100) == pytest.approx(0.5)
-    assert training_fraction(30, 200.0, 50_000, 120.0, 0) == pytest.approx(200.0 / 120.0)
 
 
 def test_step_limit_stops_training_when_no_budget(volume: np.ndarray) -> None:
@@ -250,10 +201,3 @@ def test_build_network_per_method() -> None:
     # several orientations: the patch fits the smallest axis
     _, geometry = build_network(tiny_config("n2v", training={"patch_size": 64}), (12, 40, 40), spacing, (0, 1, 2))
     assert geometry.spatial == (12, 12)
-
-
-def test_learning_rate_decays_from_the_base_to_two_percent() -> None:
-    rates = [_learning_rate(1e-3, f) for f in np.linspace(0, 1, 11)]
-    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(2e-5)
-    assert all(a > b for a, b in zip(rates, rates[1:]))
-    assert _learning_rate(1e-3, 1.5) == pytest.approx(2e-5) and _learning_rate(1e-3, -1) == pytest.approx(1e-3)
