@@ -39,7 +39,8 @@ from DeepDenoiseLib.core.noise_simulation import add_rician_noise
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_volume
 from DeepDenoiseLib.denoise.config import DenoiseConfig
-from DeepDenoiseLib.denoise.paired import denoise_with_model, noise2noise_series, noise2noise_volumes, train_supervised
+from DeepDenoiseLib.denoise.noise2noise import noise2noise_series, noise2noise_volumes
+from DeepDenoiseLib.denoise.supervised import denoise_with_model, train_supervised
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MIDLINE = 64  # the mid-sagittal plane of the 128-column grid

@@ -225,7 +225,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _run_denoise(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
-    from DeepDenoiseLib.denoise.pipeline import denoise_file
+    from DeepDenoiseLib.denoise.files import denoise_file
 
     config = config_from_args(args)
     save_model_path = None if args.save_model is None else resolve_model_path(args.save_model, for_writing=True)
@@ -237,7 +237,7 @@ def _run_denoise(args: argparse.Namespace, progress: Optional[ProgressCallback])
 
 def _run_apply(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
     from DeepDenoiseLib.core.device import configure_threads
-    from DeepDenoiseLib.denoise.pipeline import apply_file
+    from DeepDenoiseLib.denoise.files import apply_file
 
     if args.threads is not None:
         if args.threads < 1:
@@ -278,7 +278,7 @@ def _run_demo(args: argparse.Namespace, progress: Optional[ProgressCallback]) ->
 
 
 def _run_n2n(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
-    from DeepDenoiseLib.denoise.paired import noise2noise_files
+    from DeepDenoiseLib.denoise.files import noise2noise_files
 
     if len(args.inputs) > 2:
         raise ValueError(f"n2n takes two acquisitions or one 4D series, then the output; got {len(args.inputs)} inputs")
@@ -288,20 +288,13 @@ def _run_n2n(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> 
 
 
 def _run_supervised(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
-    from DeepDenoiseLib.denoise.paired import denoise_file_with_model, train_supervised_files
-    from DeepDenoiseLib.denoise.pipeline import check_outputs
+    from DeepDenoiseLib.denoise.files import supervised_files
 
     if args.apply_to is None:
         raise ValueError("nothing to do with the trained network: give --apply-to INPUT OUTPUT")
-    config = config_from_args(args)
-    if args.uncertainty is not None and not config.prediction.tta:
-        raise ValueError("an uncertainty map needs test-time augmentation (prediction.tta / --tta)")
     input_path, output_path = args.apply_to
-    # Every output checked before the training, not after it.
-    check_outputs([input_path, *args.noisy, *args.clean], output_path, args.residual, args.uncertainty, args.force)
-    model = train_supervised_files(args.noisy, args.clean, config, progress=progress)
-    return denoise_file_with_model(
-        input_path, output_path, model, config, args.residual, args.uncertainty, progress=progress, force=args.force
+    return supervised_files(
+        args.noisy, args.clean, input_path, output_path, config_from_args(args), args.residual, args.uncertainty, progress, force=args.force
     )
 
 

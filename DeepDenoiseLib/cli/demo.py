@@ -11,7 +11,7 @@ from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback
 from DeepDenoiseLib.core.sample_data import sample_paths
 from DeepDenoiseLib.core.volume_io import read_volume
 from DeepDenoiseLib.denoise.config import DenoiseConfig
-from DeepDenoiseLib.denoise.pipeline import denoise_file
+from DeepDenoiseLib.denoise.files import denoise_file
 
 
 def run_demo(

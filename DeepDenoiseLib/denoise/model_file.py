@@ -2,7 +2,7 @@
 
 One model is one ``NAME.safetensors`` file. The safetensors header's metadata holds a JSON record
 (model_record.py): the format version, the full run configuration, the network's geometry (what
-:func:`~DeepDenoiseLib.denoise.training.build_network` needs to rebuild the same network), the
+:func:`~DeepDenoiseLib.denoise.networks.build_network` needs to rebuild the same network), the
 normalisation, the noise model, a training summary, the library version, and SHA-256 digests of
 the weights and of the record itself. Pickle is never used: a pickled file (``torch.save``) can run
 any code when it is loaded, so it is refused before anything is read from it.
@@ -16,32 +16,25 @@ from people you trust.
 
 >>> result = denoise_volume(read_volume("scan1.nii.gz"), config)
 >>> save_model("brain_t1.safetensors", result.model, config, result.normalizer)  # or result.save_model(...)
->>> saved = load_model("brain_t1.safetensors")
->>> write_volume(saved.apply(read_volume("scan2.nii.gz")).denoised, "scan2_denoised.nii.gz")
+>>> saved = load_model("brain_t1.safetensors")     # saved_model.py
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
-import numpy as np
 import torch
 
 from DeepDenoiseLib.core.atomic_write import FileWriter, write_files
 from DeepDenoiseLib.core.device import select_device
 from DeepDenoiseLib.core.normalization import PercentileNormalizer
-from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback
-from DeepDenoiseLib.core.settings import deep_merge
 from DeepDenoiseLib.core.training_loop import TrainingHistory
 from DeepDenoiseLib.core.validation import InputError
-from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.denoise.config import DenoiseConfig
 from DeepDenoiseLib.denoise.model_record import (
     FORMAT_NAME,
@@ -50,15 +43,10 @@ from DeepDenoiseLib.denoise.model_record import (
     METADATA_KEY,
     MODEL_EXTENSION,
     PathLike,
-    model_name,
     record_digest,
     record_from_bytes,
 )
 from DeepDenoiseLib.denoise.networks import TrainedModel, build_network
-
-if TYPE_CHECKING:
-    from DeepDenoiseLib.denoise.pipeline import DenoiseResult
-
 
 # --- Saving ----------------------------------------------------------------------------------------
 
@@ -167,65 +155,10 @@ def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
 # --- Loading ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class SavedModel:
-    """A model loaded from a file, ready to denoise other volumes with :meth:`apply` (3D) or
-    :meth:`apply_series` (4D, frame by frame). ``record`` is the file's JSON record."""
-
-    path: Path
-    config: DenoiseConfig
-    model: TrainedModel
-    record: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return model_name(self.path)
-
-    def with_prediction(self, **settings: Any) -> SavedModel:
-        """A copy whose prediction settings (``tta``, ``tile_size``...) are overridden."""
-        config = DenoiseConfig.from_dict(deep_merge(self.config.to_dict(), {"prediction": settings}))
-        return dataclasses.replace(self, config=config)
-
-    def apply(self, volume: Volume, progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> DenoiseResult:
-        """Denoises the 3D ``volume`` and returns a :class:`~DeepDenoiseLib.denoise.pipeline.DenoiseResult` on its
-        grid; normalisation and noise sigma are fitted on ``volume`` itself (see apply_trained_model)."""
-        from DeepDenoiseLib.denoise.pipeline import apply_trained_model
-
-        self._check_target(volume, series=False)
-        return apply_trained_model(self.model, volume, self.config, progress, cancel, series=False)
-
-    def apply_series(
-        self, volume: Volume, progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None
-    ) -> DenoiseResult:
-        """Denoises every frame of the 4D series ``volume`` ``[t, k, j, i]`` with this one model."""
-        from DeepDenoiseLib.denoise.pipeline import apply_trained_model
-
-        self._check_target(volume, series=True)
-        return apply_trained_model(self.model, volume, self.config, progress, cancel, series=True)
-
-    def _check_target(self, volume: Volume, series: bool) -> None:
-        components = int(volume.metadata.get("components", 1))
-        if components > 1:
-            raise InputError(
-                f"the model '{self.name}' denoises scalar volumes (one value per voxel); this one has "
-                f"{components} components per voxel: extract one component first"
-            )
-        ndim = np.ndim(volume.array)
-        if series and ndim != 4:
-            raise InputError(
-                f"apply_series takes a 4D series [t, k, j, i]; got {ndim} dimensions {tuple(np.shape(volume.array))}: "
-                "use apply for a 3D volume"
-            )
-        if not series and ndim == 4:
-            raise InputError(
-                f"got a 4D series of {np.shape(volume.array)[0]} frames where the model '{self.name}' expects one 3D "
-                "volume: use apply_series to denoise every frame with it (the command line does so for 4D files)"
-            )
-
-
-def load_model(path: PathLike, device: Optional[str] = None) -> SavedModel:
-    """Reads a model file written by :func:`save_model` and rebuilds its network, refusing (with an
-    :class:`InputError`) anything pickled, changed, damaged or not matching the network.
+def read_model_file(path: PathLike, device: Optional[str] = None) -> tuple[DenoiseConfig, TrainedModel, dict[str, Any]]:
+    """The configuration, the rebuilt trained network and the JSON record of a model file written by
+    :func:`save_model`, refusing (with an :class:`InputError`) anything pickled, changed, damaged or
+    not matching the network (saved_model.load_model wraps them up, ready to apply).
 
     ``device`` overrides the saved ``training.device`` (auto: a GPU when there is one)."""
     path = Path(path).expanduser()
@@ -276,7 +209,7 @@ def load_model(path: PathLike, device: Optional[str] = None) -> SavedModel:
         volume_shape=shape,  # type: ignore[arg-type]
         spacing_zyx=spacing,  # type: ignore[arg-type]
     )
-    return SavedModel(path=path, config=config, model=model, record=record)
+    return config, model, record
 
 
 def _config_from_record(record: dict[str, Any], path: Path) -> DenoiseConfig:

@@ -1,87 +1,47 @@
-"""The denoising run end to end: check the input, normalise, train Noise2Void, predict, invert.
+"""The self-supervised denoising run end to end, in memory: check the input, normalise, train
+Noise2Void, predict, invert.
 
-:func:`denoise_volume` works on a :class:`Volume` in memory (what the Slicer worker and scripts call);
-:func:`denoise_series` does the same for a 4D series ``[t, k, j, i]`` with one model for all frames;
-:func:`apply_trained_model` skips the training and uses a model trained before (a saved model file);
-:func:`denoise_file` adds reading and atomic writing, and is what the command line runs.
+:func:`denoise_volume` works on a :class:`Volume` (what scripts call); :func:`denoise_series` does the
+same for a 4D series ``[t, k, j, i]`` with one model for all frames; :func:`apply_trained_model` skips
+the training and uses a model trained before (a saved model file). The runs on files, which the
+command line and the Slicer worker make, are files.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 
-from DeepDenoiseLib.core.atomic_write import FileWriter, write_files
 from DeepDenoiseLib.core.device import fallback_warnings
 from DeepDenoiseLib.core.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.core.normalization import PercentileNormalizer
-from DeepDenoiseLib.core.output_paths import check_output_paths
-from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
-from DeepDenoiseLib.core.training_loop import TrainingHistory
+from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled
 from DeepDenoiseLib.core.validation import (
     InputError,
     VolumeCheck,
     check_result,
     check_series_object,
     check_volume_object,
-    check_voxel_count,
 )
 from DeepDenoiseLib.core.volume import Volume
-from DeepDenoiseLib.core.volume_io import read_header, read_volume, volume_writer
 from DeepDenoiseLib.denoise.config import PAIRED_METHODS, DenoiseConfig
 from DeepDenoiseLib.denoise.inference import predict_volume
 from DeepDenoiseLib.denoise.n2v_training import train_noise2void
 from DeepDenoiseLib.denoise.networks import TrainedModel
+from DeepDenoiseLib.denoise.noise2noise import noise2noise_series
 from DeepDenoiseLib.denoise.noise_models import NoiseTransform, fit_noise_model
+from DeepDenoiseLib.denoise.result import DenoiseResult
 
 logger = logging.getLogger(__name__)
-
-PathLike = Union[str, Path]
 
 #: Methods that train one self-supervised model on the noisy data itself: on a series, one model
 #: learns from patches of every frame.
 SHARED_MODEL_SERIES_METHODS = ("blindspot", "n2v", "n2v2", "structn2v")
-
-
-@dataclass
-class DenoiseResult:
-    """The denoised volume on the input's grid, what was removed (input minus output), the spread
-    across test-time augmentations when they ran, and the run's closing figures.
-
-    After training, ``model``, ``normalizer`` (fitted on the training volume) and ``config`` are
-    what :meth:`save_model` writes, so that the model can denoise other volumes later."""
-
-    denoised: Volume
-    residual: Volume
-    uncertainty: Optional[Volume]
-    summary: dict[str, Any] = field(default_factory=dict)
-    history: Optional[TrainingHistory] = None
-    model: Optional[TrainedModel] = None
-    normalizer: Optional[PercentileNormalizer] = None
-    config: Optional[DenoiseConfig] = None
-
-    def save_model(self, path: PathLike) -> Path:
-        """Writes the trained model to ``path`` (a ``.safetensors`` file, see model_file.py)."""
-        from DeepDenoiseLib.denoise.model_file import save_model
-
-        if self.model is None or self.config is None:
-            raise ValueError("this result has no trained model to save (nothing was trained: a constant volume, or a saved model applied)")
-        return save_model(
-            path,
-            self.model,
-            self.config,
-            normalizer=self.normalizer,
-            noise_sigma=self.summary.get("noise_sigma_fused"),
-            summary=self.summary,
-        )
 
 
 def denoise_volume(
@@ -121,8 +81,6 @@ def denoise_series(
     if config.method in SHARED_MODEL_SERIES_METHODS:
         return _run(volume, config, progress, cancel, trained=None, series=True)
     if config.method == "noise2noise":
-        from DeepDenoiseLib.denoise.paired import noise2noise_series
-
         return noise2noise_series(volume, config, progress, cancel)
     raise InputError(f"method {config.method!r} cannot denoise a 4D series; use one of {', '.join(SHARED_MODEL_SERIES_METHODS)}")
 
@@ -181,7 +139,7 @@ def _run(
 ) -> DenoiseResult:
     if trained is None and config.method in PAIRED_METHODS:
         raise ValueError(
-            f"method '{config.method}' learns from pairs of volumes: use DeepDenoiseLib.denoise.paired "
+            f"method '{config.method}' learns from pairs of volumes: use DeepDenoiseLib.denoise.noise2noise or .supervised "
             "(deepdenoise n2n or deepdenoise supervised on the command line)"
         )
     start = time.perf_counter()
@@ -292,159 +250,3 @@ def _frame_progress(progress: Optional[ProgressCallback], index: int, count: int
         progress(dataclasses.replace(event, fraction=(index + event.fraction) / count, message=message))
 
     return forward
-
-
-def denoise_file(
-    input_path: PathLike,
-    output_path: PathLike,
-    config: Optional[DenoiseConfig] = None,
-    residual_path: Optional[PathLike] = None,
-    uncertainty_path: Optional[PathLike] = None,
-    progress: Optional[ProgressCallback] = None,
-    cancel: Optional[CancelToken] = None,
-    save_model_path: Optional[PathLike] = None,
-    force: bool = False,
-) -> dict[str, Any]:
-    """Reads ``input_path``, denoises it and writes the outputs; returns the run's summary.
-
-    A 4D file (NIfTI series) is denoised with :func:`denoise_series` and written back as a series
-    with the same geometry, time spacing and frame count. With ``save_model_path`` the trained model
-    is saved there too (model_file.py), to denoise other volumes with ``apply_file``.
-
-    Before anything is read, every output path is checked (output_paths.py) and the input's size is
-    read from its header. The outputs are written all or none (atomic_write.py): a failed or
-    interrupted run leaves every output path as it was. An output equal to the input is refused
-    unless ``force``.
-    """
-    config = config or DenoiseConfig()
-    _check_uncertainty_request(uncertainty_path, config)
-    if save_model_path is not None:
-        from DeepDenoiseLib.denoise.model_file import model_destination
-
-        save_model_path = model_destination(save_model_path)
-    check_outputs(input_path, output_path, residual_path, uncertainty_path, force, save_model_path)
-    volume = _load(input_path, progress)
-    run = denoise_series if volume.is_4d else denoise_volume
-    result = run(volume, config, progress, cancel)
-    if save_model_path is not None and result.model is None:
-        raise InputError(f"'{input_path}' is constant: no model was trained, so there is none to save")
-    model = None
-    if save_model_path is not None:
-        from DeepDenoiseLib.denoise.model_file import model_writer
-
-        model = model_writer(
-            save_model_path,
-            result.model,
-            config,
-            result.normalizer,
-            result.summary.get("noise_sigma_fused"),
-            result.summary,  # type: ignore[arg-type]
-        )
-    return _write_outputs(result, output_path, residual_path, uncertainty_path, progress, cancel, model)
-
-
-def apply_file(
-    model_path: PathLike,
-    input_path: PathLike,
-    output_path: PathLike,
-    residual_path: Optional[PathLike] = None,
-    uncertainty_path: Optional[PathLike] = None,
-    tta: Optional[bool] = None,
-    device: Optional[str] = None,
-    progress: Optional[ProgressCallback] = None,
-    cancel: Optional[CancelToken] = None,
-    force: bool = False,
-) -> dict[str, Any]:
-    """Denoises ``input_path`` (3D, or a 4D series frame by frame) with the saved model at
-    ``model_path`` and writes the outputs as :func:`denoise_file` does; returns the run's summary.
-    ``tta`` and ``device`` override the saved configuration's prediction settings."""
-    from DeepDenoiseLib.denoise.model_file import load_model
-
-    check_outputs(input_path, output_path, residual_path, uncertainty_path, force)
-    report(progress, ProgressEvent("loading", 0.0, message=str(model_path)))
-    saved = load_model(model_path, device=device)
-    if tta is not None:
-        saved = saved.with_prediction(tta=tta)
-    _check_uncertainty_request(uncertainty_path, saved.config)
-    volume = _load(input_path, progress)
-    result = saved.apply_series(volume, progress, cancel) if volume.is_4d else saved.apply(volume, progress, cancel)
-    result.summary["model"] = str(saved.path)
-    return _write_outputs(result, output_path, residual_path, uncertainty_path, progress, cancel, None)
-
-
-def check_outputs(
-    input_paths: Union[PathLike, Sequence[PathLike]],
-    output_path: Optional[PathLike],
-    residual_path: Optional[PathLike] = None,
-    uncertainty_path: Optional[PathLike] = None,
-    force: bool = False,
-    save_model_path: Optional[PathLike] = None,
-) -> None:
-    """The checks every file run makes before it reads anything: the output paths (output_paths.py)
-    against each other and the inputs, then each input's size from its header (volume_io.read_header,
-    validation.check_voxel_count), so that a volume too large is refused without reading its voxels."""
-    inputs = [input_paths] if isinstance(input_paths, (str, os.PathLike)) else list(input_paths)
-    check_output_paths(
-        {"output": output_path, "residual (--residual)": residual_path, "uncertainty (--uncertainty)": uncertainty_path},
-        inputs=inputs,
-        force=force,
-        models={"saved model (--save-model)": save_model_path},
-    )
-    for path in inputs:
-        check_voxel_count(read_header(path), what=f"'{Path(path).name}'")
-
-
-def _check_uncertainty_request(uncertainty_path: Optional[PathLike], config: DenoiseConfig) -> None:
-    if uncertainty_path is not None and not config.prediction.tta:
-        raise ValueError("an uncertainty map needs test-time augmentation (prediction.tta / --tta)")
-
-
-def _load(input_path: PathLike, progress: Optional[ProgressCallback]) -> Volume:
-    report(progress, ProgressEvent("loading", 0.0, message=str(input_path)))
-    volume = read_volume(input_path, allow_4d=True)
-    frames = f", {volume.array.shape[0]} frames" if volume.is_4d else ""
-    report(progress, ProgressEvent("loading", 1.0, message="x".join(map(str, volume.array.shape[-3:][::-1])) + frames))
-    return volume
-
-
-def _write_outputs(
-    result: DenoiseResult,
-    output_path: PathLike,
-    residual_path: Optional[PathLike],
-    uncertainty_path: Optional[PathLike],
-    progress: Optional[ProgressCallback],
-    cancel: Optional[CancelToken],
-    model: Optional[tuple[Path, FileWriter]],
-) -> dict[str, Any]:
-    """Writes the result's volumes (and ``model``, a path and its writer) all or none."""
-    check_cancelled(cancel)
-    outputs: list[tuple[Volume, PathLike]] = [(result.denoised, output_path)]
-    if residual_path is not None:
-        outputs.append((result.residual, residual_path))
-    if uncertainty_path is not None and result.uncertainty is not None:
-        outputs.append((result.uncertainty, uncertainty_path))
-    written = write_outputs(outputs, progress, [model] if model is not None else None)
-    summary = dict(result.summary, output=str(written[0]))
-    if model is not None:
-        summary["saved_model"] = str(written[-1])
-    report(progress, ProgressEvent("done", 1.0, message="finished", summary=summary))
-    return summary
-
-
-def write_outputs(
-    outputs: Sequence[tuple[Volume, PathLike]],
-    progress: Optional[ProgressCallback] = None,
-    other_files: Optional[Sequence[tuple[Path, FileWriter]]] = None,
-) -> list[Path]:
-    """Writes each volume to its path, then ``other_files`` (paths and writers: a saved model), all
-    or none (atomic_write.write_files): if any write fails or the run is interrupted, every path is
-    left as it was, files that were there before included. Returns the paths, in order. Once they
-    are all in place, an interrupt no longer cancels the command (interrupts.py)."""
-    files = [volume_writer(volume, path) for volume, path in outputs] + list(other_files or [])
-
-    def on_file(index: int, path: Path) -> None:
-        report(progress, ProgressEvent("writing", index / len(files), message=str(path)))
-
-    written = write_files(files, on_file, final=True)
-    report(progress, ProgressEvent("writing", 1.0, message="done"))
-    return written

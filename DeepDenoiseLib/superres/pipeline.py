@@ -39,6 +39,7 @@ from DeepDenoiseLib.core.device import fallback_warnings
 from DeepDenoiseLib.core.normalization import PercentileNormalizer
 from DeepDenoiseLib.core.output_paths import check_output_paths
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
+from DeepDenoiseLib.core.run_files import write_outputs_and_finish
 from DeepDenoiseLib.core.training_loop import TrainingLimits
 from DeepDenoiseLib.core.validation import (
     SUPERRES_LABEL_MAP_ADVICE,
@@ -50,7 +51,6 @@ from DeepDenoiseLib.core.validation import (
 )
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_header, read_volume
-from DeepDenoiseLib.denoise.pipeline import write_outputs
 from DeepDenoiseLib.superres.config import SuperResConfig
 from DeepDenoiseLib.superres.grid import AXIS_IJK, MIN_COARSE_VOXELS, array_axis, coarsest_axis, on_fine_grid, upsample_spline
 from DeepDenoiseLib.superres.inference import apply_stage
@@ -219,10 +219,7 @@ def superres_file(
     outputs: list[tuple[Volume, PathLike]] = [(result.volume, output_path)]
     if uncertainty_path is not None and result.uncertainty is not None:
         outputs.append((result.uncertainty, uncertainty_path))
-    written = write_outputs(outputs, progress)
-    summary = dict(result.summary, output=str(written[0]))
-    report(progress, ProgressEvent("done", 1.0, message="finished", summary=summary))
-    return summary
+    return write_outputs_and_finish(outputs, result.summary, progress)
 
 
 def _check_sizes(shape: Sequence[int], config: SuperResConfig, along: int, axis: str) -> None:

@@ -115,12 +115,12 @@ def test_force_denoises_a_label_map(files, capsys) -> None:
     [(KeyboardInterrupt(), cli.EXIT_INTERRUPTED, "cancelled"), (RuntimeError("boom"), cli.EXIT_FAILED, "RuntimeError: boom")],
 )
 def test_interruptions_and_failures_have_their_own_exit_codes(files, capsys, monkeypatch, raised, code, text) -> None:
-    import DeepDenoiseLib.denoise.pipeline as pipeline
+    import DeepDenoiseLib.denoise.files as files_module
 
     def fail(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr(pipeline, "denoise_file", fail)
+    monkeypatch.setattr(files_module, "denoise_file", fail)
     result = cli.main(["denoise", str(files["input"]), str(files["dir"] / "o.nii.gz"), "--progress", "json"])
     assert result == code
     event = json_events(capsys.readouterr().out)[-1]

@@ -17,10 +17,11 @@ import torch
 
 from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.core.volume import Volume
-from DeepDenoiseLib.denoise.model_file import load_model, save_model, weights_digest
+from DeepDenoiseLib.denoise.model_file import save_model, weights_digest
 from DeepDenoiseLib.denoise.model_folder import MODELS_FOLDER_VARIABLE, default_model_folder, list_models, resolve_model_path
 from DeepDenoiseLib.denoise.model_record import FORMAT_VERSION, METADATA_KEY, read_model_record, record_digest
 from DeepDenoiseLib.denoise.pipeline import denoise_volume
+from DeepDenoiseLib.denoise.saved_model import load_model
 from Testing.support.phantoms import noisy_phantom, single_thread, tiny_config  # noqa: F401
 
 OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])

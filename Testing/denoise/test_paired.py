@@ -1,4 +1,4 @@
-"""Tests of denoising from pairs (DeepDenoiseLib.denoise.paired and the ``n2n``/``supervised`` commands):
+"""Denoising from pairs (DeepDenoiseLib.denoise.noise2noise, supervised, pairs, files and the ``n2n``/``supervised`` commands):
 each mode raises PSNR on a phantom by a stated margin with fixed seeds and step counts, a 4D series
 keeps its block-design activation while its temporal SNR rises, grids are kept exactly, a trained
 model applies to new volumes, and mismatched inputs are refused with clear messages."""
@@ -19,7 +19,8 @@ from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_volume, write_volume
 from DeepDenoiseLib.denoise.n2v_training import train_noise2void
-from DeepDenoiseLib.denoise.paired import denoise_with_model, noise2noise_series, noise2noise_volumes, train_supervised
+from DeepDenoiseLib.denoise.noise2noise import noise2noise_series, noise2noise_volumes
+from DeepDenoiseLib.denoise.supervised import denoise_with_model, train_supervised
 from Testing.support.fmri_phantom import activation_amplitude, block_design_series, design_correlation, temporal_snr
 from Testing.support.phantoms import single_thread, smooth_phantom, tiny_config  # noqa: F401
 

@@ -15,7 +15,8 @@ from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_volume, write_volume
 from DeepDenoiseLib.denoise.config import DenoiseConfig
-from DeepDenoiseLib.denoise.pipeline import denoise_file, denoise_volume
+from DeepDenoiseLib.denoise.files import denoise_file
+from DeepDenoiseLib.denoise.pipeline import denoise_volume
 from Testing.support.phantoms import noisy_phantom, single_thread, tiny_config  # noqa: F401
 
 ROTATION = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]) @ np.array(

@@ -77,7 +77,7 @@ def test_denoise_series_keeps_grid_frames_and_metadata_with_one_training(method,
 def test_frames_are_predicted_each_on_its_own(tmp_path) -> None:
     """The shared model denoises each frame from that frame alone: reordering the frames reorders
     the result exactly (normalisation and noise sigma are fitted on the whole series either way)."""
-    from DeepDenoiseLib.denoise.model_file import load_model
+    from DeepDenoiseLib.denoise.saved_model import load_model
 
     noisy = series(4)
     saved = load_model(denoise_series(noisy, tiny_config("blindspot")).save_model(tmp_path / "m.safetensors"))
