@@ -1,7 +1,8 @@
 """The ``deepdenoise`` command line: ``denoise`` a volume file (or a 4D series), ``apply`` a saved model
 to another one, list the saved ``models``, run the ``demo`` on the bundled sample, denoise two
 acquisitions or a 4D series with Noise2Noise (``n2n``), train on (noisy, clean) pairs and apply the
-model (``supervised``), or make a volume finer along one axis (``superres``, see superres_cli.py).
+model (``supervised``), or make a volume finer along one axis (``superres``, see superres.py). The
+flags of the settings come from the settings tables (flags.py).
 
 ``--progress json`` prints one JSON progress event per line on stdout (see progress.py) so another
 process can follow the run; the last line is a ``done`` event with the summary or an ``error`` event.
@@ -17,83 +18,34 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from DeepDenoiseLib.cli.flags import add_setting_flags, setting_overrides
 from DeepDenoiseLib.cli.superres import add_superres_parser, run_superres
 from DeepDenoiseLib.core import interrupts
 from DeepDenoiseLib.core.progress import Cancelled, JsonLinesReporter, ProgressCallback, ProgressEvent, TextProgressBar
-from DeepDenoiseLib.core.settings import DEVICES, deep_merge
+from DeepDenoiseLib.core.settings import deep_merge
 from DeepDenoiseLib.core.validation import InputError, ResultError
-from DeepDenoiseLib.denoise.config import ARCHITECTURES, DIMENSIONS, LOSSES, METHODS, NOISE_MODELS, PAIRED_METHODS, DenoiseConfig
+from DeepDenoiseLib.denoise.config import METHOD_DECIDES, DenoiseConfig
 from DeepDenoiseLib.denoise.model_folder import MODELS_FOLDER_VARIABLE, default_model_folder, list_models, resolve_model_path
 from DeepDenoiseLib.denoise.model_record import MODEL_EXTENSION
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-#: The range of --budget-minutes: the configuration's training.budget_seconds range, in minutes.
-BUDGET_MINUTES_RANGE = (1.0 / 60.0, 7 * 24 * 60.0)
+
+def _add_training_parser(parser: argparse.ArgumentParser, command: str, title: str) -> None:
+    """The settings a training command offers (from the settings table), after ``--config``."""
+    group = parser.add_argument_group(f"{title} (each overrides the --config file)")
+    group.add_argument("--config", type=Path, help="a JSON run configuration (see DenoiseConfig)")
+    add_setting_flags(group, DenoiseConfig, command)
+    _add_progress_flag(parser)
 
 
-def budget_seconds(minutes: Optional[float], flag: str = "--budget-minutes") -> Optional[float]:
-    """``minutes`` as the configuration's seconds; refused in the flag's own unit when out of range."""
-    if minutes is None:
-        return None
-    low, high = BUDGET_MINUTES_RANGE
-    if not low <= minutes <= high:
-        raise ValueError(f"{flag} must lie between {low:.3g} (one second) and {high:g} (one week) minutes; got {minutes:g}")
-    return minutes * 60.0
-
-
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("method (each overrides the --config file)")
-    group.add_argument(
-        "--method", choices=[m for m in METHODS if m not in PAIRED_METHODS], help=f"Noise2Void flavour (default {DenoiseConfig.method})"
-    )
-    group.add_argument("--struct-axis", choices=("x", "y", "z"), help="structN2V: axis along which the noise is correlated")
-    group.add_argument("--masked-fraction", type=float, help="share of voxels hidden per patch")
-    _add_training_options(group)
-    parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
-
-
-def _add_pair_options(parser: argparse.ArgumentParser, method: str) -> None:
-    """The options of the paired commands, whose method the command itself fixes."""
-    parser.set_defaults(method=method)
-    group = parser.add_argument_group("training (each overrides the --config file)")
-    group.add_argument("--architecture", choices=ARCHITECTURES, help="unet (default) or dae: a denoising autoencoder, no skip connections")
-    group.add_argument("--loss", choices=LOSSES, help="reconstruction loss: l2 (default, the mean) or l1 (the median)")
-    if method == "supervised":
-        group.add_argument(
-            "--adversarial-weight",
-            type=float,
-            help="add a patch discriminator's loss at this fraction of the reconstruction loss's gradient (e.g. 0.1; default 0: off)",
-        )
-    _add_training_options(group)
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--residual", type=Path, help="also write input minus output here")
     parser.add_argument("--uncertainty", type=Path, help="also write the per-voxel spread across TTA (needs --tta)")
-    parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
 
 
-def _add_training_options(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--config", type=Path, help="a JSON run configuration (see DenoiseConfig)")
-    group.add_argument("--dims", choices=DIMENSIONS, help="2d: slice-wise with neighbouring slices as context; 3d: true 3D")
-    group.add_argument("--budget-minutes", type=float, help="training time budget in minutes")
-    group.add_argument("--epochs", type=int, help="maximum number of training epochs")
-    group.add_argument(
-        "--min-steps", type=int, help="train at least this many steps even past the budget (default 1000; 0: stop at the budget)"
-    )
-    group.add_argument("--device", choices=DEVICES, help="where to run (default auto: GPU if there is one)")
-    group.add_argument("--threads", type=int, help="CPU threads for torch")
-    group.add_argument("--seed", type=int, help="random seed")
-    group.add_argument("--patch-size", type=int, help="training patch edge in voxels")
-    group.add_argument("--batch-size", type=int, help="training patches per step")
-    group.add_argument("--learning-rate", type=float, help="initial learning rate")
-    group.add_argument(
-        "--noise-model", choices=NOISE_MODELS, help="rician (MRI, default), gaussian (CT), poisson (PET), speckle (ultrasound)"
-    )
-    group.add_argument("--noise-sigma", type=float, help="noise sigma (poisson: read noise; speckle: relative spread); default: estimated")
-    group.add_argument("--noise-gain", type=float, help="poisson only: intensity per photon; default: estimated")
-    group.add_argument("--tta", action="store_true", default=None, help="average 8 in-plane flips/rotations at prediction")
-    group.add_argument(
-        "--force", action="store_true", help="denoise even if the volume looks like a label map, and let an output replace its input"
-    )
+def _add_progress_flag(parser: argparse.ArgumentParser, default: str = "bar", help: str = "how to report progress") -> None:
+    parser.add_argument("--progress", choices=("bar", "json", "none"), default=default, help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,31 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
     denoise = commands.add_parser("denoise", help="train Noise2Void on a volume and write it denoised")
     denoise.add_argument("input", type=Path, help="noisy volume: .nii, .nii.gz, .nrrd, .mha, or a DICOM series folder")
     denoise.add_argument("output", type=Path, help="denoised volume (.nii, .nii.gz, .nrrd, .mha)")
-    denoise.add_argument("--residual", type=Path, help="also write input minus output here")
-    denoise.add_argument("--uncertainty", type=Path, help="also write the per-voxel spread across TTA (needs --tta)")
+    _add_output_flags(denoise)
     denoise.add_argument(
         "--save-model",
         metavar="MODEL",
         help=f"also save the trained model: a path ending in {MODEL_EXTENSION}, or a NAME kept in the per-user model folder",
     )
-    _add_run_options(denoise)
+    _add_training_parser(denoise, "denoise", "method")
     apply = commands.add_parser("apply", help="denoise a volume (or a 4D series) with a saved model, without training")
     apply.add_argument("model", help=f"a saved model: a path ending in {MODEL_EXTENSION}, or a NAME from 'deepdenoise models'")
     apply.add_argument("input", type=Path, help="noisy volume or 4D series: .nii, .nii.gz, .nrrd, .mha, or a DICOM series folder")
     apply.add_argument("output", type=Path, help="denoised volume (.nii, .nii.gz, .nrrd, .mha)")
-    apply.add_argument("--residual", type=Path, help="also write input minus output here")
-    apply.add_argument("--uncertainty", type=Path, help="also write the per-voxel spread across TTA (needs --tta)")
-    apply.add_argument("--tta", action="store_true", default=None, help="average 8 in-plane flips/rotations at prediction")
-    apply.add_argument("--device", choices=DEVICES, help="where to run (default: the model's setting, auto)")
-    apply.add_argument("--threads", type=int, help="CPU threads for torch")
+    _add_output_flags(apply)
+    add_setting_flags(apply, DenoiseConfig, "apply")
     apply.add_argument("--force", action="store_true", help="let an output replace the input file")
-    apply.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="how to report progress")
+    _add_progress_flag(apply)
     models = commands.add_parser("models", help="list the models saved in the per-user model folder")
     models.add_argument("--folder", type=Path, help=f"another folder (default: ${MODELS_FOLDER_VARIABLE}, else the per-user folder)")
-    models.add_argument("--progress", choices=("bar", "json", "none"), default="none", help=argparse.SUPPRESS)
+    _add_progress_flag(models, default="none", help=argparse.SUPPRESS)
     demo = commands.add_parser("demo", help="denoise the bundled sample and score it against its clean truth")
     demo.add_argument("--output-dir", type=Path, default=Path("demo_output"), help="where results go (default demo_output)")
-    _add_run_options(demo)
+    _add_training_parser(demo, "demo", "method")
     n2n = commands.add_parser(
         "n2n",
         help="Noise2Noise: denoise two acquisitions of the same anatomy, or a 4D series",
@@ -136,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     n2n.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="FIRST SECOND (two acquisitions) or SERIES (one 4D file)")
     n2n.add_argument("output", type=Path, help="denoised volume or series (.nii, .nii.gz, .nrrd, .mha)")
-    _add_pair_options(n2n, "noise2noise")
     supervised = commands.add_parser(
         "supervised",
         help="train on (noisy, clean) pairs, then denoise a volume with the model",
@@ -146,55 +93,29 @@ def build_parser() -> argparse.ArgumentParser:
     supervised.add_argument("--noisy", nargs="+", type=Path, required=True, help="noisy training volumes")
     supervised.add_argument("--clean", nargs="+", type=Path, required=True, help="their clean partners, in the same order")
     supervised.add_argument("--apply-to", nargs=2, type=Path, metavar=("INPUT", "OUTPUT"), help="denoise INPUT into OUTPUT")
-    _add_pair_options(supervised, "supervised")
+    for command, paired, method in (("n2n", n2n, "noise2noise"), ("supervised", supervised, "supervised")):
+        paired.set_defaults(method=method)  # the command fixes the method
+        _add_output_flags(paired)
+        _add_training_parser(paired, command, "training")
     add_superres_parser(commands)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
-    """The run configuration: the --config file (or the method's defaults), then each flag given."""
+    """The run configuration: the --config file (or the method's defaults), then each flag given. A
+    method given with a --config file of another method takes the new method's own defaults for
+    what a method decides (DenoiseConfig.for_method), and the file's other settings."""
     if args.config is not None:
         base = DenoiseConfig.load(args.config).to_dict()
         if args.method is not None and args.method != base["method"]:
-            base = deep_merge(DenoiseConfig.for_method(args.method).to_dict(), _non_method_settings(base))
+            kept = {key: value for key, value in base.items() if key != "method"}
+            for path in METHOD_DECIDES:
+                section, name = path.split(".")
+                kept[section] = {key: value for key, value in kept[section].items() if key != name}
+            base = deep_merge(DenoiseConfig.for_method(args.method).to_dict(), kept)
     else:
         base = DenoiseConfig.for_method(args.method or DenoiseConfig.method).to_dict()
-    overrides: dict[str, Any] = {}
-
-    def put(section: str, key: str, value: Any) -> None:
-        if value is not None:
-            overrides.setdefault(section, {})[key] = value
-
-    put("model", "dimensions", args.dims)
-    put("model", "architecture", getattr(args, "architecture", None))
-    put("masking", "struct_axis", getattr(args, "struct_axis", None))
-    put("training", "budget_seconds", budget_seconds(args.budget_minutes))
-    put("training", "max_epochs", args.epochs)
-    put("training", "min_steps", args.min_steps)
-    put("training", "device", args.device)
-    put("training", "threads", args.threads)
-    put("training", "seed", args.seed)
-    put("training", "patch_size", args.patch_size)
-    put("training", "batch_size", args.batch_size)
-    put("training", "learning_rate", args.learning_rate)
-    put("masking", "masked_fraction", getattr(args, "masked_fraction", None))
-    put("training", "loss", getattr(args, "loss", None))
-    put("training", "adversarial_weight", getattr(args, "adversarial_weight", None))
-    put("prediction", "tta", args.tta)
-    put("noise", "model", args.noise_model)
-    put("noise", "sigma", args.noise_sigma)
-    put("noise", "gain", args.noise_gain)
-    if args.force:
-        overrides["allow_label_map"] = True
-    return DenoiseConfig.from_dict(deep_merge(base, overrides))
-
-
-def _non_method_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """A config file's settings less those a method choice decides (masking style, N2V2 layers)."""
-    kept = {k: v for k, v in config.items() if k not in ("method", "masking", "model")}
-    kept["model"] = {k: v for k, v in config["model"].items() if k not in ("blurpool", "top_skip")}
-    kept["masking"] = {k: v for k, v in config["masking"].items() if k not in ("replacement", "struct_axis", "struct_half_length")}
-    return kept
+    return DenoiseConfig.from_dict(deep_merge(base, setting_overrides(args, DenoiseConfig, args.command, skip=("method",))))
 
 
 def _reporter(kind: str) -> Optional[ProgressCallback]:
@@ -231,7 +152,7 @@ def _run_denoise(args: argparse.Namespace, progress: Optional[ProgressCallback])
     save_model_path = None if args.save_model is None else resolve_model_path(args.save_model, for_writing=True)
     return denoise_file(
         args.input, args.output, config, args.residual, args.uncertainty, progress=progress,
-        save_model_path=save_model_path, force=args.force,
+        save_model_path=save_model_path, force=bool(args.force),
     )  # fmt: skip
 
 
@@ -252,7 +173,7 @@ def _run_apply(args: argparse.Namespace, progress: Optional[ProgressCallback]) -
         tta=args.tta,
         device=args.device,
         progress=progress,
-        force=args.force,
+        force=bool(args.force),
     )
 
 
@@ -283,7 +204,7 @@ def _run_n2n(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> 
     if len(args.inputs) > 2:
         raise ValueError(f"n2n takes two acquisitions or one 4D series, then the output; got {len(args.inputs)} inputs")
     return noise2noise_files(
-        args.inputs, args.output, config_from_args(args), args.residual, args.uncertainty, progress=progress, force=args.force
+        args.inputs, args.output, config_from_args(args), args.residual, args.uncertainty, progress=progress, force=bool(args.force)
     )
 
 
@@ -294,7 +215,15 @@ def _run_supervised(args: argparse.Namespace, progress: Optional[ProgressCallbac
         raise ValueError("nothing to do with the trained network: give --apply-to INPUT OUTPUT")
     input_path, output_path = args.apply_to
     return supervised_files(
-        args.noisy, args.clean, input_path, output_path, config_from_args(args), args.residual, args.uncertainty, progress, force=args.force
+        args.noisy,
+        args.clean,
+        input_path,
+        output_path,
+        config_from_args(args),
+        args.residual,
+        args.uncertainty,
+        progress,
+        force=bool(args.force),
     )
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from DeepDenoiseLib.core.settings import in_range
+from DeepDenoiseLib.core.settings import Section, setting
 
 
 @dataclass
@@ -131,14 +131,15 @@ def _check_outliers(values: np.ndarray, low: float, high: float, low_percentile:
 
 
 @dataclass
-class NormalizationConfig:
-    """Percentile normalisation: the ``low``/``high`` percentiles map to 0/1 (inverted exactly after)."""
+class NormalizationConfig(Section):
+    """Percentile normalisation: the ``low``/``high`` percentiles map to 0/1 (inverted exactly after);
+    a section of both the denoising and the super-resolution configuration."""
 
-    low_percentile: float = 0.5
-    high_percentile: float = 99.5
+    SECTION: ClassVar[str] = "normalization"
 
-    def validate(self) -> None:
-        in_range("normalization.low_percentile", self.low_percentile, 0.0, 50.0)
-        in_range("normalization.high_percentile", self.high_percentile, 50.0, 100.0)
+    low_percentile: float = setting(0.5, low=0.0, high=50.0)
+    high_percentile: float = setting(99.5, low=50.0, high=100.0)
+
+    def check_rules(self) -> None:
         if self.high_percentile <= self.low_percentile:
             raise ValueError("normalization.high_percentile must exceed low_percentile")

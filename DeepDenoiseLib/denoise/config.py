@@ -1,23 +1,40 @@
-"""Every setting of a denoising run, as typed dataclasses: the one place where defaults live.
+"""Every setting of a denoising run, declared once: the settings table of :class:`DenoiseConfig`.
 
-A :class:`DenoiseConfig` is validated on creation, round-trips through JSON (unknown keys are refused,
+Each field is a row (core/settings.py): its type and default, its bounds or choices, the command-line
+flags that set it (and the sub-commands offering them), and its place in the Slicer panel. A
+:class:`DenoiseConfig` is validated on creation, round-trips through JSON (unknown keys are refused,
 so a typo never passes silently), and is what the CLI's ``--config`` file and the Slicer worker carry.
+The rules between settings are method_rules.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional
 
 from DeepDenoiseLib.core.normalization import NormalizationConfig
-from DeepDenoiseLib.core.settings import DEVICES, build_section, check_field_types, choice, deep_merge, in_range, load_file, parse_json
+from DeepDenoiseLib.core.settings import (
+    DEVICE_NAMES,
+    DEVICES,
+    MINUTES,
+    WEEK_SECONDS,
+    Configuration,
+    Flag,
+    Panel,
+    Section,
+    choice,
+    deep_merge,
+    setting,
+)
+from DeepDenoiseLib.denoise.method_rules import (
+    METHODS,
+    PAIRED_METHODS,
+    check_dimensions,
+    check_method_settings,
+    check_struct_axis,
+)
 
-METHODS = ("blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised")
-#: Methods that learn from pairs of volumes (an input and its target) rather than from one noisy volume.
-PAIRED_METHODS = ("noise2noise", "supervised")
 ARCHITECTURES = ("unet", "dae")
 LOSSES = ("l2", "l1")
 NOISE2NOISE_INPUTS = ("each", "mean")
@@ -28,9 +45,33 @@ REPLACEMENTS = ("uniform", "median")
 AXES = ("x", "y", "z")
 NOISE_MODELS = ("gaussian", "rician", "poisson", "speckle")
 
+#: The sub-commands of ``deepdenoise`` that denoise, by what they take: one volume (they train a
+#: Noise2Void flavour), pairs of volumes, or a saved model.
+SINGLE_VOLUME_COMMANDS = ("denoise", "demo")
+PAIRED_COMMANDS = ("n2n", "supervised")
+TRAINING_COMMANDS = SINGLE_VOLUME_COMMANDS + PAIRED_COMMANDS
+PREDICTION_COMMANDS = TRAINING_COMMANDS + ("apply",)
+
+#: The panel's words for the methods: the library's default method first, then the other
+#: single-volume methods, then those that learn from pairs of volumes.
+METHOD_NAMES = {
+    "Blind-spot N2V": "blindspot",
+    "N2V": "n2v",
+    "N2V2": "n2v2",
+    "structN2V": "structn2v",
+    "Noise2Noise": "noise2noise",
+    "Supervised": "supervised",
+}
+#: The panel's modality presets and the noise model each one sets. Reconstructed CT noise is close to
+#: Gaussian; PET counts are Poisson-like; ultrasound has multiplicative speckle.
+MODALITY_NOISE_MODELS = {"MRI": "rician", "CT": "gaussian", "PET": "poisson", "ultrasound": "speckle", "generic": "gaussian"}
+#: The paired methods' networks: a UNet, or a denoising autoencoder (the UNet without skips).
+ARCHITECTURE_NAMES = {"UNet": "unet", "DAE": "dae"}
+DIMENSION_NAMES = {"2D": "2d", "3D": "3d"}
+
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """The network: ``dimensions`` 2d works slice by slice (with ``context_slices`` neighbours on each
     side fed as extra channels), 3d convolves in all three axes. A 2D network cuts slices across
     ``slice_axes``: ``k`` (the array's slice axis) or ``kji`` (all three, trained together and
@@ -42,49 +83,54 @@ class ModelConfig:
     denoising autoencoder: the same encoder and decoder without any skip connection or residual
     path, so every output passes through the bottleneck."""
 
-    noise_fusion: bool = True
-    dimensions: str = "2d"
-    slice_axes: str = "auto"
-    context_slices: int = 2
-    depth: int = 2
-    base_channels: int = 16
-    norm: str = "batch"
-    blurpool: bool = False
-    top_skip: bool = True
-    architecture: str = "unet"
+    SECTION: ClassVar[str] = "model"
 
-    def validate(self) -> None:
-        choice("model.dimensions", self.dimensions, DIMENSIONS)
-        choice("model.architecture", self.architecture, ARCHITECTURES)
-        choice("model.slice_axes", self.slice_axes, SLICE_AXES)
-        choice("model.norm", self.norm, NORMS)
-        in_range("model.depth", self.depth, 1, 5)
-        in_range("model.base_channels", self.base_channels, 4, 256)
-        in_range("model.context_slices", self.context_slices, 0, 8)
+    noise_fusion: bool = setting(True)
+    dimensions: str = setting(
+        "2d",
+        choices=DIMENSIONS,
+        flags=[Flag("--dims", "2d: slice-wise with neighbouring slices as context; 3d: true 3D", TRAINING_COMMANDS)],
+        panel=Panel("dimensions", labels=DIMENSION_NAMES),
+    )
+    slice_axes: str = setting("auto", choices=SLICE_AXES)
+    context_slices: int = setting(2, low=0, high=8)
+    depth: int = setting(2, low=1, high=5)
+    base_channels: int = setting(16, low=4, high=256)
+    norm: str = setting("batch", choices=NORMS)
+    blurpool: bool = setting(False)
+    top_skip: bool = setting(True)
+    architecture: str = setting(
+        "unet",
+        choices=ARCHITECTURES,
+        flags=[Flag("--architecture", "unet (default) or dae: a denoising autoencoder, no skip connections", PAIRED_COMMANDS)],
+        panel=Panel("architecture", labels=ARCHITECTURE_NAMES),
+    )
 
 
 @dataclass
-class MaskingConfig:
+class MaskingConfig(Section):
     """Blind-spot masking: the share of voxels hidden per patch, what replaces them, and structN2V's
     line mask (``struct_axis`` with ``struct_half_length`` voxels each side also hidden)."""
 
-    masked_fraction: float = 0.02
-    replacement: str = "uniform"
-    neighbourhood_radius: int = 2
-    struct_axis: Optional[str] = None
-    struct_half_length: int = 0
+    SECTION: ClassVar[str] = "masking"
 
-    def validate(self) -> None:
-        in_range("masking.masked_fraction", self.masked_fraction, 1e-4, 0.25)
-        choice("masking.replacement", self.replacement, REPLACEMENTS)
-        in_range("masking.neighbourhood_radius", self.neighbourhood_radius, 1, 5)
-        if self.struct_axis is not None:
-            choice("masking.struct_axis", self.struct_axis, AXES)
-        in_range("masking.struct_half_length", self.struct_half_length, 0, 16)
+    masked_fraction: float = setting(
+        0.02,
+        low=1e-4,
+        high=0.25,
+        flags=[Flag("--masked-fraction", "share of voxels hidden per patch", SINGLE_VOLUME_COMMANDS)],
+        panel=Panel("maskedFraction"),
+    )
+    replacement: str = setting("uniform", choices=REPLACEMENTS)
+    neighbourhood_radius: int = setting(2, low=1, high=5)
+    struct_axis: Optional[str] = setting(
+        None, choices=AXES, flags=[Flag("--struct-axis", "structN2V: axis along which the noise is correlated", SINGLE_VOLUME_COMMANDS)]
+    )
+    struct_half_length: int = setting(0, low=0, high=16)
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(Section):
     """Training. It stops at whichever comes first of ``max_epochs`` and ``budget_seconds`` (users
     think in minutes, so the budget is the usual limit), but a budget that runs out before
     ``min_steps`` steps is extended to them: fewer leave the network under-trained (the default's
@@ -95,60 +141,93 @@ class TrainingConfig:
     so that its gradient at the network's output layer is this fraction of the reconstruction loss's
     (0.1: a tenth), which keeps the reconstruction loss in charge whatever the intensity scale."""
 
-    patch_size: int = 64
-    batch_size: int = 4
-    learning_rate: float = 1e-3
-    steps_per_epoch: int = 50
-    max_epochs: int = 1000
-    budget_seconds: Optional[float] = 240.0
-    min_steps: int = 1000
-    validation_fraction: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    threads: Optional[int] = None
-    loss: str = "l2"
-    adversarial_weight: float = 0.0
+    SECTION: ClassVar[str] = "training"
 
-    def validate(self) -> None:
-        in_range("training.patch_size", self.patch_size, 8, 512)
-        in_range("training.batch_size", self.batch_size, 1, 1024)
-        in_range("training.learning_rate", self.learning_rate, 1e-6, 1.0)
-        in_range("training.steps_per_epoch", self.steps_per_epoch, 1, 100000)
-        in_range("training.max_epochs", self.max_epochs, 1, 100000)
-        if self.budget_seconds is not None:
-            in_range("training.budget_seconds", self.budget_seconds, 1.0, 7 * 24 * 3600.0)
-        in_range("training.min_steps", self.min_steps, 0, 10_000_000)
-        in_range("training.validation_fraction", self.validation_fraction, 0.0, 0.5)
-        choice("training.device", self.device, DEVICES)
-        if self.threads is not None:
-            in_range("training.threads", self.threads, 1, 1024)
-        choice("training.loss", self.loss, LOSSES)
-        in_range("training.adversarial_weight", self.adversarial_weight, 0.0, 10.0)
+    patch_size: int = setting(
+        64, low=8, high=512, flags=[Flag("--patch-size", "training patch edge in voxels", TRAINING_COMMANDS)], panel=Panel("patchSize")
+    )
+    batch_size: int = setting(
+        4, low=1, high=1024, flags=[Flag("--batch-size", "training patches per step", TRAINING_COMMANDS)], panel=Panel("batchSize")
+    )
+    learning_rate: float = setting(
+        1e-3, low=1e-6, high=1.0, flags=[Flag("--learning-rate", "initial learning rate", TRAINING_COMMANDS)], panel=Panel("learningRate")
+    )
+    steps_per_epoch: int = setting(50, low=1, high=100000)
+    max_epochs: int = setting(1000, low=1, high=100000, flags=[Flag("--epochs", "maximum number of training epochs", TRAINING_COMMANDS)])
+    budget_seconds: Optional[float] = setting(
+        240.0,
+        low=1.0,
+        high=WEEK_SECONDS,
+        flags=[Flag("--budget-minutes", "training time budget in minutes", TRAINING_COMMANDS, unit=MINUTES)],
+        panel=Panel("budgetMinutes", unit=MINUTES, low=0.05, high=1440.0),
+    )
+    min_steps: int = setting(
+        1000,
+        low=0,
+        high=10_000_000,
+        flags=[
+            Flag(
+                "--min-steps",
+                "train at least this many steps even past the budget (default 1000; 0: stop at the budget)",
+                TRAINING_COMMANDS,
+            )
+        ],
+    )
+    validation_fraction: float = setting(0.1, low=0.0, high=0.5)
+    seed: int = setting(
+        0, flags=[Flag("--seed", "random seed", TRAINING_COMMANDS)], panel=Panel("seed", low=0, high=2**31 - 1, shared=True)
+    )
+    device: str = setting(
+        "auto",
+        choices=DEVICES,
+        flags=[
+            Flag("--device", "where to run (default auto: GPU if there is one)", TRAINING_COMMANDS),
+            Flag("--device", "where to run (default: the model's setting, auto)", ("apply",)),
+        ],
+        panel=Panel("device", labels=DEVICE_NAMES, shared=True),
+    )
+    threads: Optional[int] = setting(None, low=1, high=1024, flags=[Flag("--threads", "CPU threads for torch", PREDICTION_COMMANDS)])
+    loss: str = setting(
+        "l2", choices=LOSSES, flags=[Flag("--loss", "reconstruction loss: l2 (default, the mean) or l1 (the median)", PAIRED_COMMANDS)]
+    )
+    adversarial_weight: float = setting(
+        0.0,
+        low=0.0,
+        high=10.0,
+        flags=[
+            Flag(
+                "--adversarial-weight",
+                "add a patch discriminator's loss at this fraction of the reconstruction loss's gradient (e.g. 0.1; default 0: off)",
+                ("supervised",),
+            )
+        ],
+        panel=Panel("adversarialWeight"),
+    )
 
 
 @dataclass
-class PredictionConfig:
+class PredictionConfig(Section):
     """Tiled inference: tiles of ``tile_size`` voxels per axis overlapping by ``tile_overlap``, blended
     with smooth weights; ``tta`` averages the 8 flips/rotations of each tile. Noise2Noise on two
     acquisitions predicts from ``noise2noise_input``: ``each`` acquisition, averaging the two
     predictions, or their voxel-wise ``mean`` (one prediction, from an input less noisy than any the
     network trained on)."""
 
-    tile_size: int = 128
-    tile_overlap: int = 32
-    batch_size: int = 4
-    tta: bool = False
-    noise2noise_input: str = "each"
+    SECTION: ClassVar[str] = "prediction"
 
-    def validate(self) -> None:
-        choice("prediction.noise2noise_input", self.noise2noise_input, NOISE2NOISE_INPUTS)
-        in_range("prediction.tile_size", self.tile_size, 16, 1024)
-        in_range("prediction.tile_overlap", self.tile_overlap, 0, self.tile_size // 2)
-        in_range("prediction.batch_size", self.batch_size, 1, 256)
+    tile_size: int = setting(128, low=16, high=1024)
+    tile_overlap: int = setting(32, low=0, high=lambda prediction: prediction.tile_size // 2)
+    batch_size: int = setting(4, low=1, high=256)
+    tta: bool = setting(
+        False,
+        flags=[Flag("--tta", "average 8 in-plane flips/rotations at prediction", PREDICTION_COMMANDS)],
+        panel=Panel("testTimeAugmentation"),
+    )
+    noise2noise_input: str = setting("each", choices=NOISE2NOISE_INPUTS)
 
 
 @dataclass
-class NoiseConfig:
+class NoiseConfig(Section):
     """The noise in the volume (noise_models.py); parameters left ``None`` are estimated from the volume.
 
     - ``gaussian``: additive, ``sigma`` in intensity units (reconstructed CT, generic images).
@@ -161,24 +240,32 @@ class NoiseConfig:
       denoised in the log domain, inverted without bias.
     """
 
-    model: str = "rician"
-    sigma: Optional[float] = None
-    gain: Optional[float] = None
+    SECTION: ClassVar[str] = "noise"
 
-    def validate(self) -> None:
-        choice("noise.model", self.model, NOISE_MODELS)
-        if self.sigma is not None:
-            in_range("noise.sigma", self.sigma, 0.0, float("inf"))
-            if self.model == "speckle" and not self.sigma > 0:
-                raise ValueError("noise.sigma for speckle is its relative spread and must be positive")
-        if self.gain is not None:
-            if self.model != "poisson":
-                raise ValueError("noise.gain (intensity per photon) applies to the poisson model only")
-            in_range("noise.gain", self.gain, 1e-30, float("inf"))
+    model: str = setting(
+        "rician",
+        choices=NOISE_MODELS,
+        flags=[Flag("--noise-model", "rician (MRI, default), gaussian (CT), poisson (PET), speckle (ultrasound)", TRAINING_COMMANDS)],
+        panel=Panel("modality", labels=MODALITY_NOISE_MODELS),
+    )
+    sigma: Optional[float] = setting(
+        None,
+        low=0.0,
+        flags=[Flag("--noise-sigma", "noise sigma (poisson: read noise; speckle: relative spread); default: estimated", TRAINING_COMMANDS)],
+    )
+    gain: Optional[float] = setting(
+        None, low=1e-30, flags=[Flag("--noise-gain", "poisson only: intensity per photon; default: estimated", TRAINING_COMMANDS)]
+    )
+
+    def check_rules(self) -> None:
+        if self.sigma is not None and self.model == "speckle" and not self.sigma > 0:
+            raise ValueError("noise.sigma for speckle is its relative spread and must be positive")
+        if self.gain is not None and self.model != "poisson":
+            raise ValueError("noise.gain (intensity per photon) applies to the poisson model only")
 
 
 @dataclass
-class DenoiseConfig:
+class DenoiseConfig(Configuration):
     """One denoising run. ``method`` picks how the network learns. From the noisy volume alone (a
     Noise2Void flavour): ``blindspot`` (the default) builds the blind spot into the network and
     learns from every voxel (Laine et al. 2019); ``n2v``, ``n2v2`` and ``structn2v`` hide voxels by
@@ -187,57 +274,37 @@ class DenoiseConfig:
     2018), ``supervised`` maps noisy volumes to clean ones; these mask nothing, so the masking
     settings do not apply to them."""
 
-    method: str = "blindspot"
+    method: str = setting(
+        "blindspot",
+        choices=METHODS,
+        flags=[
+            Flag(
+                "--method",
+                "Noise2Void flavour (default {default})",
+                SINGLE_VOLUME_COMMANDS,
+                choices=tuple(method for method in METHODS if method not in PAIRED_METHODS),
+            )
+        ],
+        panel=Panel("method", labels=METHOD_NAMES),
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     prediction: PredictionConfig = field(default_factory=PredictionConfig)
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
-    allow_label_map: bool = False
+    allow_label_map: bool = setting(
+        False,
+        flags=[
+            Flag("--force", "denoise even if the volume looks like a label map, and let an output replace its input", TRAINING_COMMANDS)
+        ],
+    )
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        check_field_types(self)
-        choice("method", self.method, METHODS)
-        self.model.validate()
-        self.masking.validate()
-        self.training.validate()
-        self.prediction.validate()
-        self.normalization.validate()
-        self.noise.validate()
-        if self.method == "blindspot" and self.model.dimensions != "2d":
-            raise ValueError(
-                "the blindspot method is 2D with neighbouring slices as context; for true 3D use method n2v, n2v2 or structn2v"
-            )
-        if self.method == "structn2v" and self.masking.struct_axis is None:
-            raise ValueError("method 'structn2v' needs masking.struct_axis (x, y or z)")
-        self._validate_pair_settings()
-
-    def _validate_pair_settings(self) -> None:
-        """Settings of one family of methods refused in the other, rather than silently ignored."""
-        paired = self.method in PAIRED_METHODS
-        if paired and self.masking != MaskingConfig():
-            raise ValueError(
-                f"method '{self.method}' learns from pairs of volumes and masks nothing: leave the masking "
-                "settings at their defaults (they apply to n2v, n2v2 and structn2v)"
-            )
-        if not paired and self.model.architecture != "unet":
-            raise ValueError(
-                f"model.architecture '{self.model.architecture}' needs targets to learn from: use it with method noise2noise or supervised"
-            )
-        if not paired and self.training.loss != "l2":
-            raise ValueError(
-                f"training.loss '{self.training.loss}' applies to methods noise2noise and supervised; "
-                f"method '{self.method}' has its own loss"
-            )
-        if self.training.adversarial_weight > 0 and self.method != "supervised":
-            raise ValueError(
-                "the adversarial loss teaches the network what clean volumes look like, so it needs clean "
-                "targets: use training.adversarial_weight with method supervised only (0 turns it off)"
-            )
+    def check_rules(self) -> None:
+        check_dimensions(self.method, self.model.dimensions)
+        check_struct_axis(self.method, self.masking.struct_axis)
+        architecture, loss, adversarial_weight = self.model.architecture, self.training.loss, self.training.adversarial_weight
+        check_method_settings(self.method, self.masking == MaskingConfig(), architecture, loss, adversarial_weight)
 
     @classmethod
     def for_method(cls, method: str, **overrides: Any) -> DenoiseConfig:
@@ -255,23 +322,7 @@ class DenoiseConfig:
         data = {"method": method, "model": dataclasses.asdict(model), "masking": dataclasses.asdict(masking)}
         return cls.from_dict(deep_merge(data, overrides))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    def save(self, path: Union[str, Path]) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DenoiseConfig:
-        return build_section(cls, data, "")
-
-    @classmethod
-    def from_json(cls, text: str) -> DenoiseConfig:
-        return cls.from_dict(parse_json(text))
-
-    @classmethod
-    def load(cls, path: Union[str, Path]) -> DenoiseConfig:
-        return load_file(cls, path)
+#: The settings :meth:`DenoiseConfig.for_method` decides for a method (masking style, N2V2's layers),
+#: which a change of method on the command line resets.
+METHOD_DECIDES = ("model.blurpool", "model.top_skip", "masking.replacement", "masking.struct_axis", "masking.struct_half_length")

@@ -5,7 +5,7 @@ shows afterwards.
 
 The panel's state is read by parameter-node name (``inputVolume``, ``modelSource``, ``method``...)
 from any object that has those attributes: the module's parameter node, or a namespace in tests.
-Like mrml_bridge.py, this module imports Slicer only inside functions.
+Like the other modules of the Slicer side, this one imports Slicer only inside functions.
 
 >>> run = plan_run(parameterNode, list_models(), default_model_folder())
 >>> logic.process(**run.process_arguments(), waitForCompletion=False)
@@ -21,17 +21,12 @@ from typing import Any, Optional
 
 from DeepDenoiseLib.core.progress import warning_sentences
 from DeepDenoiseLib.core.validation import InputError
+from DeepDenoiseLib.denoise.config import METHOD_NAMES
+from DeepDenoiseLib.denoise.method_rules import check_uncertainty_request
 from DeepDenoiseLib.denoise.model_folder import ModelInfo, check_model_name, is_model_name
 from DeepDenoiseLib.denoise.model_record import MODEL_EXTENSION
-from DeepDenoiseLib.slicer.nodes import (
-    ADVERSARIAL_METHODS,
-    MASKING_METHODS,
-    METHOD_NAMES,
-    METHODS_2D_ONLY,
-    PAIRED_METHOD_NAMES,
-    PanelSettings,
-)
 from DeepDenoiseLib.slicer.sequences import sequence_of_proxy
+from DeepDenoiseLib.slicer.settings import PANEL_METHODS_2D_ONLY, PANEL_METHODS_USING, PANEL_PAIRED_METHODS, PanelSettings
 
 #: Where the network comes from: trained on the input, or a saved model applied as it is.
 MODEL_SOURCES = {"Train on the input": "train", "Apply a saved model": "apply"}
@@ -145,16 +140,16 @@ def applies_saved_model(state: Any) -> bool:
 
 def trains_paired(state: Any) -> bool:
     """Whether the run trains a method that learns from pairs of volumes (and so keeps no model)."""
-    return not applies_saved_model(state) and state.method in PAIRED_METHOD_NAMES
+    return not applies_saved_model(state) and state.method in PANEL_PAIRED_METHODS
 
 
 def parameters_for_method(method: str) -> dict[str, Any]:
     """What choosing ``method`` in the panel sets with it: 2D for a 2D-only method; no model saving
     for a paired method, which keeps none."""
     updates: dict[str, Any] = {}
-    if method in METHODS_2D_ONLY:
+    if method in PANEL_METHODS_2D_ONLY:
         updates["dimensions"] = "2D"
-    if method in PAIRED_METHOD_NAMES:
+    if method in PANEL_PAIRED_METHODS:
         updates["saveModel"] = False
     return updates
 
@@ -180,10 +175,9 @@ def enabled_settings(state: Any) -> dict[str, bool]:
     training = not applies_saved_model(state)
     on_sequence = sequence_to_run(state) is not None
     enabled = {name: training for name in TRAINING_SETTINGS}
-    enabled["dimensions"] = training and not (state.method in METHODS_2D_ONLY and state.dimensions == "2D")
-    enabled["maskedFraction"] = training and state.method in MASKING_METHODS
-    enabled["architecture"] = training and state.method in PAIRED_METHOD_NAMES
-    enabled["adversarialWeight"] = training and state.method in ADVERSARIAL_METHODS
+    enabled["dimensions"] = training and not (state.method in PANEL_METHODS_2D_ONLY and state.dimensions == "2D")
+    for name, methods in PANEL_METHODS_USING.items():  # the masked fraction, the architecture, the adversarial weight
+        enabled[name] = training and state.method in methods
     # Paired methods keep no model: saving stays editable only while ticked, so it can be unticked.
     paired = trains_paired(state)
     enabled["saveModel"] = training and (not paired or bool(state.saveModel))
@@ -297,11 +291,7 @@ def plan_run(state: Any, models: Sequence[ModelInfo] = (), model_folder: Optiona
         _add_pair_volumes(run, state)
     elif state.saveModel:
         run.save_model_path, run.replaces_model = _save_destination(state.saveModelName, model_folder)
-    if run.compute_uncertainty and not run.parameters.test_time_augmentation:
-        raise ValueError(
-            "the uncertainty volume is the spread across test-time augmentations: turn test-time "
-            "augmentation on (Advanced), or untick the uncertainty output"
-        )
+    check_uncertainty_request(run.compute_uncertainty, run.parameters.test_time_augmentation, "Advanced", "untick the uncertainty output")
     return run
 
 
@@ -329,7 +319,7 @@ def _add_pair_volumes(run: PanelRun, state: Any) -> None:
 def _settings(state: Any) -> PanelSettings:
     if applies_saved_model(state):
         return PanelSettings(device=state.device, test_time_augmentation=bool(state.testTimeAugmentation))
-    return PanelSettings.from_parameters({name: getattr(state, name) for name in PanelSettings.parameter_names()})
+    return PanelSettings.from_parameter_node(state)
 
 
 def _saved_model_path(name: str, models: Sequence[ModelInfo], folder: Optional[Path]) -> Path:

@@ -25,15 +25,9 @@ from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.denoise.config import DenoiseConfig
 from DeepDenoiseLib.slicer.background import BackgroundRun
-from DeepDenoiseLib.slicer.nodes import (
-    JobResult,
-    NodeDenoiseJob,
-    WorkerError,
-    check_volume_content,
-    ijk_to_ras,
-    lps_geometry,
-    place_next_to,
-)
+from DeepDenoiseLib.slicer.denoise_job import NodeDenoiseJob
+from DeepDenoiseLib.slicer.nodes import check_volume_content, ijk_to_ras, lps_geometry, place_next_to
+from DeepDenoiseLib.slicer.worker_job import JobResult, WorkerError
 
 #: Frames whose IJK-to-RAS matrices differ by more than this (mm, or per unit for directions) are on
 #: different grids.

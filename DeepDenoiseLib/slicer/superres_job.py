@@ -1,10 +1,10 @@
-"""Super-resolution on Slicer volume nodes: the finer grid as an IJK-to-RAS matrix, the output node on
-it, the panel's settings, and a job that runs ``deepdenoise superres`` in a background process.
+"""Super-resolution on Slicer volume nodes: the finer grid as an IJK-to-RAS matrix, and a job that runs
+``deepdenoise superres`` in a background process and puts its result on that grid.
 
-Like the denoising bridge (mrml_bridge.py) it uses only Slicer's MRML API, inside functions, so it
-imports anywhere. The output grid keeps the input's orientation and field of view: the refined axis's
-column of IJK-to-RAS is divided by the factor and the origin moves half a fine voxel less than half a
-coarse one towards the edge (superres_grid.py). The worker's result is read back through its own
+Like the denoising jobs it uses only Slicer's MRML API, inside functions, so it imports anywhere. The
+output grid keeps the input's orientation and field of view: the refined axis's column of IJK-to-RAS
+is divided by the factor and the origin moves half a fine voxel less than half a coarse one towards
+the edge (superres/grid.py). The worker's result is read back through its own
 IJK-to-RAS and mapped onto that grid voxel by voxel, so Slicer's K flip of left-handed files is
 harmless.
 
@@ -18,37 +18,19 @@ harmless.
 
 from __future__ import annotations
 
-import re
-import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from DeepDenoiseLib.core.settings import check_field_types
 from DeepDenoiseLib.core.validation import InputError
-from DeepDenoiseLib.slicer.background import BackgroundRun, PathLike, make_work_folder, worker_environment
-from DeepDenoiseLib.slicer.nodes import (
-    DEVICE_NAMES,
-    JobResult,
-    WorkerError,
-    WorkerJob,
-    array_on_grid,
-    check_scalar_volume,
-    ijk_to_ras,
-    read_file_node,
-    write_node,
-)
-from DeepDenoiseLib.superres.config import SamplingConfig, SuperResConfig, SuperResTrainingConfig
+from DeepDenoiseLib.slicer.background import BackgroundRun, make_work_folder
+from DeepDenoiseLib.slicer.nodes import array_on_grid, check_scalar_volume, grid_node, ijk_to_ras, read_file_node, write_node
+from DeepDenoiseLib.slicer.worker_commands import PathLike, superres_command, worker_environment
+from DeepDenoiseLib.slicer.worker_job import JobResult, WorkerError, WorkerJob
+from DeepDenoiseLib.superres.config import SuperResConfig, check_uncertainty_request
 from DeepDenoiseLib.superres.grid import AXIS_IJK, coarsest_axis
-
-#: The panel's names for the modes and methods, and the configuration's.
-MODE_NAMES = {"Self-supervised": "self-supervised", "Supervised": "supervised"}
-SUPERRES_METHOD_NAMES = {"DDPM": "ddpm", "Regression": "regression"}
-#: The panel's axis choices: the voxel axes, or the one with the thickest voxels.
-AXIS_NAMES = {"auto": "auto", "I (x)": "x", "J (y)": "y", "K (z)": "z"}
 
 
 def fine_grid_ijk_to_ras(ijk_to_ras_matrix: np.ndarray, factor: int, axis: str) -> np.ndarray:
@@ -68,99 +50,6 @@ def resolve_axis(node: Any, axis: str) -> str:
     """``axis``, or for ``auto`` the voxel axis with the largest spacing (z when they tie), as the
     library resolves it."""
     return coarsest_axis(tuple(node.GetSpacing())) if axis == "auto" else axis
-
-
-def grid_node(ijk_to_ras_matrix: np.ndarray) -> Any:
-    """A scalar volume node outside any scene that only carries a grid (for ``fill_node``)."""
-    import slicer
-
-    node = slicer.vtkMRMLScalarVolumeNode()
-    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_matrix))
-    return node
-
-
-@dataclass
-class SuperResSettings:
-    """The panel's super-resolution choices in the words and units a user sees; defaults are the
-    library's (except the mode: the panel starts self-supervised, which needs no other volume)."""
-
-    mode: str = "Self-supervised"
-    method: str = "DDPM"
-    factor: int = SuperResConfig.factor
-    axis: str = "auto"
-    cascade: bool = SuperResConfig.cascade
-    budget_minutes: float = SuperResTrainingConfig.budget_seconds / 60.0
-    sampling_steps: int = SamplingConfig.steps
-    samples: int = SamplingConfig.samples
-    device: str = "auto"
-    seed: int = SuperResTrainingConfig.seed
-
-    def __post_init__(self) -> None:
-        check_field_types(self, display=_camel_case)  # "false" for a boolean would read as True
-        for name, allowed in (
-            ("mode", MODE_NAMES),
-            ("method", SUPERRES_METHOD_NAMES),
-            ("axis", AXIS_NAMES),
-            ("device", DEVICE_NAMES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-
-    def to_config(self) -> SuperResConfig:
-        """The run configuration (validated: a bad value raises ValueError)."""
-        return SuperResConfig.from_dict(
-            {
-                "factor": int(self.factor),
-                "axis": AXIS_NAMES[self.axis],
-                "mode": MODE_NAMES[self.mode],
-                "method": SUPERRES_METHOD_NAMES[self.method],
-                "cascade": bool(self.cascade),
-                "training": {
-                    "budget_seconds": float(self.budget_minutes) * 60.0,
-                    "device": DEVICE_NAMES[self.device],
-                    "seed": int(self.seed),
-                },
-                "sampling": {"steps": int(self.sampling_steps), "samples": int(self.samples), "seed": int(self.seed)},
-            }
-        )
-
-    @classmethod
-    def parameter_names(cls) -> list[str]:
-        """The names of these settings in the Slicer parameter node (camelCase)."""
-        return [_camel_case(f.name) for f in fields(cls)]
-
-    @classmethod
-    def from_parameters(cls, values: Mapping[str, Any]) -> SuperResSettings:
-        """Settings from parameter-node names (``budgetMinutes``...); missing ones keep their default."""
-        by_name = {_camel_case(f.name): f.name for f in fields(cls)}
-        unknown = sorted(set(values) - set(by_name))
-        if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
-        return cls(**{by_name[name]: value for name, value in values.items()})
-
-
-def _camel_case(snake: str) -> str:
-    return re.sub(r"_([a-z])", lambda match: match.group(1).upper(), snake)
-
-
-def superres_command(
-    input_path: PathLike,
-    output_path: PathLike,
-    config_path: PathLike,
-    training_paths: Sequence[PathLike] = (),
-    uncertainty_path: Optional[PathLike] = None,
-    python: Optional[str] = None,
-    worker: Optional[Sequence[str]] = None,
-) -> list[str]:
-    """The command line of a super-resolution worker with JSON progress (``worker`` replaces
-    ``[python, "-m", "DeepDenoiseLib"]``)."""
-    prefix = list(worker) if worker is not None else [python or sys.executable, "-m", "DeepDenoiseLib"]
-    command = prefix + ["superres", str(input_path), str(output_path), "--config", str(config_path), "--progress", "json"]
-    if training_paths:
-        command += ["--train-on"] + [str(path) for path in training_paths]
-    if uncertainty_path is not None:
-        command += ["--uncertainty", str(uncertainty_path)]
-    return command
 
 
 class NodeSuperResJob(WorkerJob):
@@ -224,8 +113,7 @@ class NodeSuperResJob(WorkerJob):
                 raise InputError(f"the {role} '{node.GetName()}' must be a scalar volume")
         if self.output_node is not None and self.output_node is self.uncertainty_node:
             raise InputError("the output volume and the uncertainty volume must be different nodes")
-        if self.compute_uncertainty and self.config.method != "ddpm":
-            raise ValueError("the uncertainty volume is the spread of diffusion samples: choose the DDPM method")
+        check_uncertainty_request(self.compute_uncertainty, self.config.method, "choose the DDPM method")
         if self.config.mode == "supervised" and not self.training_nodes:
             raise InputError("supervised super-resolution needs at least one high-resolution training volume")
         if self.config.mode == "self-supervised" and self.training_nodes:

@@ -5,8 +5,8 @@ which training volume, which outputs, which settings), and what the panel shows 
 The section's state is read by parameter-node name from any object that has those attributes (the
 module's parameter node, or a namespace in tests). Its names start with ``superres`` so that they
 never clash with the denoising settings; the device and the seed are the module's own (``device``,
-``seed``), shared with denoising. Like the other bridges, this module imports Slicer only through
-the helpers it calls.
+``seed``), shared with denoising. Like the other modules of the Slicer side, this one imports Slicer
+only through the helpers it calls.
 
 >>> run = plan_superres_run(parameterNode)
 >>> logic.superResolve(**run.logic_arguments(), waitForCompletion=False)
@@ -15,27 +15,18 @@ the helpers it calls.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from DeepDenoiseLib.core.progress import warning_sentences
 from DeepDenoiseLib.core.validation import InputError
-from DeepDenoiseLib.slicer.superres_job import AXIS_NAMES, MODE_NAMES, SUPERRES_METHOD_NAMES, SuperResSettings, resolve_axis
+from DeepDenoiseLib.slicer.settings import SuperResSettings
+from DeepDenoiseLib.slicer.superres_job import resolve_axis
+from DeepDenoiseLib.superres.config import AXIS_NAMES, MODE_NAMES, SUPERRES_METHOD_NAMES, cascade_fits
 from DeepDenoiseLib.superres.grid import AXIS_IJK, MIN_COARSE_VOXELS
 
-#: The parameter-node name of each SuperResSettings field.
-PARAMETER_OF_SETTING = {
-    "mode": "superresMode",
-    "method": "superresMethod",
-    "factor": "superresFactor",
-    "axis": "superresAxis",
-    "cascade": "superresCascade",
-    "budget_minutes": "superresBudgetMinutes",
-    "sampling_steps": "superresSamplingSteps",
-    "samples": "superresSamples",
-    "device": "device",
-    "seed": "seed",
-}
+#: The parameter-node name of each SuperResSettings field (from the settings table).
+PARAMETER_OF_SETTING = {setting.attribute: setting.parameter for setting in SuperResSettings.SETTINGS}
 #: The section's nodes and output switch (not settings of the run itself).
 SUPERRES_NODES = ("superresInputVolume", "superresTrainingVolume", "superresOutputVolume", "superresUncertaintyVolume")
 SUPERRES_SWITCHES = ("superresComputeUncertainty",)
@@ -46,18 +37,12 @@ DDPM, REGRESSION = (name for value in ("ddpm", "regression") for name in SUPERRE
 
 def section_defaults() -> dict[str, Any]:
     """The section's parameters at the library's defaults (SuperResSettings), by parameter name."""
-    defaults = SuperResSettings()
-    return {PARAMETER_OF_SETTING[f.name]: getattr(defaults, f.name) for f in fields(SuperResSettings)}
+    return {setting.parameter: setting.default for setting in SuperResSettings.SETTINGS}
 
 
-def superres_settings(state: Any) -> SuperResSettings:
+def superres_settings(state: Any) -> Any:
     """The section's settings from the parameter node (ValueError for a value the library refuses)."""
-    values = {setting: getattr(state, parameter) for setting, parameter in PARAMETER_OF_SETTING.items()}
-    return SuperResSettings(**values)
-
-
-def _is_power_of_two(value: int) -> bool:
-    return value >= 2 and not value & (value - 1)
+    return SuperResSettings.from_parameter_node(state)
 
 
 def samples_diffusion(state: Any) -> bool:
@@ -74,7 +59,7 @@ def superres_enabled_settings(state: Any) -> dict[str, bool]:
         "superresSamples": diffusion,
         "superresComputeUncertainty": diffusion,
         "superresUncertaintyVolume": diffusion and bool(state.superresComputeUncertainty),
-        "superresCascade": _is_power_of_two(int(state.superresFactor)) or bool(state.superresCascade),
+        "superresCascade": cascade_fits(int(state.superresFactor)) or bool(state.superresCascade),
     }
 
 

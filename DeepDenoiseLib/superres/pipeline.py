@@ -51,7 +51,7 @@ from DeepDenoiseLib.core.validation import (
 )
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_header, read_volume
-from DeepDenoiseLib.superres.config import SuperResConfig
+from DeepDenoiseLib.superres.config import SuperResConfig, check_cascade, check_uncertainty_request
 from DeepDenoiseLib.superres.grid import AXIS_IJK, MIN_COARSE_VOXELS, array_axis, coarsest_axis, on_fine_grid, upsample_spline
 from DeepDenoiseLib.superres.inference import apply_stage
 from DeepDenoiseLib.superres.training import StageModel, TrainingPair, make_pair, train_stage
@@ -78,8 +78,7 @@ def stage_factors(factor: int, cascade: bool) -> list[int]:
     """The factor of each stage: one stage, or x2 stages for a cascade (4 -> [2, 2])."""
     if not cascade:
         return [factor]
-    if factor < 2 or factor & (factor - 1):
-        raise ValueError(f"a cascade needs a power-of-two factor; got {factor}")
+    check_cascade(factor, cascade)
     return [2] * int(round(math.log2(factor)))
 
 
@@ -196,8 +195,7 @@ def superres_file(
     input needs ``force``) and the sizes of the input and of the result are read from the headers.
     The outputs are written all or none, and nothing is left behind on failure or interrupt."""
     config = config or SuperResConfig()
-    if uncertainty_path is not None and config.method != "ddpm":
-        raise ValueError("an uncertainty volume needs the ddpm method (the regression baseline draws no samples)")
+    check_uncertainty_request(uncertainty_path is not None, config.method, "choose --method ddpm, or leave out --uncertainty")
     inputs = [input_path, *(training_paths or [])]
     check_output_paths({"output": output_path, "uncertainty (--uncertainty)": uncertainty_path}, inputs=inputs, force=force)
     shape = read_header(input_path)

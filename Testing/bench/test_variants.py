@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.anscombe import anscombe_forward, anscombe_inverse, estimate_gain  # noqa: E402
-from bench.benchmark_denoise import main as benchmark_main  # noqa: E402
-from bench.variants import (  # noqa: E402
+from bench.anscombe import anscombe_forward, anscombe_inverse, estimate_gain
+from bench.benchmark_denoise import main as benchmark_main
+from bench.variants import (
     CLEAN_FILE,
     GAUSSIAN_SEED,
     MASK_FILE,
@@ -23,9 +23,9 @@ from bench.variants import (  # noqa: E402
     make_noisy,
     poisson_gain,
 )
-from DeepDenoiseLib.core.noise_simulation import add_rician_noise  # noqa: E402
-from DeepDenoiseLib.core.volume import Volume  # noqa: E402
-from DeepDenoiseLib.core.volume_io import write_volume  # noqa: E402
+from DeepDenoiseLib.core.noise_simulation import add_rician_noise
+from DeepDenoiseLib.core.volume import Volume
+from DeepDenoiseLib.core.volume_io import write_volume
 
 
 def _clean(shape: tuple[int, int, int] = (24, 28, 32)) -> Volume:

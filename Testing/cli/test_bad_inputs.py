@@ -533,8 +533,7 @@ def test_config_values_of_the_wrong_type_are_refused(folder, capsys, data, words
 
 
 def test_superres_and_panel_settings_are_type_checked_too() -> None:
-    from DeepDenoiseLib.slicer.nodes import PanelSettings
-    from DeepDenoiseLib.slicer.superres_job import SuperResSettings
+    from DeepDenoiseLib.slicer.settings import PanelSettings, SuperResSettings
 
     with pytest.raises(ValueError, match="training.patch_size must be a list of 2 values; got 32"):
         SuperResConfig.from_dict({"training": {"patch_size": 32}})
@@ -761,7 +760,7 @@ def test_a_device_that_is_not_there_is_said_in_the_warnings(folder, capsys, monk
 
 
 def test_slicer_jobs_refuse_bad_voxels_before_starting_and_leave_the_scene(tmp_path) -> None:
-    from DeepDenoiseLib.slicer.nodes import NodeDenoiseJob
+    from DeepDenoiseLib.slicer.denoise_job import NodeDenoiseJob
     from DeepDenoiseLib.slicer.sequences import SequenceDenoiseJob
     from DeepDenoiseLib.slicer.superres_job import NodeSuperResJob
     from Testing.slicer.test_sequences import add_sequence

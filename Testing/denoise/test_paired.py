@@ -13,7 +13,7 @@ import pytest
 
 from DeepDenoiseLib.cli import commands as cli
 from DeepDenoiseLib.core.metrics import psnr
-from DeepDenoiseLib.core.noise_simulation import add_gaussian_noise  # noqa: E402
+from DeepDenoiseLib.core.noise_simulation import add_gaussian_noise
 from DeepDenoiseLib.core.progress import Cancelled, CancelToken, ProgressEvent
 from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.core.volume import Volume

@@ -22,7 +22,7 @@ CATALOG_KEYS = {
     "dicom_support_rule", "build_subdirectory", "enabled", "tier",
 }  # fmt: skip
 # Imported by the library but provided by Slicer, by the PyTorch extension, or only needed outside Slicer.
-NOT_PIP_INSTALLED_IN_SLICER = {"numpy", "SimpleITK", "torch", "slicer", "vtk", "qt", "psutil", "matplotlib"}
+NOT_PIP_INSTALLED_IN_SLICER = {"numpy", "SimpleITK", "torch", "slicer", "vtk", "qt", "psutil", "matplotlib", "PyTorchUtils"}
 
 
 def cmake_commands(text: str, name: str) -> list[list[str]]:

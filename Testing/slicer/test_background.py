@@ -19,17 +19,8 @@ from DeepDenoiseLib.cli.commands import build_parser
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_volume, write_volume
 from DeepDenoiseLib.denoise.config import DenoiseConfig
-from DeepDenoiseLib.slicer.background import (
-    CANCELLED,
-    FAILED,
-    RUNNING,
-    SUCCEEDED,
-    BackgroundRun,
-    denoise_command,
-    make_work_folder,
-    remove_work_folder,
-    worker_environment,
-)
+from DeepDenoiseLib.slicer.background import CANCELLED, FAILED, RUNNING, SUCCEEDED, BackgroundRun, make_work_folder, remove_work_folder
+from DeepDenoiseLib.slicer.worker_commands import denoise_command, worker_environment
 from Testing.support import REPO, fake_worker_command
 from Testing.support.fake_worker import CRASH_MESSAGE, ERROR_MESSAGE
 

@@ -18,30 +18,27 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from DeepDenoiseLib.core.progress import Cancelled  # noqa: E402
-from DeepDenoiseLib.core.sample_data import sample_paths  # noqa: E402
-from DeepDenoiseLib.denoise.model_folder import ModelInfo  # noqa: E402
-from DeepDenoiseLib.slicer.panel import APPLY_SAVED_MODEL, TRAIN_ON_INPUT, plan_run  # noqa: E402
-from DeepDenoiseLib.slicer.sequences import add_browser  # noqa: E402
+from DeepDenoiseLib.core.progress import Cancelled
+from DeepDenoiseLib.core.sample_data import sample_paths
+from DeepDenoiseLib.denoise.model_folder import ModelInfo
+from DeepDenoiseLib.slicer.panel import APPLY_SAVED_MODEL, TRAIN_ON_INPUT, plan_run
+from DeepDenoiseLib.slicer.sequences import add_browser
 from Testing.support import fake_worker_command, slicer_api_by_version, slicer_stand_ins
 from Testing.support.slicer_scene import add_volume, headless_scene, ijk_to_ras_array, slicer
 
 
 @pytest.fixture
 def module(monkeypatch, tmp_path):
-    """DeepDenoise.py imported over a headless scene; its jobs run the scripted worker."""
+    """DeepDenoise.py imported over a headless scene; its jobs run the scripted worker in the mode
+    ``worker_mode`` names (None: the real worker, in this Python)."""
     headless_scene()
     slicer_stand_ins.install(monkeypatch, str(tmp_path / "temporary"))
     loaded = slicer_stand_ins.load_module()
     loaded.worker_mode = "ok"
-    real_make_job = loaded.make_job
-
-    def make_job_with_scripted_worker(input_node, config, python=None, **options):
-        worker = fake_worker_command(loaded.worker_mode)
-        return real_make_job(input_node, config, worker=worker, **options)
-
-    monkeypatch.setattr(loaded, "make_job", make_job_with_scripted_worker)
-    monkeypatch.setattr(loaded.DeepDenoiseLogic, "workerPython", staticmethod(lambda: sys.executable))
+    monkeypatch.setattr(
+        loaded.DeepDenoiseLogic, "worker", property(lambda logic: loaded.worker_mode and fake_worker_command(loaded.worker_mode))
+    )
+    monkeypatch.setattr(loaded.DeepDenoiseLogic, "workerPython", lambda logic: sys.executable)
     return loaded
 
 
@@ -50,7 +47,7 @@ def volume_array(seed: int = 0) -> np.ndarray:
 
 
 def panel_state(**values) -> SimpleNamespace:
-    from DeepDenoiseLib.slicer.nodes import PanelSettings
+    from DeepDenoiseLib.slicer.settings import PanelSettings
 
     settings = PanelSettings()
     state = {camel: getattr(settings, snake) for snake, camel in zip(vars(settings), PanelSettings.parameter_names())}
@@ -155,6 +152,7 @@ def test_super_resolve_puts_the_result_and_its_uncertainty_on_the_finer_grid(mod
     from DeepDenoiseLib.slicer.superres_job import fine_grid_ijk_to_ras
     from DeepDenoiseLib.superres.config import SuperResConfig
 
+    module.worker_mode = None
     scene = slicer.mrmlScene
     array = np.random.default_rng(5).normal(100.0, 10.0, (6, 16, 16)).astype(np.float32)
     node = add_volume(scene, "thick", array, spacing=(0.8, 0.8, 1.6), origin=(4.0, -3.0, 10.0))
@@ -276,7 +274,7 @@ def test_reload_forgets_the_library_so_that_slicer_re_executing_the_module_reads
         assert slicer_stand_ins.StandInScriptedBase.reloads[-1] is widget  # then Slicer's own Reload
         reloaded = slicer_stand_ins.load_module()  # what Slicer's Reload does with DeepDenoise.py
         assert sys.modules["DeepDenoiseLib.denoise.config"] is not old_config
-        assert reloaded.DenoiseConfig is sys.modules["DeepDenoiseLib.denoise.config"].DenoiseConfig
+        assert reloaded.ModuleLogic is sys.modules["DeepDenoiseLib.slicer.logic"].ModuleLogic
     finally:
         for name in library_modules():
             del sys.modules[name]

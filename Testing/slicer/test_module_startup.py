@@ -71,12 +71,20 @@ def probe(*arguments: str) -> dict:
 def test_the_start_up_imports_are_read_from_the_module():
     imports = start_up_library_imports()
     assert {
-        "DeepDenoiseLib.slicer.support",
-        "DeepDenoiseLib.slicer.superres_panel",
-        "DeepDenoiseLib.slicer.sequences",
-        "DeepDenoiseLib.denoise.config",
-    } <= set(imports)
+        "DeepDenoiseLib.slicer.support", "DeepDenoiseLib.slicer.logic", "DeepDenoiseLib.slicer.parameter_node",
+        "DeepDenoiseLib.slicer.superres_panel", "DeepDenoiseLib.slicer.sequences",
+    } <= set(imports)  # fmt: skip
     assert {"torch", "SimpleITK", "scipy", "safetensors"} <= set(HIDDEN)
+
+
+def test_every_module_of_the_slicer_side_loads_without_torch_or_simpleitk():
+    """DeepDenoiseLib.slicer as a whole, not only what the module imports today."""
+    modules = sorted(
+        f"DeepDenoiseLib.slicer.{path.stem}" for path in (REPO / "DeepDenoiseLib" / "slicer").glob("*.py") if path.stem != "__init__"
+    )
+    report = probe("libraries", *modules)
+    assert report["errors"] == {} and report["attempts"] == [] and report["hidden_loaded"] == []
+    assert set(modules) <= set(report["library_modules"])
 
 
 def test_every_library_module_the_slicer_module_imports_loads_without_torch_or_simpleitk():

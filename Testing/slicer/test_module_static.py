@@ -1,12 +1,14 @@
 """Static checks of the Slicer module, which cannot be imported without the Qt side of Slicer: the
-names DeepDenoise.py uses exist in the .ui with a fitting widget class, every parameter-node field is
-bound to a widget its type can be connected to on every Slicer version the module supports (from the
-minimum to the newest recorded in slicer_api_by_version.json), and the panel agrees with the
-library's settings."""
+names DeepDenoise.py uses exist in the .ui with a fitting widget class, every parameter-node field
+(declared by the settings tables, DeepDenoiseLib/slicer/parameter_node.py) is bound to a widget its
+type can be connected to on every Slicer version the module supports (from the minimum to the newest
+recorded in slicer_api_by_version.json), and the panel agrees with the library's settings. The
+widget's methods run on stand-ins for its .ui widgets."""
 
 from __future__ import annotations
 
 import ast
+import inspect
 import os
 import types
 import xml.etree.ElementTree as ET
@@ -18,12 +20,11 @@ import pytest
 
 from DeepDenoiseLib.core.progress import Cancelled
 from DeepDenoiseLib.denoise.model_folder import ModelInfo
-from DeepDenoiseLib.slicer import nodes as mrml_bridge
 from DeepDenoiseLib.slicer import panel as panel_jobs
-from DeepDenoiseLib.slicer import sequences as sequence_bridge
-from DeepDenoiseLib.slicer import superres_job as superres_bridge
-from DeepDenoiseLib.slicer import superres_panel
-from DeepDenoiseLib.slicer.nodes import PanelSettings
+from DeepDenoiseLib.slicer import panel_view, superres_panel
+from DeepDenoiseLib.slicer.logic import ModuleLogic
+from DeepDenoiseLib.slicer.parameter_node import NODE_PARAMETERS, PANEL_SWITCHES, ParameterField, parameter_fields, parameter_node_class
+from DeepDenoiseLib.slicer.settings import PANEL_MASKING_METHODS, PANEL_METHODS_2D_ONLY, PanelSettings, SuperResSettings
 from DeepDenoiseLib.slicer.support import minimum_slicer_version_text
 from Testing.support import REPO, slicer_api_by_version
 
@@ -56,28 +57,9 @@ SUPPORTED_VERSIONS = sorted(
     key=lambda version: tuple(map(int, version.split("."))),
 )
 CHOICE_WIDGETS = set().union(*(api["parameter_node_widgets"]["choice"] for api in SLICER_API.values()))
-# Parameters that are nodes or panel-only switches rather than library settings.
-NODE_AND_PANEL_FIELDS = {
-    "inputVolume", "outputVolume", "residualVolume", "computeResidual", "uncertaintyVolume", "computeUncertainty",
-    "denoiseSequence", "modelSource", "savedModel", "saveModel", "saveModelName",
-    "secondVolume", "trainingNoisyVolume", "trainingCleanVolume",
-    *superres_panel.SUPERRES_NODES, *superres_panel.SUPERRES_SWITCHES,
-}  # fmt: skip
-# The Super-resolution section's settings (SuperResSettings; device and seed are shared with denoising).
-SUPERRES_SETTINGS = {name for name in superres_panel.PARAMETER_OF_SETTING.values() if name.startswith("superres")}
 # Parameters no widget binds: the widget fills the saved-model list from the model folder itself.
 UNBOUND_FIELDS = {"savedModel"}
-CHOICE_SOURCES = {
-    "method": (mrml_bridge, "METHOD_NAMES"),
-    "dimensions": (mrml_bridge, "DIMENSION_NAMES"),
-    "modality": (mrml_bridge, "MODALITY_NOISE_MODELS"),
-    "device": (mrml_bridge, "DEVICE_NAMES"),
-    "architecture": (mrml_bridge, "ARCHITECTURE_NAMES"),
-    "modelSource": (panel_jobs, "MODEL_SOURCES"),
-    "superresMode": (superres_bridge, "MODE_NAMES"),
-    "superresMethod": (superres_bridge, "SUPERRES_METHOD_NAMES"),
-    "superresAxis": (superres_bridge, "AXIS_NAMES"),
-}
+FIELDS = {field.name: field for field in parameter_fields()}
 
 
 def ui_widgets() -> dict[str, ET.Element]:
@@ -112,30 +94,6 @@ def class_def(name: str) -> ast.ClassDef:
         if isinstance(node, ast.ClassDef) and node.name == name:
             return node
     raise AssertionError(f"DeepDenoise.py has no class {name}")
-
-
-def parameter_fields() -> dict[str, ast.AnnAssign]:
-    parameter_class = class_def("DeepDenoiseParameterNode")
-    assert any(getattr(d, "id", None) == "parameterNodeWrapper" for d in parameter_class.decorator_list)
-    return {
-        statement.target.id: statement
-        for statement in parameter_class.body
-        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
-    }
-
-
-def base_type(annotation: ast.expr) -> str:
-    """``float`` for ``Annotated[float, ...]``, the class name for a node type."""
-    if isinstance(annotation, ast.Subscript) and getattr(annotation.value, "id", None) == "Annotated":
-        return base_type(annotation.slice.elts[0])
-    assert isinstance(annotation, ast.Name), ast.dump(annotation)
-    return annotation.id
-
-
-def validators(annotation: ast.expr) -> dict[str, ast.Call]:
-    if isinstance(annotation, ast.Subscript) and getattr(annotation.value, "id", None) == "Annotated":
-        return {call.func.id: call for call in annotation.slice.elts[1:] if isinstance(call, ast.Call)}
-    return {}
 
 
 def module_constant(name: str):
@@ -187,12 +145,11 @@ def test_every_named_widget_in_the_ui_has_a_fitting_class():
         assert widget.get("class") in fitting_classes(name), f"{name} is a {widget.get('class')}"
 
 
-def parameter_kind(statement: ast.AnnAssign) -> str:
+def parameter_kind(field: ParameterField) -> str:
     """The connector kind of a parameter-node field (slicer_api_by_version.json's names)."""
-    if "Choice" in validators(statement.annotation):
+    if field.choices is not None:
         return "choice"
-    kind = base_type(statement.annotation)
-    return "node" if kind.startswith("vtkMRML") else kind
+    return "node" if field.is_node else field.kind.__name__
 
 
 def test_the_minimum_and_the_newest_slicer_are_both_checked():
@@ -204,9 +161,8 @@ def test_every_bound_widget_is_one_that_slicers_parameter_node_connects(version)
     """connectGui raises for a widget class the version's connectors do not take, and then nothing is
     bound (ctkDoubleSpinBox for a float before Slicer 5.8, for instance)."""
     accepted = SLICER_API[version]["parameter_node_widgets"]
-    fields = parameter_fields()
     for name, widget in parameter_bindings().items():
-        kind = parameter_kind(fields[name])
+        kind = parameter_kind(FIELDS[name])
         assert widget.get("class") in accepted[kind], (
             f"Slicer {version} cannot connect a {kind} parameter ({name}) to a {widget.get('class')} ({widget.get('name')}); "
             f"it takes {', '.join(accepted[kind])}"
@@ -216,100 +172,96 @@ def test_every_bound_widget_is_one_that_slicers_parameter_node_connects(version)
 def test_float_spin_boxes_show_their_range_and_default_at_their_decimals():
     """A QDoubleSpinBox rounds its minimum, maximum and value to its decimals: each bound and default of
     a float parameter must survive that rounding, and each box keeps its step and unit."""
-    fields = parameter_fields()
     expected = {
         "budgetMinutes": (2, 0.5, " min"), "superresBudgetMinutes": (2, 0.5, " min"), "learningRate": (6, 0.0001, None),
         "maskedFraction": (4, 0.005, None), "adversarialWeight": (3, 0.05, None),
     }  # fmt: skip
-    floats = {name: widget for name, widget in parameter_bindings().items() if parameter_kind(fields[name]) == "float"}
+    floats = {name: widget for name, widget in parameter_bindings().items() if parameter_kind(FIELDS[name]) == "float"}
     assert set(floats) == set(expected)
     for name, widget in floats.items():
         decimals = int(widget_property(widget, "decimals").findtext("number"))
         step = float(widget_property(widget, "singleStep").findtext("double"))
         suffix = widget_property(widget, "suffix")
         assert (decimals, step, suffix.findtext("string") if suffix is not None else None) == expected[name], name
-        bounds = [
-            eval(compile(ast.Expression(b), "<bound>", "eval"), {"__builtins__": {}})
-            for b in validators(fields[name].annotation)["WithinRange"].args
-        ]
-        for value in (*bounds, field_default(fields[name])):
+        for value in (FIELDS[name].low, FIELDS[name].high, FIELDS[name].default):
             assert round(value, decimals) == pytest.approx(value, abs=1e-12), f"{name}: {value} shows as {round(value, decimals)}"
 
 
 def test_every_parameter_is_bound_to_a_widget_its_type_connects_to():
-    fields = parameter_fields()
     bindings = parameter_bindings()
-    assert UNBOUND_FIELDS <= set(fields)
-    assert set(bindings) == set(fields) - UNBOUND_FIELDS, (
-        f"fields without a widget: {sorted(set(fields) - UNBOUND_FIELDS - set(bindings))}; "
-        f"widgets naming no field: {sorted(set(bindings) - set(fields))}"
+    assert UNBOUND_FIELDS <= set(FIELDS)
+    assert set(bindings) == set(FIELDS) - UNBOUND_FIELDS, (
+        f"fields without a widget: {sorted(set(FIELDS) - UNBOUND_FIELDS - set(bindings))}; "
+        f"widgets naming no field: {sorted(set(bindings) - set(FIELDS))}"
     )
-    for name, statement in fields.items():
+    for name, field in FIELDS.items():
         if name in UNBOUND_FIELDS:
             continue
         widget = bindings[name]
         widget_class = widget.get("class")
-        kind = base_type(statement.annotation)
-        checks = validators(statement.annotation)
-        if kind.startswith("vtkMRML"):
+        if field.is_node:
             assert widget_class == "qMRMLNodeComboBox", name
             node_types = [s.text for s in widget_property(widget, "nodeTypes").iter("string")]
-            assert node_types == [kind], name
+            assert node_types == ["vtkMRMLScalarVolumeNode"], name
         elif widget_class in CHOICE_WIDGETS:
-            assert "Choice" in checks, f"{name}: a combo box needs a Choice validator"
-        elif kind in ("int", "float"):
-            assert "WithinRange" in checks, f"{name}: give the number a WithinRange"
+            assert field.choices is not None, f"{name}: a combo box needs a Choice validator"
+        elif field.kind in (int, float):
+            assert field.low is not None and field.high is not None, f"{name}: give the number a WithinRange"
 
 
-def test_parameter_node_mirrors_the_library_panel_settings():
-    fields = parameter_fields()
-    assert set(fields) - NODE_AND_PANEL_FIELDS - SUPERRES_SETTINGS == set(PanelSettings.parameter_names())
-    for snake_name, camel_name in superres_panel.PARAMETER_OF_SETTING.items():
-        if camel_name in SUPERRES_SETTINGS:
-            default = fields[camel_name].value
-            assert isinstance(default, ast.Attribute) and default.attr == snake_name, (
-                f"{camel_name} must default to _SUPERRES_DEFAULTS.{snake_name}, the library's default"
-            )
-            assert default.value.id == "_SUPERRES_DEFAULTS"
-    for snake_name, camel_name in zip([f for f in PanelSettings.__dataclass_fields__], PanelSettings.parameter_names()):
-        default = fields[camel_name].value
-        assert isinstance(default, ast.Attribute) and default.attr == snake_name, (
-            f"{camel_name} must default to _DEFAULTS.{snake_name}, the library's default"
-        )
-    for name, (module, source) in CHOICE_SOURCES.items():
-        choice = validators(fields[name].annotation)["Choice"]
-        assert ast.unparse(choice.args[0]) == f"list({source})"
-        assert hasattr(module, source)
-    assert ast.unparse(fields["modelSource"].value) == "TRAIN_ON_INPUT"
-    assert panel_jobs.MODEL_SOURCES[panel_jobs.TRAIN_ON_INPUT] == "train"
+def test_the_parameter_node_is_the_settings_tables_panel_settings_with_the_nodes_and_switches():
+    settings = [*PanelSettings.SETTINGS, *SuperResSettings.SETTINGS]
+    assert set(FIELDS) == {*NODE_PARAMETERS, *PANEL_SWITCHES, "modelSource", *(setting.parameter for setting in settings)}
+    for setting in settings:
+        field = FIELDS[setting.parameter]
+        assert field.default == setting.default and field.kind is setting.kind, setting.parameter
+        assert field.choices == (tuple(setting.labels) if setting.labels is not None else None), setting.parameter
+        assert (field.low, field.high) == (setting.low, setting.high), setting.parameter
+    assert PanelSettings.parameter_names() == [setting.name for setting in PanelSettings.SETTINGS]
+    assert FIELDS["modelSource"].default == panel_jobs.TRAIN_ON_INPUT and panel_jobs.MODEL_SOURCES[panel_jobs.TRAIN_ON_INPUT] == "train"
+    assert FIELDS["device"].choices == ("auto", "GPU", "CPU") and FIELDS["seed"].high == 2**31 - 1  # one field, shared by both sections
+
+
+def test_the_parameter_node_class_carries_slicers_validators_and_the_defaults():
+    """What DeepDenoise.py hands to parameterNodeWrapper: typed fields built with Slicer's own Choice,
+    WithinRange and node class (stand-ins here), each with its default (nodes have none)."""
+    import typing
+
+    node_class = type("vtkMRMLScalarVolumeNode", (), {})
+    built = parameter_node_class(lambda values: ("Choice", tuple(values)), lambda low, high: ("WithinRange", low, high), node_class)
+    hints = typing.get_type_hints(built, include_extras=True)
+    assert set(hints) == set(FIELDS)
+    assert hints["inputVolume"] is node_class and not hasattr(built, "inputVolume")
+    assert hints["method"].__metadata__ == (("Choice", tuple(FIELDS["method"].choices)),) and built.method == "Blind-spot N2V"
+    assert hints["budgetMinutes"].__metadata__ == (("WithinRange", 0.05, 1440.0),) and built.budgetMinutes == 4.0
+    assert hints["saveModel"] is bool and built.saveModel is False and built.denoiseSequence is True
+    assert (
+        "DeepDenoiseParameterNode = parameterNodeWrapper(parameter_node_class(Choice, WithinRange, vtkMRMLScalarVolumeNode))"
+        in MODULE_SOURCE
+    )
 
 
 @pytest.mark.parametrize("name", ["budgetMinutes", "patchSize", "batchSize", "learningRate", "maskedFraction", "seed", "adversarialWeight"])
 def test_every_value_the_panel_allows_makes_a_valid_config(name):
-    within_range = validators(parameter_fields()[name].annotation)["WithinRange"]
-    for bound in within_range.args:
-        value = eval(compile(ast.Expression(bound), "<bound>", "eval"), {"__builtins__": {}})
-        for method in mrml_bridge.METHOD_NAMES:
+    for value in (FIELDS[name].low, FIELDS[name].high):
+        for method in FIELDS["method"].choices:
             PanelSettings.from_parameters({name: value, "method": method}).to_config()
 
 
 @pytest.mark.parametrize("name", ["superresFactor", "superresBudgetMinutes", "superresSamplingSteps", "superresSamples"])
 def test_every_super_resolution_value_the_panel_allows_makes_a_valid_config(name):
-    within_range = validators(parameter_fields()[name].annotation)["WithinRange"]
-    setting = next(snake for snake, camel in superres_panel.PARAMETER_OF_SETTING.items() if camel == name)
-    for bound in within_range.args:
-        value = eval(compile(ast.Expression(bound), "<bound>", "eval"), {"__builtins__": {}})
-        for method in superres_bridge.SUPERRES_METHOD_NAMES:
-            superres_bridge.SuperResSettings(**{setting: value, "method": method}).to_config()
+    setting = next(snake for snake, parameter in superres_panel.PARAMETER_OF_SETTING.items() if parameter == name)
+    for value in (FIELDS[name].low, FIELDS[name].high):
+        for method in FIELDS["superresMethod"].choices:
+            SuperResSettings(**{setting: value, "method": method}).to_config()
 
 
 def test_choice_combo_boxes_take_their_items_from_the_parameter_node():
     # The parameter node's combo-box connector clears the box and adds the Choice values, so the
     # .ui holds no items of its own that could drift from them.
-    fields = parameter_fields()
     for name, widget in parameter_bindings().items():
         if widget.get("class") in CHOICE_WIDGETS:
-            assert "Choice" in validators(fields[name].annotation)
+            assert FIELDS[name].choices is not None
             assert widget.findall("item") == [], f"{widget.get('name')} lists items in the .ui"
 
 
@@ -331,8 +283,8 @@ def function_source(class_name: str, function_name: str) -> str:
 
 
 WIDGET_METHODS = (
-    "_updateGui", "_suggestModelName", "_showSavedModel", "onSavedModelChosen", "onRefreshModels",
-    "onMethodChosen", "onComputeUncertaintyClicked", "onCompleted", "_showIdle", "onSuperResCompleted", "_showFailure",
+    "_updateGui", "_showSavedModel", "onSavedModelChosen", "onRefreshModels", "onMethodChosen", "onComputeUncertaintyClicked",
+    "onCompleted", "_showIdle", "_showDone", "onSuperResCompleted", "_showFailure",
 )  # fmt: skip
 
 
@@ -342,9 +294,8 @@ def widget_function(name: str, **names):
     function = next(f for f in class_def("DeepDenoiseWidget").body if getattr(f, "name", "") == name)
     namespace = {name: getattr(panel_jobs, name) for name in panel_jobs.__dict__ if not name.startswith("__")}
     namespace.update({name: getattr(superres_panel, name) for name in superres_panel.__dict__ if not name.startswith("__")})
-    namespace.update(METHODS_2D_ONLY=mrml_bridge.METHODS_2D_ONLY, _=str, Cancelled=Cancelled)
+    namespace.update(panel_view=panel_view.panel_view, _=str, Cancelled=Cancelled)
     namespace.update(qt=SimpleNamespace(Qt=SimpleNamespace(ToolTipRole=3)), ITEM_FLAGS_ROLE=ITEM_FLAGS_ROLE)
-    namespace["sequence_of_proxy"] = sequence_bridge.sequence_of_proxy
     namespace.update(names)
     exec(compile(ast.Module(body=[function], type_ignores=[]), str(MODULE_PATH), "exec"), namespace)
     return namespace[name]
@@ -386,23 +337,10 @@ def fake_node(name: str) -> SimpleNamespace:
     return SimpleNamespace(GetName=lambda: name, GetScene=lambda: None)
 
 
-def field_default(statement: ast.AnnAssign):
-    """A parameter-node field's default: nodes None, ``_DEFAULTS.x`` the library's, names from panel_jobs."""
-    value = statement.value
-    if value is None:
-        return None
-    if isinstance(value, ast.Attribute):
-        defaults = superres_bridge.SuperResSettings() if value.value.id == "_SUPERRES_DEFAULTS" else PanelSettings()
-        return getattr(defaults, value.attr)
-    if isinstance(value, ast.Name):
-        return getattr(panel_jobs, value.id)
-    return ast.literal_eval(value)
-
-
 def fake_widget(models=(), **parameters) -> SimpleNamespace:
     """The widget's own methods on stand-ins for its .ui widgets, its logic and its parameter node
     (the parameter node's fields at their declared defaults, then ``parameters``)."""
-    state = {name: field_default(statement) for name, statement in parameter_fields().items()}
+    state = {name: field.default for name, field in FIELDS.items()}
     state.update({"inputVolume": fake_node("MRHead"), **parameters})
     ui = SimpleNamespace(**{name: SimpleNamespace(enabled=None, visible=None, text="", toolTip="", value=0, format="")
                             for name in ui_widgets()})  # fmt: skip
@@ -496,14 +434,14 @@ def test_choosing_a_paired_method_unticks_saving_the_model():
 def test_choosing_a_2d_only_method_sets_2d_and_locks_it_while_it_holds():
     # The user's own choice (activated), not the connector refilling the box, triggers the rule.
     assert 'self.ui.methodComboBox.connect("activated(int)", self.onMethodChosen)' in function_source("DeepDenoiseWidget", "setup")
-    for method in mrml_bridge.METHOD_NAMES:
+    for method in FIELDS["method"].choices:
         widget = fake_widget(method=method, dimensions="3D")
         widget.onMethodChosen(0)
-        two_d_only = method in mrml_bridge.METHODS_2D_ONLY
+        two_d_only = method in PANEL_METHODS_2D_ONLY
         assert widget._parameterNode.dimensions == ("2D" if two_d_only else "3D")
         widget._updateGui()
         assert widget.ui.dimensionsComboBox.enabled is not two_d_only
-        assert widget.ui.maskedFractionSpinBox.enabled is (method in mrml_bridge.MASKING_METHODS)
+        assert widget.ui.maskedFractionSpinBox.enabled is (method in PANEL_MASKING_METHODS)
         PanelSettings.from_parameters({"method": method, "dimensions": widget._parameterNode.dimensions}).to_config()
 
 
@@ -605,9 +543,8 @@ def test_apply_runs_what_the_library_plans():
     apply = function_source("DeepDenoiseWidget", "onApplyButton")
     assert "run = plan_run(self._parameterNode, self.logic.savedModels(), self.logic.modelFolder())" in apply
     assert "**run.process_arguments()" in apply and "run.replaces_model" in apply
-    # Every argument the plan hands over is one DeepDenoiseLogic.process takes.
-    process = next(f for f in class_def("DeepDenoiseLogic").body if getattr(f, "name", "") == "process")
-    arguments = {a.arg for a in process.args.args}
+    # Every argument the plan hands over is one DeepDenoiseLogic.process (ModuleLogic's) takes.
+    arguments = set(inspect.signature(ModuleLogic.process).parameters)
     keys = set(panel_jobs.PanelRun(input_node=None, parameters=PanelSettings()).process_arguments())
     assert {"inputVolume", "modelPath", "saveModelPath"} <= keys <= arguments, sorted(keys - arguments)
 
@@ -640,7 +577,7 @@ def help_text() -> str:
 
 def test_help_text_describes_every_method_and_every_noise_model():
     text = help_text()
-    for name in mrml_bridge.METHOD_NAMES:
+    for name in FIELDS["method"].choices:
         assert f"<b>{name}</b>" in text, f"the help text does not describe {name}"
     assert text.index("<b>Blind-spot N2V</b> (default)") < text.index("<b>N2V</b>")
     for words in ("Rician for MRI", "Poisson for PET", "speckle for ultrasound", "variance-stabilising", "uncertainty"):
@@ -670,17 +607,18 @@ def test_panel_has_the_sections_the_issue_lists():
 
 
 def test_module_follows_slicer_scripted_module_conventions():
-    for name in ("DeepDenoise", "DeepDenoiseParameterNode", "DeepDenoiseWidget", "DeepDenoiseLogic", "DeepDenoiseTest"):
+    for name in ("DeepDenoise", "DeepDenoiseWidget", "DeepDenoiseLogic", "DeepDenoiseTest"):
         class_def(name)
+    assert "DeepDenoiseParameterNode = parameterNodeWrapper(" in MODULE_SOURCE  # the fifth class, built from the settings tables
+    assert [ast.unparse(base) for base in class_def("DeepDenoiseLogic").bases] == ["ScriptedLoadableModuleLogic", "ModuleLogic"]
     assert 'self.parent.categories = ["Filtering.Denoising"]' in MODULE_SOURCE
     assert "HOMEPAGE" in MODULE_SOURCE and "#readme" in MODULE_SOURCE
     assert 'slicer.app.connect("startupCompleted()", registerSampleData)' in MODULE_SOURCE
     widget_setup = next(f for f in class_def("DeepDenoiseWidget").body if getattr(f, "name", "") == "setParameterNode")
     assert "connectGui(self.ui)" in ast.unparse(widget_setup)
-    process = next(f for f in class_def("DeepDenoiseLogic").body if getattr(f, "name", "") == "process")
-    arguments = [a.arg for a in process.args.args]
-    assert arguments[:5] == ["self", "inputVolume", "outputVolume", "parameters", "waitForCompletion"]
-    assert ast.literal_eval(process.args.defaults[arguments.index("waitForCompletion") - len(arguments)]) is True
+    process = inspect.signature(ModuleLogic.process).parameters
+    assert list(process)[:5] == ["self", "inputVolume", "outputVolume", "parameters", "waitForCompletion"]
+    assert process["waitForCompletion"].default is True
     test_methods = {f.name for f in class_def("DeepDenoiseTest").body if isinstance(f, ast.FunctionDef)}
     assert "runTest" in test_methods and any(m.startswith("test_") for m in test_methods)
     # Every .py in a module folder is loaded as a Slicer module: only the module itself may be there.
@@ -726,8 +664,11 @@ def test_nothing_is_installed_at_import_time():
     module_level = [n for n in MODULE_TREE.body if not isinstance(n, (ast.FunctionDef, ast.ClassDef))]
     class_level = [s for c in MODULE_TREE.body if isinstance(c, ast.ClassDef) for s in c.body if not isinstance(s, ast.FunctionDef)]
     assert not calls(module_level + class_level) & installers
-    ensure = next(f for f in class_def("DeepDenoiseLogic").body if getattr(f, "name", "") == "ensureDependencies")
-    assert {"installTorch", "pipEnsure", "pip_install", "confirmOkCancelDisplay"} <= calls([ensure])
+    confirm = next(f for f in class_def("DeepDenoiseLogic").body if getattr(f, "name", "") == "confirmInstall")
+    assert calls([confirm]) >= {"confirmOkCancelDisplay"}  # the module asks; the library installs (ModuleLogic.ensureDependencies)
+    library = ast.parse((REPO / "DeepDenoiseLib" / "slicer" / "logic.py").read_text(encoding="utf-8"))
+    assert not calls([n for n in library.body if not isinstance(n, (ast.FunctionDef, ast.ClassDef))]) & installers
+    assert {"installTorch", "pip_ensure", "pip_install"} <= calls([library])
 
 
 def test_the_super_resolution_section_shows_and_locks_what_its_choices_use():
@@ -767,20 +708,19 @@ def test_a_running_super_resolution_turns_its_own_button_into_cancel():
 def test_super_resolve_runs_what_the_library_plans_and_shows_the_result():
     source = function_source("DeepDenoiseWidget", "onSuperResolveButton")
     assert "run = plan_superres_run(self._parameterNode)" in source and "**run.logic_arguments()" in source
-    assert "self.logic.cancel()" in source
-    logic = next(f for f in class_def("DeepDenoiseLogic").body if getattr(f, "name", "") == "superResolve")
-    arguments = {a.arg for a in logic.args.args}
-    keys = set(superres_panel.SuperResRun(input_node=None, settings=superres_bridge.SuperResSettings()).logic_arguments())
+    assert "self.logic.cancel()" in function_source("DeepDenoiseWidget", "_startRun")
+    arguments = set(inspect.signature(ModuleLogic.superResolve).parameters)
+    keys = set(superres_panel.SuperResRun(input_node=None, settings=SuperResSettings()).logic_arguments())
     assert keys <= arguments, sorted(keys - arguments)
     fine, spread = object(), object()
     widget = fake_widget()
-    widget._superresRun = superres_panel.SuperResRun(None, superres_bridge.SuperResSettings(), compute_uncertainty=True)
+    widget._superresRun = superres_panel.SuperResRun(None, SuperResSettings(), compute_uncertainty=True)
     summary = {"seconds": 12.0, "input_shape_kji": [8, 24, 24], "output_shape_kji": [32, 24, 24]}
     widget.onSuperResCompleted(SimpleNamespace(output_node=fine, uncertainty_node=spread, summary=summary), None)
     assert widget._superresRun is None
     assert widget._parameterNode.superresOutputVolume is fine and widget._parameterNode.superresUncertaintyVolume is spread
     assert widget.ui.statusLabel.text == "Done in 12 s. 24x24x8 -> 24x24x32 voxels."
-    widget._superresRun = superres_panel.SuperResRun(None, superres_bridge.SuperResSettings())
+    widget._superresRun = superres_panel.SuperResRun(None, SuperResSettings())
     widget.onSuperResCompleted(None, Cancelled("the run was cancelled"))
     assert widget.ui.statusLabel.text == "Cancelled; the scene was left as it was." and widget._superresRun is None
 

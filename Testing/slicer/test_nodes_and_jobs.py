@@ -13,19 +13,20 @@ import time
 import numpy as np
 import pytest
 
-from DeepDenoiseLib.core.progress import Cancelled  # noqa: E402
-from DeepDenoiseLib.core.validation import InputError  # noqa: E402
-from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
-from DeepDenoiseLib.denoise.config import METHODS, NOISE_MODELS, PAIRED_METHODS, DenoiseConfig  # noqa: E402
-from DeepDenoiseLib.slicer.nodes import (  # noqa: E402
+from DeepDenoiseLib.core.progress import Cancelled
+from DeepDenoiseLib.core.validation import InputError
+from DeepDenoiseLib.core.volume_io import read_volume
+from DeepDenoiseLib.denoise.config import (
     DIMENSION_NAMES,
     METHOD_NAMES,
-    METHODS_2D_ONLY,
+    METHODS,
     MODALITY_NOISE_MODELS,
-    PAIRED_METHOD_NAMES,
-    NodeDenoiseJob,
-    PanelSettings,
-    WorkerError,
+    NOISE_MODELS,
+    PAIRED_METHODS,
+    DenoiseConfig,
+)
+from DeepDenoiseLib.slicer.denoise_job import NodeDenoiseJob
+from DeepDenoiseLib.slicer.nodes import (
     array_on_grid,
     check_scalar_volume,
     read_file_node,
@@ -33,6 +34,8 @@ from DeepDenoiseLib.slicer.nodes import (  # noqa: E402
     volume_from_node,
     write_node,
 )
+from DeepDenoiseLib.slicer.settings import PANEL_METHODS_2D_ONLY, PANEL_PAIRED_METHODS, PanelSettings
+from DeepDenoiseLib.slicer.worker_job import WorkerError
 from Testing.support import fake_worker_command
 from Testing.support.fake_worker import CRASH_MESSAGE, ERROR_MESSAGE
 from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer, vtk
@@ -196,12 +199,12 @@ def test_panel_defaults_are_the_library_defaults():
 
 def test_panel_choices_cover_the_library():
     assert sorted(METHOD_NAMES.values()) == sorted(METHODS)
-    assert {METHOD_NAMES[name] for name in PAIRED_METHOD_NAMES} == set(PAIRED_METHODS)
+    assert {METHOD_NAMES[name] for name in PANEL_PAIRED_METHODS} == set(PAIRED_METHODS)
     assert sorted(DIMENSION_NAMES.values()) == ["2d", "3d"]
     assert set(MODALITY_NOISE_MODELS.values()) <= set(NOISE_MODELS)
     # The panel calls 2D-only exactly the methods the library refuses in 3D.
     for name, method in METHOD_NAMES.items():
-        if name in METHODS_2D_ONLY:
+        if name in PANEL_METHODS_2D_ONLY:
             with pytest.raises(ValueError):
                 DenoiseConfig.for_method(method, model={"dimensions": "3d"})
         else:
@@ -211,12 +214,12 @@ def test_panel_choices_cover_the_library():
 @pytest.mark.parametrize("name", list(METHOD_NAMES))
 @pytest.mark.parametrize("dimensions", list(DIMENSION_NAMES))
 def test_every_method_and_dimension_maps_to_the_library_or_is_refused_clearly(name, dimensions):
-    if name in METHODS_2D_ONLY and dimensions == "3D":
+    if name in PANEL_METHODS_2D_ONLY and dimensions == "3D":
         with pytest.raises(ValueError) as refusal:
             PanelSettings(method=name, dimensions=dimensions)
         message = str(refusal.value)
         assert f"{name} is a 2D method" in message and "choose 2D" in message
-        assert all(other in message for other in METHOD_NAMES if other not in METHODS_2D_ONLY)
+        assert all(other in message for other in METHOD_NAMES if other not in PANEL_METHODS_2D_ONLY)
         return
     settings = PanelSettings(method=name, dimensions=dimensions, masked_fraction=0.03)
     config = settings.to_config()
@@ -224,7 +227,7 @@ def test_every_method_and_dimension_maps_to_the_library_or_is_refused_clearly(na
     assert config.method == METHOD_NAMES[name]
     assert config.model == library.model  # N2V2's blur-pool and missing top skip come with the method
     # The paired methods mask nothing, and refuse masking settings: the masked fraction stays out.
-    masked_fraction = library.masking.masked_fraction if name in PAIRED_METHOD_NAMES else 0.03
+    masked_fraction = library.masking.masked_fraction if name in PANEL_PAIRED_METHODS else 0.03
     assert config.masking == dataclasses.replace(library.masking, masked_fraction=masked_fraction)
 
 

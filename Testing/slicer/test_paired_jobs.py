@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from DeepDenoiseLib.core.validation import InputError  # noqa: E402
-from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
-from DeepDenoiseLib.slicer.background import denoise_command, noise2noise_command, supervised_command  # noqa: E402
-from DeepDenoiseLib.slicer.nodes import NodeDenoiseJob  # noqa: E402
+from DeepDenoiseLib.core.validation import InputError
+from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.slicer.denoise_job import NodeDenoiseJob
+from DeepDenoiseLib.slicer.worker_commands import denoise_command, noise2noise_command, supervised_command
 from Testing.support import fake_worker_command
 from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer
 

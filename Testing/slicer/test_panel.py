@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from DeepDenoiseLib.core.validation import InputError  # noqa: E402
-from DeepDenoiseLib.denoise.model_folder import ModelInfo, check_model_name, list_models  # noqa: E402
-from DeepDenoiseLib.slicer.nodes import METHOD_NAMES, METHODS_2D_ONLY, JobResult, PanelSettings  # noqa: E402
-from DeepDenoiseLib.slicer.panel import (  # noqa: E402
+from DeepDenoiseLib.core.validation import InputError
+from DeepDenoiseLib.denoise.config import METHOD_NAMES
+from DeepDenoiseLib.denoise.model_folder import ModelInfo, check_model_name, list_models
+from DeepDenoiseLib.slicer.panel import (
     APPLY_SAVED_MODEL,
     NOISE2NOISE,
     PAIR_VOLUMES,
@@ -36,7 +36,9 @@ from DeepDenoiseLib.slicer.panel import (  # noqa: E402
     updated_model_name,
     visible_settings,
 )
-from DeepDenoiseLib.slicer.sequences import add_browser, make_job, sequence_of_proxy  # noqa: E402
+from DeepDenoiseLib.slicer.sequences import add_browser, make_job, sequence_of_proxy
+from DeepDenoiseLib.slicer.settings import PANEL_METHODS_2D_ONLY, PanelSettings
+from DeepDenoiseLib.slicer.worker_job import JobResult
 from Testing.support import fake_worker_command
 from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer
 
@@ -186,7 +188,7 @@ def test_applying_a_saved_model_locks_every_training_setting(scene) -> None:
 
 @pytest.mark.parametrize("method", list(METHOD_NAMES))
 def test_method_locks_hold_only_while_their_reason_does(method) -> None:
-    two_d_only = method in METHODS_2D_ONLY
+    two_d_only = method in PANEL_METHODS_2D_ONLY
     assert enabled_settings(panel_state(method=method, dimensions="2D"))["dimensions"] is not two_d_only
     # A scene saved with a 2D-only method in 3D keeps the dimensions editable, so it can be mended.
     assert enabled_settings(panel_state(method=method, dimensions="3D"))["dimensions"] is True
@@ -239,7 +241,7 @@ def test_a_volume_run_passes_output_nodes_only_when_asked_for(scene) -> None:
     with pytest.raises(ValueError, match="test-time augmentation"):
         plan_run(state)
     with pytest.raises(ValueError, match="2D method"):
-        plan_run(panel_state(inputVolume=node, method=METHODS_2D_ONLY[0], dimensions="3D"))
+        plan_run(panel_state(inputVolume=node, method=PANEL_METHODS_2D_ONLY[0], dimensions="3D"))
     with pytest.raises(InputError, match="Select an input volume"):
         plan_run(panel_state())
 
@@ -261,7 +263,7 @@ def test_applying_a_saved_model_takes_its_file_and_only_device_and_tta(scene, tm
     node = add_volume(scene, "MRHead", volume_array())
     models = [info("brain", tmp_path, method="blindspot"), info("bad", tmp_path, problem="the weights' digest does not match")]
     # The (locked) training settings may even be ones that do not go together: they are not used.
-    state = panel_state(inputVolume=node, modelSource=APPLY_SAVED_MODEL, savedModel="brain", method=METHODS_2D_ONLY[0],
+    state = panel_state(inputVolume=node, modelSource=APPLY_SAVED_MODEL, savedModel="brain", method=PANEL_METHODS_2D_ONLY[0],
                         dimensions="3D", device="CPU", testTimeAugmentation=True, saveModel=True, saveModelName="x")  # fmt: skip
     run = plan_run(state, models, tmp_path)
     assert run.model_path == tmp_path / "brain.safetensors" and run.save_model_path is None
@@ -348,7 +350,7 @@ def test_paired_methods_show_their_volumes_and_settings_and_keep_no_model(scene)
     ticked = enabled_settings(panel_state(method=NOISE2NOISE, saveModel=True))
     assert ticked["saveModel"] is True and ticked["saveModelName"] is False
     assert parameters_for_method(NOISE2NOISE) == {"saveModel": False}
-    assert parameters_for_method(METHODS_2D_ONLY[0]) == {"dimensions": "2D"}
+    assert parameters_for_method(PANEL_METHODS_2D_ONLY[0]) == {"dimensions": "2D"}
     assert parameters_for_method("N2V") == {}
 
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from DeepDenoiseLib.core.progress import Cancelled  # noqa: E402
-from DeepDenoiseLib.core.validation import InputError  # noqa: E402
-from DeepDenoiseLib.core.volume_io import read_volume, write_volume  # noqa: E402
-from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
-from DeepDenoiseLib.slicer.nodes import NodeDenoiseJob, check_scalar_volume, volume_from_node  # noqa: E402
-from DeepDenoiseLib.slicer.sequences import (  # noqa: E402
+from DeepDenoiseLib.core.progress import Cancelled
+from DeepDenoiseLib.core.validation import InputError
+from DeepDenoiseLib.core.volume_io import read_volume, write_volume
+from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.slicer.denoise_job import NodeDenoiseJob
+from DeepDenoiseLib.slicer.nodes import check_scalar_volume, volume_from_node
+from DeepDenoiseLib.slicer.sequences import (
     SequenceDenoiseJob,
     add_browser,
     add_sequence_from_array,

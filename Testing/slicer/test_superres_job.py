@@ -9,19 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from DeepDenoiseLib.core.progress import Cancelled  # noqa: E402
-from DeepDenoiseLib.core.settings import deep_merge  # noqa: E402
-from DeepDenoiseLib.core.validation import InputError  # noqa: E402
-from DeepDenoiseLib.slicer.nodes import volume_from_node  # noqa: E402
-from DeepDenoiseLib.slicer.superres_job import (  # noqa: E402
-    NodeSuperResJob,
-    SuperResSettings,
-    fine_grid_ijk_to_ras,
-    resolve_axis,
-    superres_command,
-)
-from DeepDenoiseLib.superres.config import SuperResConfig  # noqa: E402
-from DeepDenoiseLib.superres.grid import on_fine_grid  # noqa: E402
+from DeepDenoiseLib.core.progress import Cancelled
+from DeepDenoiseLib.core.settings import deep_merge
+from DeepDenoiseLib.core.validation import InputError
+from DeepDenoiseLib.slicer.nodes import volume_from_node
+from DeepDenoiseLib.slicer.settings import SuperResSettings
+from DeepDenoiseLib.slicer.superres_job import NodeSuperResJob, fine_grid_ijk_to_ras, resolve_axis
+from DeepDenoiseLib.slicer.worker_commands import superres_command
+from DeepDenoiseLib.superres.config import SuperResConfig
+from DeepDenoiseLib.superres.grid import on_fine_grid
 from Testing.support.phantoms import smooth_phantom
 from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer
 

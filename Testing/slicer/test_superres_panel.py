@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from DeepDenoiseLib.core.validation import InputError  # noqa: E402
-from DeepDenoiseLib.slicer.superres_job import SuperResSettings  # noqa: E402
-from DeepDenoiseLib.slicer.superres_panel import (  # noqa: E402
+from DeepDenoiseLib.core.validation import InputError
+from DeepDenoiseLib.slicer.settings import SuperResSettings
+from DeepDenoiseLib.slicer.superres_panel import (
     DDPM,
     PARAMETER_OF_SETTING,
     REGRESSION,
