@@ -156,7 +156,7 @@ def check_nifti_data(path: Path) -> list[str]:
         compressed = stream.read(2) == b"\x1f\x8b"  # by content: a .nii.gz need not be compressed
     opener = gzip.open if compressed else open
     try:
-        with opener(path, "rb") as stream:  # type: ignore[operator]
+        with opener(path, "rb") as stream:
             head = stream.read(540)
             header = _nifti_header(head)
             if header is None:

@@ -136,8 +136,8 @@ def settings_table(config_class: type) -> list[Row]:
     hints = typing.get_type_hints(config_class)
     for item in dataclasses.fields(config_class):
         hint = hints[item.name]
-        if dataclasses.is_dataclass(hint):
-            rows += [dataclasses.replace(row, path=f"{item.name}.{row.path}") for row in settings_table(hint)]
+        if dataclasses.is_dataclass(hints[item.name]):
+            rows += [dataclasses.replace(row, path=f"{item.name}.{row.path}") for row in settings_table(hints[item.name])]
             continue
         kind, optional = _strip_optional(hint)
         default = item.default if item.default is not dataclasses.MISSING else None
@@ -186,7 +186,7 @@ class Configuration(Section):
         self.check_rules()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload,no-any-return]
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -196,7 +196,7 @@ class Configuration(Section):
 
     @classmethod
     def from_dict(cls: type[ConfigurationType], data: dict[str, Any]) -> ConfigurationType:
-        return build_section(cls, data, "")  # type: ignore[no-any-return]
+        return build_section(cls, data, "")
 
     @classmethod
     def from_json(cls: type[ConfigurationType], text: str) -> ConfigurationType:

@@ -17,7 +17,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Literal, Optional, Union, overload
 
 import numpy as np
 
@@ -225,6 +225,24 @@ def tta_transforms(ndim: int, inplane_axes: tuple[int, int] = (-2, -1), square: 
         raise ValueError(f"inplane_axes must name two different axes; got {inplane_axes}")
     turns = (0, 1, 2, 3) if square else (0, 2)
     return [TileTransform(k, flip, (axes[0], axes[1])) for k in turns for flip in (False, True)]
+
+
+@overload
+def predict_with_tta(
+    batch: np.ndarray, predict_fn: PredictFn, inplane_axes: tuple[int, int] = ..., return_std: Literal[False] = ...
+) -> np.ndarray: ...
+
+
+@overload
+def predict_with_tta(
+    batch: np.ndarray, predict_fn: PredictFn, inplane_axes: tuple[int, int], return_std: Literal[True]
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def predict_with_tta(
+    batch: np.ndarray, predict_fn: PredictFn, inplane_axes: tuple[int, int] = ..., *, return_std: Literal[True]
+) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def predict_with_tta(

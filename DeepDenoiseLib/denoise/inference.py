@@ -22,7 +22,7 @@ from DeepDenoiseLib.denoise.config import PredictionConfig
 from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.patches import context_stack, oriented, restored
 from DeepDenoiseLib.nets.blindspot import BlindSpotNet, posterior
-from DeepDenoiseLib.nets.unet import required_multiple
+from DeepDenoiseLib.nets.unet import UNet, required_multiple
 
 
 @dataclass
@@ -79,11 +79,11 @@ def predict_volume(
         predictions.append((restored(prediction.denoised, axis), spread))
     if len(predictions) == 1:
         return Prediction(*predictions[0])
-    denoised = np.mean([p[0] for p in predictions], axis=0, dtype=np.float64).astype(np.float32)
+    denoised = np.asarray(np.mean([p[0] for p in predictions], axis=0, dtype=np.float64)).astype(np.float32)
     spread = None
     if config.tta:
         # pooled spread: the average within-orientation variance plus the between-orientation variance
-        within = np.mean([p[1] ** 2 for p in predictions], axis=0, dtype=np.float64)
+        within = np.mean([deviation**2 for _, deviation in predictions if deviation is not None], axis=0, dtype=np.float64)
         between = np.var([p[0] for p in predictions], axis=0, dtype=np.float64)
         spread = np.sqrt(within + between).astype(np.float32)
     return Prediction(denoised=denoised, spread=spread)
@@ -143,7 +143,9 @@ def _predict_tiles(
     progress: Optional[ProgressCallback],
     cancel: Optional[CancelToken],
 ) -> Prediction:
-    multiple = required_multiple(3, model.network.depth, [f[0] == 2 for f in model.network.level_factors])
+    network = model.network
+    assert isinstance(network, UNet), "3D networks are UNets"
+    multiple = required_multiple(3, network.depth, [f[0] == 2 for f in network.level_factors])
     run = _network_fn(model, multiple)
 
     def run_tiles(tiles: np.ndarray) -> np.ndarray:

@@ -82,19 +82,23 @@ def mask_batch(
     batch_index, spatial_index = stratified_coordinates(batch.shape[0], spatial_shape, config.masked_fraction, generator)
     batch_index = batch_index.to(batch.device)
     spatial_index = tuple(i.to(batch.device) for i in spatial_index)
-    targets = image[(batch_index, *spatial_index)].clone()
+    at_masked = (batch_index, *spatial_index)
+    targets = image[at_masked].clone()
     offsets = neighbour_offsets(ndim, config.neighbourhood_radius).to(batch.device)
     if config.replacement == "median":
-        values = torch.stack([image[(batch_index, *_shifted(spatial_index, offset, spatial_shape))] for offset in offsets], dim=1)
+        neighbours = [(batch_index, *_shifted(spatial_index, offset, spatial_shape)) for offset in offsets]
+        values = torch.stack([image[neighbour] for neighbour in neighbours], dim=1)
         replacement = values.median(dim=1).values
     else:
         choice = torch.randint(0, offsets.shape[0], (batch_index.shape[0],), generator=generator)
         chosen = offsets[choice.to(batch.device)]
-        replacement = image[(batch_index, *_shifted(spatial_index, chosen, spatial_shape))]
+        at_chosen = (batch_index, *_shifted(spatial_index, chosen, spatial_shape))
+        replacement = image[at_chosen]
     inputs = batch.clone()
     if config.struct_axis is not None and config.struct_half_length > 0:
         _hide_struct_line(inputs, batch_index, spatial_index, config, generator, target_channel)
-    inputs[(batch_index, torch.full_like(batch_index, target_channel), *spatial_index)] = replacement
+    at_target = (batch_index, torch.full_like(batch_index, target_channel), *spatial_index)
+    inputs[at_target] = replacement
     return MaskedBatch(inputs=inputs, batch_index=batch_index, spatial_index=spatial_index, targets=targets)
 
 
@@ -117,12 +121,14 @@ def _hide_struct_line(
     for step in range(1, config.struct_half_length + 1):
         for sign in (-1, 1):
             random_source = tuple(torch.randint(0, size, (count,), generator=generator).to(device) for size in spatial_shape)
-            values = inputs[(batch_index, torch.full_like(batch_index, target_channel), *random_source)]
+            at_source = (batch_index, torch.full_like(batch_index, target_channel), *random_source)
+            values = inputs[at_source]
             if ndim == 2 and axis_name == "z":
                 # context_stack orders the channels z, z-1, z+1, z-2, z+2, ...
                 channel = target_channel + 2 * step - (1 if sign < 0 else 0)
                 if channel < inputs.shape[1]:
-                    inputs[(batch_index, torch.full_like(batch_index, channel), *spatial_index)] = values
+                    at_channel = (batch_index, torch.full_like(batch_index, channel), *spatial_index)
+                    inputs[at_channel] = values
                 continue
             axis = AXIS_INDEX[axis_name] - (3 - ndim)
             if axis < 0:
@@ -132,8 +138,7 @@ def _hide_struct_line(
             moved = list(spatial_index)
             moved[axis] = spatial_index[axis] + sign * step
             inside = (moved[axis] >= 0) & (moved[axis] < spatial_shape[axis])
-            index = (batch_index[inside], torch.full_like(batch_index[inside], target_channel))
-            index = index + tuple(m[inside] for m in moved)
+            index = (batch_index[inside], torch.full_like(batch_index[inside], target_channel), *(m[inside] for m in moved))
             inputs[index] = values[inside]
 
 

@@ -104,7 +104,8 @@ def _training_loss(
         return _blindspot_loss(network, batch, noise_variance)
     masked = mask_batch(batch, config.masking, generator)
     prediction = network(masked.inputs)[:, 0]
-    return torch.mean((prediction[(masked.batch_index, *masked.spatial_index)] - masked.targets) ** 2)
+    at_masked = (masked.batch_index, *masked.spatial_index)
+    return torch.mean((prediction[at_masked] - masked.targets) ** 2)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from DeepDenoiseLib.denoise.config import PAIRED_METHODS, DenoiseConfig
 from DeepDenoiseLib.denoise.networks import TrainedModel, build_network, resolve_slice_axes
 from DeepDenoiseLib.denoise.patches import VALIDATION_PATCHES, PatchSampler
 from DeepDenoiseLib.nets.discriminator import AdversarialLoss
+from DeepDenoiseLib.nets.unet import UNet
 
 
 class PairSampler:
@@ -87,6 +88,7 @@ def train_pairs(
     smallest = tuple(int(n) for n in np.min([source.shape for source in inputs], axis=0))
     slice_axes = resolve_slice_axes(config, smallest, spacing_zyx)  # type: ignore[arg-type]
     network, geometry = build_network(config, smallest, spacing_zyx, slice_axes)  # type: ignore[arg-type]
+    assert isinstance(network, UNet), "the paired methods train a UNet"
     network.to(device)
     samplers = [
         PatchSampler(source, geometry, training.validation_fraction, rng, slice_axes, target=target)

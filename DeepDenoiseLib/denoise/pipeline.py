@@ -165,15 +165,8 @@ def _run(
     summary["warnings"] += prepared.noise.warnings
     normalized_sigma = prepared.noise_sigma / prepared.normalizer.scale
     if trained is None:
-        spacing_zyx = tuple(reversed(volume.spacing))
-        model = train_noise2void(
-            prepared.normalized,
-            config,
-            spacing_zyx,
-            progress,
-            cancel,
-            noise_sigma=normalized_sigma,  # type: ignore[arg-type]
-        )
+        spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
+        model = train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma)
     else:
         # The fusion step weighs each voxel's own value by this volume's noise level, not the training volume's.
         variance = None if trained.noise_variance is None else normalized_sigma**2

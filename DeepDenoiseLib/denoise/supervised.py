@@ -98,7 +98,7 @@ def denoise_with_model(
     frames = list(array) if array.ndim == 4 else [array]
     normalizer = PercentileNormalizer.fit(array, config.normalization.low_percentile, config.normalization.high_percentile)
     noise_sigma = correction_sigma(frames, config) if unbiases(config) or model.noise_variance is not None else None
-    if model.noise_variance is not None:
+    if model.noise_variance is not None and noise_sigma is not None:
         model = dataclasses.replace(model, noise_variance=(noise_sigma / normalizer.scale) ** 2)
     denoised, spread = predict_frames(model, frames, normalizer, config, progress, cancel)
     if array.ndim == 3:

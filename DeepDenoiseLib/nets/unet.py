@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def _conv(spatial_dims: int) -> type[nn.Module]:
+def _conv(spatial_dims: int) -> Union[type[nn.Conv2d], type[nn.Conv3d]]:
     return nn.Conv3d if spatial_dims == 3 else nn.Conv2d
 
 
@@ -154,7 +154,8 @@ class Downsample(nn.Module):
             pad_blur += [1, 1] if factor == 2 else [0, 0]
         x = F.pad(x, pad_blur, mode="reflect")
         conv = F.conv3d if self.spatial_dims == 3 else F.conv2d
-        return conv(x, self.kernel, stride=self.factors, groups=x.shape[1])
+        kernel: torch.Tensor = self.kernel  # type: ignore[assignment]  # a buffer
+        return conv(x, kernel, stride=self.factors, groups=x.shape[1])
 
 
 class UNet(nn.Module):
@@ -223,7 +224,7 @@ class UNet(nn.Module):
         self.head = _conv(spatial_dims)(channels[0], out_channels, 1)
         if residual:
             nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+            nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]  # the head has a bias
 
     def forward(self, x: torch.Tensor, timesteps: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``timesteps`` (one per batch item) is required by, and only by, a time-embedded network."""

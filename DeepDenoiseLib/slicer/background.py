@@ -185,7 +185,7 @@ class BackgroundRun:
         return True
 
     def _drain(self) -> list[ProgressEvent]:
-        new_events = []
+        new_events: list[ProgressEvent] = []
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -244,7 +244,7 @@ def _new_process_group_options() -> dict:
     """Popen options that put the worker in its own process group, so that the whole group can be
     killed without psutil; on Windows also no console window."""
     if os.name == "nt":
-        flags = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(subprocess, "CREATE_NO_WINDOW", 0)
         return {"creationflags": flags}
     return {"start_new_session": True}
 

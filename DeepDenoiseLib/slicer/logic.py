@@ -37,7 +37,7 @@ def denoise_config(parameters: Any) -> DenoiseConfig:
     (defaults). Raises ValueError for settings that do not go together (a 2D-only method in 3D)."""
     if isinstance(parameters, DenoiseConfig):
         return parameters
-    return _settings(PanelSettings, parameters).to_config()  # type: ignore[no-any-return]
+    return _settings(PanelSettings, parameters).to_config()
 
 
 def superres_config(parameters: Any) -> SuperResConfig:
@@ -46,7 +46,7 @@ def superres_config(parameters: Any) -> SuperResConfig:
     node, or None (defaults)."""
     if isinstance(parameters, SuperResConfig):
         return parameters
-    return _settings(SuperResSettings, parameters).to_config()  # type: ignore[no-any-return]
+    return _settings(SuperResSettings, parameters).to_config()
 
 
 def _settings(settings_class: Any, parameters: Any) -> Any:

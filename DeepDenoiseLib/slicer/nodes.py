@@ -125,12 +125,13 @@ def volume_from_node(node: Any) -> Volume:
     )
 
 
-def lps_geometry(node: Any) -> tuple[tuple[float, ...], tuple[float, ...], np.ndarray]:
+def lps_geometry(node: Any) -> tuple[tuple[float, float, float], tuple[float, float, float], np.ndarray]:
     """The node's spacing, origin and direction (columns: i, j, k axes) in LPS, as :class:`Volume` keeps them."""
     matrix = ijk_to_ras(node)
     spacing = np.array(node.GetSpacing(), dtype=np.float64)
     direction_ras = matrix[:3, :3] / spacing
-    return tuple(spacing), tuple(_RAS_TO_LPS @ matrix[:3, 3]), _RAS_TO_LPS @ direction_ras
+    origin = _RAS_TO_LPS @ matrix[:3, 3]
+    return (spacing[0], spacing[1], spacing[2]), (origin[0], origin[1], origin[2]), _RAS_TO_LPS @ direction_ras
 
 
 def update_node_from_volume(node: Any, volume: Volume) -> None:
@@ -203,7 +204,7 @@ def array_on_grid(node: Any, target_ijk_to_ras: np.ndarray, atol_mm: float = 1e-
             raise ValueError("the result does not cover the input's voxel grid")
     # Arrays are [k, j, i]: array axis a holds IJK axis 2 - a.
     reordered = np.transpose(array, [2 - axes_ijk[2 - axis] for axis in range(3)])
-    flip_axes = [2 - target_axis for target_axis in range(3) if flips[target_axis]]
+    flip_axes = tuple(2 - target_axis for target_axis in range(3) if flips[target_axis])
     return np.ascontiguousarray(np.flip(reordered, axis=flip_axes) if flip_axes else reordered)
 
 

@@ -82,7 +82,7 @@ def parameter_fields() -> list[ParameterField]:
     fields = [ParameterField(name, "node") for name in NODE_PARAMETERS]
     fields += [ParameterField(name, type(default), default=default) for name, default in PANEL_SWITCHES.items()]
     fields.append(ParameterField("modelSource", str, tuple(MODEL_SOURCES), default=TRAIN_ON_INPUT))
-    by_name = {}
+    by_name: dict[str, ParameterField] = {}
     for setting in [*PanelSettings.SETTINGS, *SuperResSettings.SETTINGS]:
         choices = tuple(setting.labels) if setting.labels is not None else None
         field = ParameterField(setting.parameter, setting.kind, choices, setting.low, setting.high, setting.default)

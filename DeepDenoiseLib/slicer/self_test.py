@@ -62,7 +62,7 @@ def ijk_to_ras(volume_node: Any) -> np.ndarray:
 
     matrix = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
-    return slicer.util.arrayFromVTKMatrix(matrix)  # type: ignore[no-any-return]
+    return slicer.util.arrayFromVTKMatrix(matrix)
 
 
 def refuses_label_map(case: Any, logic: Any) -> None:

@@ -177,7 +177,7 @@ class _DenoiseSettings(SectionSettings):
 
     @property
     def noise_model(self) -> str:
-        return MODALITY_NOISE_MODELS[self.modality]  # type: ignore[no-any-return]
+        return MODALITY_NOISE_MODELS[self.modality]
 
     def to_config(self) -> DenoiseConfig:
         """The run configuration these choices stand for (validated: a bad value raises ValueError)."""

@@ -110,7 +110,7 @@ class SuperResTrainingConfig(Section):
 
     def __post_init__(self) -> None:
         if isinstance(self.patch_size, list):  # JSON has no tuples
-            self.patch_size = tuple(self.patch_size)  # type: ignore[assignment]
+            self.patch_size = tuple(self.patch_size)
 
 
 @dataclass

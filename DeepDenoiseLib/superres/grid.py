@@ -85,7 +85,7 @@ def crop_to_multiple(array: np.ndarray, factor: int, axis: int) -> np.ndarray:
     return np.take(array, np.arange(keep), axis=axis)
 
 
-def resampled_geometry(volume: Volume, factor: float, axis: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def resampled_geometry(volume: Volume, factor: float, axis: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """The spacing and origin of ``volume``'s grid made ``factor`` times finer along ``axis``
     (``factor`` below 1 makes it coarser), with the same field of view and directions."""
     index = AXIS_IJK[axis]
@@ -94,7 +94,7 @@ def resampled_geometry(volume: Volume, factor: float, axis: str) -> tuple[tuple[
     spacing[index] = old / factor
     shift = (spacing[index] - old) / 2.0
     origin = np.asarray(volume.origin, dtype=np.float64) + volume.direction[:, index] * shift
-    return tuple(spacing), tuple(float(v) for v in origin)
+    return (spacing[0], spacing[1], spacing[2]), (float(origin[0]), float(origin[1]), float(origin[2]))
 
 
 def on_fine_grid(volume: Volume, array: np.ndarray, factor: int, axis: str) -> Volume:

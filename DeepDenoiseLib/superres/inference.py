@@ -100,7 +100,8 @@ def _sampling_fn(
     """A ``predict_fn`` drawing ``samples`` residuals per patch: returns ``(B, 2, *patch)``, mean then
     standard deviation. One generator, consumed patch after patch, makes a seed reproducible."""
     generator = torch.Generator().manual_seed(sampling.seed + seed_offset)
-    assert model.schedule is not None
+    schedule = model.schedule
+    assert schedule is not None
 
     def predict(batch: np.ndarray) -> np.ndarray:
         results = []
@@ -114,7 +115,7 @@ def _sampling_fn(
             drawn = sample(
                 denoise,
                 (sampling.samples, 1) + patch.shape,
-                model.schedule,
+                schedule,
                 sampling.steps,
                 sampling.sampler,
                 model.prediction,

@@ -126,7 +126,7 @@ def superres_volume(
     budget = config.training.budget_seconds
     stage_budget = budget / len(factors) if budget else None
     spread: Optional[np.ndarray] = None
-    stages = []
+    stages: list[dict[str, Any]] = []
     for index, factor in enumerate(factors):
         label = f"stage {index + 1}/{len(factors)}: " if len(factors) > 1 else ""
         coarseness = math.prod(factors[index:])

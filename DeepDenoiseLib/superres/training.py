@@ -133,7 +133,7 @@ class PatchPairs:
             corner = self._corner(index)
             region = tuple(slice(c, c + p) for c, p in zip(corner, self.patch))
             condition, target = pair.condition[region], pair.target[region]
-            flips = [axis for axis in range(3) if self.rng.random() < 0.5]
+            flips = tuple(axis for axis in range(3) if self.rng.random() < 0.5)
             condition, target = np.flip(condition, flips), np.flip(target, flips)
             if self.rng.random() < 0.5:
                 condition, target = condition.transpose(0, 2, 1), target.transpose(0, 2, 1)
@@ -198,9 +198,11 @@ class SuperResNetwork(nn.Module):
     ) -> torch.Tensor:
         """The predicted residual (regression), or ``v``/``eps`` for ``noisy`` at ``timesteps``; all
         tensors ``(B, 1, L, Y, X)`` on the fine grid with ``L`` a multiple of the factor."""
-        inputs = [noisy, condition] if self.diffusion else [condition]
-        if self.diffusion and noisy is None:
-            raise ValueError("a diffusion network needs the noisy residual")
+        inputs = [condition]
+        if self.diffusion:
+            if noisy is None:
+                raise ValueError("a diffusion network needs the noisy residual")
+            inputs = [noisy, condition]
         return unfold(self.unet(fold(torch.cat(inputs, dim=1), self.factor), timesteps), self.factor)
 
 
