@@ -20,19 +20,9 @@ from DeepDenoiseLib.core.normalization import PercentileNormalizer
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, check_cancelled
 from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.core.volume import Volume
+from DeepDenoiseLib.denoise import pairs
 from DeepDenoiseLib.denoise.config import DenoiseConfig
 from DeepDenoiseLib.denoise.pair_training import train_pairs
-from DeepDenoiseLib.denoise.pairs import (
-    check_method,
-    check_same_grid,
-    check_series,
-    check_volume,
-    correction_sigma,
-    intensity_warnings,
-    paired_result,
-    predict_frames,
-    spacing_zyx,
-)
 from DeepDenoiseLib.denoise.result import DenoiseResult
 
 
@@ -52,36 +42,36 @@ def noise2noise_volumes(
     and a filtered copy of it).
     """
     config = config or DenoiseConfig.for_method("noise2noise")
-    check_method(config, "noise2noise")
-    check_volume(first, "the first acquisition", config.allow_label_map)
-    check_volume(second, "the second acquisition", config.allow_label_map)
-    check_same_grid(first, second, ("first acquisition", "second acquisition"))
+    pairs.check_method(config, "noise2noise")
+    pairs.check_volume(first, "the first acquisition", config.allow_label_map)
+    pairs.check_volume(second, "the second acquisition", config.allow_label_map)
+    pairs.check_same_grid(first, second, ("first acquisition", "second acquisition"))
     if np.array_equal(first.array, second.array):
         raise InputError(
             "the two acquisitions are identical (one file given twice, or a copy): Noise2Noise learns from two "
             "acquisitions with independent noise, and from one it would learn to return its input unchanged"
         )
-    warnings = intensity_warnings(config, first, second)
+    warnings = pairs.intensity_warnings(config, first, second)
     start = time.perf_counter()
     arrays = [np.asarray(v.array, dtype=np.float32) for v in (first, second)]
     normalizer = PercentileNormalizer.fit(np.stack(arrays), config.normalization.low_percentile, config.normalization.high_percentile)
     normalized = [normalizer.forward(a) for a in arrays]
-    model = train_pairs(normalized, normalized[::-1], config, spacing_zyx(first), progress, cancel)
+    model = train_pairs(normalized, normalized[::-1], config, pairs.spacing_zyx(first), progress, cancel)
     check_cancelled(cancel)
     predict_start = time.perf_counter()
     mean = (0.5 * (arrays[0].astype(np.float64) + arrays[1])).astype(np.float32)
     sources = arrays if config.prediction.noise2noise_input == "each" else [mean]
-    denoised, spread = predict_frames(model, sources, normalizer, config, progress, cancel)
+    denoised, spread = pairs.predict_frames(model, sources, normalizer, config, progress, cancel)
     combined_spread = None if spread is None else np.sqrt(np.mean(spread.astype(np.float64) ** 2, axis=0)).astype(np.float32)
     extra = {"acquisitions": 2, "noise2noise_input": config.prediction.noise2noise_input, "warnings": warnings}
-    return paired_result(
+    return pairs.paired_result(
         first.with_array(mean),
         mean,
         denoised.mean(axis=0),
         combined_spread,
         model,
         config,
-        correction_sigma(arrays, config),
+        pairs.correction_sigma(arrays, config),
         (start, predict_start),
         extra,
     )
@@ -100,18 +90,18 @@ def noise2noise_series(
     (true of thermal noise, not of physiological fluctuations, which are kept as signal).
     """
     config = config or DenoiseConfig.for_method("noise2noise")
-    check_method(config, "noise2noise")
-    check_series(series, config.allow_label_map)
-    warnings = intensity_warnings(config, series)
+    pairs.check_method(config, "noise2noise")
+    pairs.check_series(series, config.allow_label_map)
+    warnings = pairs.intensity_warnings(config, series)
     start = time.perf_counter()
     array = np.asarray(series.array, dtype=np.float32)
     normalizer = PercentileNormalizer.fit(array, config.normalization.low_percentile, config.normalization.high_percentile)
     normalized = normalizer.forward(array)
     frames = list(normalized)
-    model = train_pairs(frames[:-1] + frames[1:], frames[1:] + frames[:-1], config, spacing_zyx(series), progress, cancel)
+    model = train_pairs(frames[:-1] + frames[1:], frames[1:] + frames[:-1], config, pairs.spacing_zyx(series), progress, cancel)
     check_cancelled(cancel)
     predict_start = time.perf_counter()
-    denoised, spread = predict_frames(model, list(array), normalizer, config, progress, cancel)
-    noise_sigma = correction_sigma(list(array), config)
+    denoised, spread = pairs.predict_frames(model, list(array), normalizer, config, progress, cancel)
+    noise_sigma = pairs.correction_sigma(list(array), config)
     extra = {"frames": int(array.shape[0]), "warnings": warnings}
-    return paired_result(series, array, denoised, spread, model, config, noise_sigma, (start, predict_start), extra)
+    return pairs.paired_result(series, array, denoised, spread, model, config, noise_sigma, (start, predict_start), extra)

@@ -24,12 +24,10 @@ from DeepDenoiseLib.denoise.method_rules import PAIRED_METHODS, check_uncertaint
 from DeepDenoiseLib.denoise.model_folder import is_model_name
 from DeepDenoiseLib.slicer.background import BackgroundRun, make_work_folder
 from DeepDenoiseLib.slicer.nodes import (
-    array_on_grid,
     check_same_grid,
     check_scalar_volume,
     check_volume_content,
     ijk_to_ras,
-    read_file_node,
     write_node,
 )
 from DeepDenoiseLib.slicer.worker_commands import (
@@ -40,7 +38,7 @@ from DeepDenoiseLib.slicer.worker_commands import (
     supervised_command,
     worker_environment,
 )
-from DeepDenoiseLib.slicer.worker_job import JobResult, WorkerError, WorkerJob
+from DeepDenoiseLib.slicer.worker_job import JobResult, WorkerJob
 
 
 class NodeDenoiseJob(WorkerJob):
@@ -234,17 +232,7 @@ class NodeDenoiseJob(WorkerJob):
 
     def _read_results(self, run: BackgroundRun) -> dict[str, np.ndarray]:
         """The worker's result arrays on the input's grid, by name; WorkerError if any is unusable."""
-        target = ijk_to_ras(self._grid)
-        arrays = {}
-        try:
-            for name in self._result_names():
-                arrays[name] = array_on_grid(read_file_node(self._result_path(name)), target)
-        except (OSError, ValueError) as error:
-            raise WorkerError(f"the worker finished but its result is unusable: {error}", run.details) from error
-        for name, array in arrays.items():
-            if array.shape != self._shape:
-                raise WorkerError(f"the worker's {name} has {array.shape} voxels where the input has {self._shape}", run.details)
-        return arrays
+        return self._read_on_grid(run, self._result_names(), ijk_to_ras(self._grid), f"the input has {self._shape}")
 
     def _store_results(self, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> JobResult:
         grid = self._grid

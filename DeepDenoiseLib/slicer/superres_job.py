@@ -26,9 +26,9 @@ import numpy as np
 
 from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.slicer.background import BackgroundRun, make_work_folder
-from DeepDenoiseLib.slicer.nodes import array_on_grid, check_scalar_volume, grid_node, ijk_to_ras, read_file_node, write_node
+from DeepDenoiseLib.slicer.nodes import check_scalar_volume, grid_node, ijk_to_ras, write_node
 from DeepDenoiseLib.slicer.worker_commands import PathLike, superres_command, worker_environment
-from DeepDenoiseLib.slicer.worker_job import JobResult, WorkerError, WorkerJob
+from DeepDenoiseLib.slicer.worker_job import JobResult, WorkerJob
 from DeepDenoiseLib.superres.config import SuperResConfig, check_uncertainty_request
 from DeepDenoiseLib.superres.grid import AXIS_IJK, coarsest_axis
 
@@ -166,16 +166,7 @@ class NodeSuperResJob(WorkerJob):
     def _read_results(self, run: BackgroundRun) -> dict[str, np.ndarray]:
         """The worker's results on the fine grid, by name; WorkerError if any is unusable."""
         names = ["output"] + (["uncertainty"] if self.compute_uncertainty else [])
-        arrays = {}
-        try:
-            for name in names:
-                arrays[name] = array_on_grid(read_file_node(self._result_path(name)), self.fine_grid)
-        except (OSError, ValueError) as error:
-            raise WorkerError(f"the worker finished but its result is unusable: {error}", run.details) from error
-        for name, array in arrays.items():
-            if array.shape != self._shape:
-                raise WorkerError(f"the worker's {name} has {array.shape} voxels where {self._shape} were expected", run.details)
-        return arrays
+        return self._read_on_grid(run, names, self.fine_grid, f"{self._shape} were expected")
 
     def _store_results(self, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> JobResult:
         geometry = grid_node(self.fine_grid)

@@ -15,7 +15,7 @@ import numpy as np
 from DeepDenoiseLib.core.progress import Cancelled, ProgressEvent
 from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.slicer.background import CANCELLED, FAILED, BackgroundRun, remove_work_folder
-from DeepDenoiseLib.slicer.nodes import create_volume_node, fill_node, place_next_to
+from DeepDenoiseLib.slicer.nodes import array_on_grid, create_volume_node, fill_node, place_next_to, read_file_node
 
 
 class WorkerError(RuntimeError):
@@ -51,6 +51,7 @@ class WorkerJob:
     input_node: Any
     folder: Optional[Path] = None
     run: Optional[BackgroundRun] = None
+    _shape: tuple[int, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -92,6 +93,21 @@ class WorkerJob:
 
     def _store_results(self, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> JobResult:
         raise NotImplementedError
+
+    def _read_on_grid(self, run: BackgroundRun, names: list[str], ijk_to_ras: np.ndarray, expected: str) -> dict[str, np.ndarray]:
+        """The worker's result files ``names``, each mapped onto the grid of ``ijk_to_ras`` voxel by voxel
+        (nodes.array_on_grid); WorkerError if one is unreadable, off the grid, or not the ``_shape``
+        the job expects (``expected`` says what that is)."""
+        arrays = {}
+        try:
+            for name in names:
+                arrays[name] = array_on_grid(read_file_node(self._result_path(name)), ijk_to_ras)
+        except (OSError, ValueError) as error:
+            raise WorkerError(f"the worker finished but its result is unusable: {error}", run.details) from error
+        for name, array in arrays.items():
+            if array.shape != self._shape:
+                raise WorkerError(f"the worker's {name} has {array.shape} voxels where {expected}", run.details)
+        return arrays
 
     def _result_path(self, name: str) -> Path:
         assert self.folder is not None

@@ -22,9 +22,9 @@ from DeepDenoiseLib.denoise.model_folder import MODELS_FOLDER_VARIABLE, default_
 from DeepDenoiseLib.denoise.model_record import FORMAT_VERSION, METADATA_KEY, read_model_record, record_digest
 from DeepDenoiseLib.denoise.pipeline import denoise_volume
 from DeepDenoiseLib.denoise.saved_model import load_model
+from Testing.support.jobs import OBLIQUE
 from Testing.support.phantoms import noisy_phantom, single_thread, tiny_config  # noqa: F401
 
-OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
 CASES = {
     "blindspot": ("blindspot", {}),  # the default method: noise fusion, so the noise sigma matters
     "n2v-3d": ("n2v", {"model": {"dimensions": "3d"}, "training": {"patch_size": 8}}),

@@ -20,9 +20,9 @@ from DeepDenoiseLib.denoise.model_folder import MODELS_FOLDER_VARIABLE
 from DeepDenoiseLib.denoise.model_record import read_model_record
 from DeepDenoiseLib.denoise.patches import PatchGeometry, PatchSampler
 from DeepDenoiseLib.denoise.pipeline import denoise_series, denoise_volume
+from Testing.support.jobs import OBLIQUE
 from Testing.support.phantoms import noisy_phantom, single_thread, tiny_config  # noqa: F401
 
-OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
 SPACING, ORIGIN = (0.9, 0.8, 2.5), (12.5, -7.25, 3.0)
 
 

@@ -21,9 +21,10 @@ import pytest
 from DeepDenoiseLib.core.progress import Cancelled
 from DeepDenoiseLib.core.sample_data import sample_paths
 from DeepDenoiseLib.denoise.model_folder import ModelInfo
-from DeepDenoiseLib.slicer.panel import APPLY_SAVED_MODEL, TRAIN_ON_INPUT, plan_run
+from DeepDenoiseLib.slicer.panel import APPLY_SAVED_MODEL, plan_run
 from DeepDenoiseLib.slicer.sequences import add_browser
 from Testing.support import fake_worker_command, slicer_api_by_version, slicer_stand_ins
+from Testing.support.jobs import panel_state
 from Testing.support.slicer_scene import add_volume, headless_scene, ijk_to_ras_array, slicer
 
 
@@ -44,21 +45,6 @@ def module(monkeypatch, tmp_path):
 
 def volume_array(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(100.0, 10.0, (5, 6, 7)).astype(np.float32)
-
-
-def panel_state(**values) -> SimpleNamespace:
-    from DeepDenoiseLib.slicer.settings import PanelSettings
-
-    settings = PanelSettings()
-    state = {camel: getattr(settings, snake) for snake, camel in zip(vars(settings), PanelSettings.parameter_names())}
-    state.update(
-        inputVolume=None, denoiseSequence=True, modelSource=TRAIN_ON_INPUT, savedModel="", saveModel=False,
-        saveModelName="", outputVolume=None, computeResidual=False, residualVolume=None,
-        computeUncertainty=False, uncertaintyVolume=None, secondVolume=None, trainingNoisyVolume=None,
-        trainingCleanVolume=None,
-    )  # fmt: skip
-    state.update(values)
-    return SimpleNamespace(**state)
 
 
 def test_process_denoises_a_volume_with_the_panels_plan(module) -> None:

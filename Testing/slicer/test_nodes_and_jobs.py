@@ -38,25 +38,12 @@ from DeepDenoiseLib.slicer.settings import PANEL_METHODS_2D_ONLY, PANEL_PAIRED_M
 from DeepDenoiseLib.slicer.worker_job import WorkerError
 from Testing.support import fake_worker_command
 from Testing.support.fake_worker import CRASH_MESSAGE, ERROR_MESSAGE
+from Testing.support.jobs import LEFT_HANDED, OBLIQUE, run_job
 from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer, vtk
-
-# An oblique, anisotropic grid with a rotation between the axes (right-handed).
-OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
-LEFT_HANDED = np.diag([1.0, 1.0, -1.0])
 
 
 def noisy_array(shape=(6, 7, 8), seed=0) -> np.ndarray:
     return np.random.default_rng(seed).normal(100.0, 10.0, shape).astype(np.float32)
-
-
-def run_job(job: NodeDenoiseJob, timeout: float = 30.0):
-    job.start()
-    deadline = time.monotonic() + timeout
-    while not job.finished:
-        assert time.monotonic() < deadline, "the worker did not finish in time"
-        job.poll()
-        time.sleep(0.02)
-    return job.finish()
 
 
 def world_value(node, ras) -> float:

@@ -12,6 +12,7 @@ from DeepDenoiseLib.denoise.config import DenoiseConfig
 from DeepDenoiseLib.slicer.denoise_job import NodeDenoiseJob
 from DeepDenoiseLib.slicer.worker_commands import denoise_command, noise2noise_command, supervised_command
 from Testing.support import fake_worker_command
+from Testing.support.jobs import run_job
 from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer
 
 # An oblique grid whose directions form a left-handed frame: Slicer flips K when reading such files.
@@ -77,12 +78,6 @@ def test_mismatched_acquisitions_and_settings_are_refused_before_anything_runs(s
         assert job.run is None
     assert scene.GetNumberOfNodes() == nodes_before
     assert list(tmp_path.iterdir()) == []
-
-
-def run_job(job, timeout: float = 30.0):
-    job.start()
-    assert job.run.wait(timeout=timeout) == "succeeded", job.run.details
-    return job.finish()
 
 
 def test_paired_jobs_send_every_volume_to_the_worker(scene, tmp_path) -> None:

@@ -6,9 +6,7 @@ those runs carried out by the bridge jobs with the scripted worker.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,7 +19,6 @@ from DeepDenoiseLib.slicer.panel import (
     NOISE2NOISE,
     PAIR_VOLUMES,
     SUPERVISED,
-    TRAIN_ON_INPUT,
     TRAINING_SETTINGS,
     apply_tooltip,
     chosen_model,
@@ -40,6 +37,7 @@ from DeepDenoiseLib.slicer.sequences import add_browser, make_job, sequence_of_p
 from DeepDenoiseLib.slicer.settings import PANEL_METHODS_2D_ONLY, PanelSettings
 from DeepDenoiseLib.slicer.worker_job import JobResult
 from Testing.support import fake_worker_command
+from Testing.support.jobs import panel_state, run_job
 from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer
 
 
@@ -59,32 +57,8 @@ def add_sequence(scene, name: str, frame_count: int = 3):
     return sequence, browser.GetProxyNode(sequence)
 
 
-def panel_state(**values) -> SimpleNamespace:
-    """The parameter node's fields at their defaults (as DeepDenoise.py declares them), then ``values``."""
-    settings = PanelSettings()
-    state = {camel: getattr(settings, snake) for snake, camel in zip(vars(settings), PanelSettings.parameter_names())}
-    state.update(
-        inputVolume=None, denoiseSequence=True, modelSource=TRAIN_ON_INPUT, savedModel="", saveModel=False,
-        saveModelName="", outputVolume=None, computeResidual=False, residualVolume=None,
-        computeUncertainty=False, uncertaintyVolume=None, secondVolume=None, trainingNoisyVolume=None,
-        trainingCleanVolume=None,
-    )  # fmt: skip
-    state.update(values)
-    return SimpleNamespace(**state)
-
-
 def info(name: str, folder: Path, problem=None, **fields) -> ModelInfo:
     return ModelInfo(name=name, path=folder / f"{name}.safetensors", problem=problem, **fields)
-
-
-def run_to_end(job, timeout: float = 30.0):
-    job.start()
-    deadline = time.monotonic() + timeout
-    while not job.finished:
-        assert time.monotonic() < deadline, "the worker did not finish in time"
-        job.poll()
-        time.sleep(0.02)
-    return job.finish()
 
 
 # --- Sequences behind a frame ------------------------------------------------------------------------
@@ -418,7 +392,7 @@ def job_for(run, tmp_path, mode: str = "ok"):
 def test_panel_runs_reach_the_worker_as_planned(scene, tmp_path) -> None:
     sequence, proxy = add_sequence(scene, "fMRI")
     run = plan_run(panel_state(inputVolume=proxy, computeResidual=True, saveModel=True, saveModelName="fmri"), [], tmp_path)
-    result = run_to_end(job_for(run, tmp_path))
+    result = run_job(job_for(run, tmp_path))
     assert result.summary["frames"] == 3 and result.summary["save_model"] == "fmri"
     assert result.output_node.IsA("vtkMRMLSequenceNode") and result.residual_node.IsA("vtkMRMLSequenceNode")
     assert result.output_node.GetNumberOfDataNodes() == 3 and result.browser_node is not None
@@ -430,14 +404,14 @@ def test_panel_runs_reach_the_worker_as_planned(scene, tmp_path) -> None:
     state = panel_state(inputVolume=node, modelSource=APPLY_SAVED_MODEL, savedModel="fmri", testTimeAugmentation=True,
                         computeUncertainty=True, device="CPU")  # fmt: skip
     run = plan_run(state, models, tmp_path)
-    result = run_to_end(job_for(run, tmp_path))
+    result = run_job(job_for(run, tmp_path))
     assert result.summary == {"seconds": 0.1, "model": str(tmp_path / "fmri.safetensors"), "tta": True, "device": "cpu"}
     assert np.array_equal(ijk_to_ras_array(result.output_node), ijk_to_ras_array(node))
     assert set(parameters_after_run(run, result)) == {"outputVolume", "uncertaintyVolume"}
 
     second = add_volume(scene, "MRHead repeat", volume_array(5), spacing=(0.7, 0.9, 2.5))
     run = plan_run(panel_state(inputVolume=node, method=NOISE2NOISE, secondVolume=second, computeResidual=True))
-    result = run_to_end(job_for(run, tmp_path))
+    result = run_job(job_for(run, tmp_path))
     mean = 0.5 * (volume_array() + volume_array(5))
     np.testing.assert_allclose(slicer.util.arrayFromVolume(result.output_node), mean * 0.5, rtol=1e-6)
     assert result.summary["acquisitions"] == 2 and set(parameters_after_run(run, result)) == {"outputVolume", "residualVolume"}
@@ -445,7 +419,7 @@ def test_panel_runs_reach_the_worker_as_planned(scene, tmp_path) -> None:
     noisy, clean = (add_volume(scene, name, volume_array(seed)) for name, seed in (("low dose", 6), ("full dose", 7)))
     run = plan_run(panel_state(inputVolume=proxy, method=SUPERVISED, trainingNoisyVolume=noisy, trainingCleanVolume=clean,
                                architecture="DAE", adversarialWeight=0.2))  # fmt: skip
-    result = run_to_end(job_for(run, tmp_path))
+    result = run_job(job_for(run, tmp_path))
     assert result.summary["frames"] == 3 and result.summary["training_means"] == pytest.approx(
         [float(volume_array(6).mean()), float(volume_array(7).mean())], rel=1e-5
     )

@@ -31,10 +31,9 @@ from DeepDenoiseLib.slicer.sequences import (
     volume_from_sequence,
 )
 from Testing.support import fake_worker_command
+from Testing.support.jobs import LEFT_HANDED, OBLIQUE, run_job
 from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer
 
-OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
-LEFT_HANDED = np.diag([1.0, 1.0, -1.0])
 INDEX_VALUES = ["0", "1.5", "4.25"]  # uneven steps: kept as they are, not resampled
 
 
@@ -74,16 +73,6 @@ def assert_same_sequence_layout(result, source) -> None:
     )  # fmt: skip
     for frame in frames_of(result):
         assert np.array_equal(ijk_to_ras_array(frame), ijk_to_ras_array(source.GetNthDataNode(0)))
-
-
-def run_job(job, timeout: float = 60.0):
-    job.start()
-    deadline = time.monotonic() + timeout
-    while not job.finished:
-        assert time.monotonic() < deadline, "the worker did not finish in time"
-        job.poll()
-        time.sleep(0.02)
-    return job.finish()
 
 
 # --- Sequence <-> 4D volume ----------------------------------------------------------------------------

@@ -18,11 +18,10 @@ from DeepDenoiseLib.slicer.superres_job import NodeSuperResJob, fine_grid_ijk_to
 from DeepDenoiseLib.slicer.worker_commands import superres_command
 from DeepDenoiseLib.superres.config import SuperResConfig
 from DeepDenoiseLib.superres.grid import on_fine_grid
+from Testing.support.jobs import LEFT_HANDED, OBLIQUE
 from Testing.support.phantoms import smooth_phantom
 from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer
 
-OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
-LEFT_HANDED = np.diag([1.0, 1.0, -1.0])
 TINY = {
     "factor": 2,
     "mode": "self-supervised",

@@ -19,9 +19,7 @@ from DeepDenoiseLib.superres.grid import (
     resampled_geometry,
     upsample_spline,
 )
-
-# An oblique, right-handed direction matrix (columns: i, j, k directions in LPS).
-OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
+from Testing.support.jobs import OBLIQUE
 
 
 def oblique_volume(shape=(6, 7, 8)) -> Volume:

@@ -20,9 +20,8 @@ from DeepDenoiseLib.superres.config import SuperResConfig
 from DeepDenoiseLib.superres.grid import degrade_volume, field_of_view_corners, upsample_spline
 from DeepDenoiseLib.superres.pipeline import stage_factors, superres_file, superres_volume
 from DeepDenoiseLib.superres.training import SuperResNetwork, fold, unfold
+from Testing.support.jobs import OBLIQUE
 from Testing.support.phantoms import single_thread, smooth_phantom  # noqa: F401
-
-OBLIQUE = np.array([[0.0, 0.0, -1.0], [0.8, -0.6, 0.0], [0.6, 0.8, 0.0]])
 
 TINY = {
     "model": {"depth": 1, "base_channels": 8},
