@@ -1,7 +1,7 @@
 """Benchmark: super-resolution x4 along Z on the shared MNI152 volume, against cubic-spline upsampling.
 
 The clean 1.5 mm volume is degraded x4 along Z (cubic spline sampled at the 6 mm slice centres; see
-DeepDenoiseLib/superres_grid.py) and restored to 1.5 mm by:
+DeepDenoiseLib/superres/grid.py) and restored to 1.5 mm by:
 
 * cubic spline (order 3) along Z;
 * the conditional UNet trained as a plain L1 regressor of the spline's residual (supervised);

@@ -4,7 +4,7 @@ acquisitions or a 4D series with Noise2Noise (``n2n``), train on (noisy, clean) 
 model (``supervised``), or make a volume finer along one axis (``superres``, see superres.py). The
 flags of the settings come from the settings tables (flags.py).
 
-``--progress json`` prints one JSON progress event per line on stdout (see progress.py) so another
+``--progress json`` prints one JSON progress event per line on stdout (see core/progress.py) so another
 process can follow the run; the last line is a ``done`` event with the summary or an ``error`` event.
 Exit codes: 0 done, 1 the run failed, 2 bad arguments or input, 130 interrupted (SIGINT or SIGTERM).
 """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 #: The noisy sample's checksum, as Slicer's Sample Data module takes it (``SHA256:<hex>``). Update it
-#: with the file: Testing/test_slicer_support.py recomputes it.
+#: with the file: Testing/slicer/test_support.py recomputes it.
 NOISY_CHECKSUM = "SHA256:9d2592d07e12aaba4392f3635dbc1343f02b140f0e2ea57ff5086cc76063351b"
 
 

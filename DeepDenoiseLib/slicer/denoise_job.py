@@ -57,7 +57,7 @@ class NodeDenoiseJob(WorkerJob):
 
     With ``model_path`` the worker applies that saved model (``deepdenoise apply``) instead of
     training one; ``config`` may then be None, and otherwise only its test-time augmentation and
-    device are used. ``save_model_path`` saves the model a training run makes (model_file.py).
+    device are used. ``save_model_path`` saves the model a training run makes (denoise/model_file.py).
     Both take a path ending in ``.safetensors`` or a name in the per-user model folder, as the
     command line does.
     Sequence nodes (4D) go through :class:`~DeepDenoiseLib.slicer.sequences.SequenceDenoiseJob`.

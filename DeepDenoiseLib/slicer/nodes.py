@@ -53,7 +53,7 @@ def check_scalar_volume(node: Any, role: str = "input volume") -> None:
     if node.IsA("vtkMRMLSequenceNode"):
         raise InputError(
             f"'{name}' is a sequence (4D data), not a scalar volume; sequences of scalar volumes are denoised "
-            "as a whole, with one model for all frames (sequence_bridge.SequenceDenoiseJob)"
+            "as a whole, with one model for all frames (sequences.SequenceDenoiseJob)"
         )
     if not node.IsA("vtkMRMLScalarVolumeNode"):
         raise InputError(f"'{name}' is a {node.GetClassName()}, not a scalar volume")

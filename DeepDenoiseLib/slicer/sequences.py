@@ -7,7 +7,7 @@ grids are refused), the worker denoises it as a 4D NIfTI series with one model f
 the result becomes NEW sequences with the input's index name, unit, type and values and its
 geometry, browsed by a new browser node.
 
-Like mrml_bridge.py, this module imports Slicer only inside functions.
+Like nodes.py, this module imports Slicer only inside functions.
 
 >>> job = SequenceDenoiseJob(getNode("fMRI"), config, compute_residual=True)
 >>> job.start(); job.wait(on_event=print)
@@ -173,7 +173,7 @@ def sequence_of_proxy(volume_node: Any) -> Optional[Any]:
 
 def make_job(input_node: Any, config: Optional[DenoiseConfig], **options: Any) -> NodeDenoiseJob:
     """The job for ``input_node``: a :class:`SequenceDenoiseJob` for a sequence, else a
-    :class:`~DeepDenoiseLib.slicer.nodes.NodeDenoiseJob`; ``options`` are the jobs' keyword arguments."""
+    :class:`~DeepDenoiseLib.slicer.denoise_job.NodeDenoiseJob`; ``options`` are the jobs' keyword arguments."""
     if input_node is not None and input_node.IsA("vtkMRMLSequenceNode"):
         return SequenceDenoiseJob(input_node, config, **options)
     return NodeDenoiseJob(input_node, config, **options)
@@ -189,7 +189,7 @@ def shown_node(node: Any) -> Any:
 
 
 class SequenceDenoiseJob(NodeDenoiseJob):
-    """:class:`~DeepDenoiseLib.slicer.nodes.NodeDenoiseJob` for a sequence of scalar volumes (4D).
+    """:class:`~DeepDenoiseLib.slicer.denoise_job.NodeDenoiseJob` for a sequence of scalar volumes (4D).
 
     The worker gets the series as a 4D NIfTI file and trains ONE model on all its frames (or applies
     the saved model at ``model_path`` to each frame). With method ``noise2noise`` the pairs are

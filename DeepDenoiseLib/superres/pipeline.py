@@ -191,7 +191,7 @@ def superres_file(
     """Reads the input (and training volumes), runs :func:`superres_volume`, writes the result on the
     fine grid (and the uncertainty); returns the summary.
 
-    Before anything is read, the output paths are checked (output_paths.py; an output equal to an
+    Before anything is read, the output paths are checked (core/output_paths.py; an output equal to an
     input needs ``force``) and the sizes of the input and of the result are read from the headers.
     The outputs are written all or none, and nothing is left behind on failure or interrupt."""
     config = config or SuperResConfig()

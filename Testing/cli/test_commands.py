@@ -1,4 +1,4 @@
-"""Tests of the command line (DeepDenoiseLib.cli.commands) and the run configuration (DeepDenoiseLib.config):
+"""Tests of the command line (DeepDenoiseLib.cli.commands) and the run configuration (DeepDenoiseLib.denoise.config):
 JSON-lines progress, exit codes, ``python -m DeepDenoiseLib``, config round trips and flags
 overriding the --config file."""
 

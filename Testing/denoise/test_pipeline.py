@@ -170,7 +170,7 @@ def test_cancelled_run_leaves_no_file_behind(input_file: Path, cancel_at: str) -
 
 
 def test_an_output_in_a_missing_folder_is_refused_before_anything_is_read(input_file: Path) -> None:
-    # (A write that fails late restores every output path: Testing/test_bad_inputs.py.)
+    # (A write that fails late restores every output path: Testing/cli/test_bad_inputs.py.)
     folder = input_file.parent
     events: list = []
     with pytest.raises(InputError, match="missing', does not exist"):

@@ -1,4 +1,4 @@
-"""Noise2Noise on two volume nodes (mrml_bridge.NodeDenoiseJob with a second acquisition), against
+"""Noise2Noise on two volume nodes (denoise_job.NodeDenoiseJob with a second acquisition), against
 real Slicer MRML (the slicer-core wheel): mismatched grids and settings are refused before anything
 runs, and a real run on a left-handed oblique grid puts the result on the input's grid."""
 
