@@ -153,7 +153,7 @@ def test_python_m_help_works_in_a_subprocess() -> None:
 
 
 @pytest.mark.parametrize("method", ["blindspot", "n2v", "n2v2", "structn2v"])
-def test_config_json_round_trip(method: str, tmp_path: Path) -> None:
+def test_a_configuration_round_trips_through_json_and_its_file(method: str, tmp_path: Path) -> None:
     config = DenoiseConfig.for_method(method, training={"seed": 7, "budget_seconds": None}, prediction={"tta": True})
     assert DenoiseConfig.from_json(config.to_json()) == config
     config.save(tmp_path / "c.json")
@@ -161,7 +161,7 @@ def test_config_json_round_trip(method: str, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "c.json").read_text())["method"] == method
 
 
-def test_method_defaults() -> None:
+def test_each_method_comes_with_its_own_defaults() -> None:
     assert DenoiseConfig().method == "blindspot"
     n2v2 = DenoiseConfig.for_method("n2v2")
     assert n2v2.model.blurpool and not n2v2.model.top_skip and n2v2.masking.replacement == "median"

@@ -39,7 +39,7 @@ def test_input_is_left_unchanged(model: str) -> None:
         assert np.array_equal(clean, before) and clean.dtype == dtype
 
 
-def test_dispatcher_calls_each_model() -> None:
+def test_add_noise_gives_each_models_own_noise() -> None:
     clean = _phantom()
     direct = {
         "gaussian": add_gaussian_noise(clean, 0.1, 3),

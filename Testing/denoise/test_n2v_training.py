@@ -116,7 +116,7 @@ def test_cancelling_from_the_progress_callback_stops_training(volume: np.ndarray
     assert [e.message for e in events] == ["starting", "step 10"]  # stopped at the very next step
 
 
-def test_cancel_token_before_start() -> None:
+def test_a_run_cancelled_before_it_starts_trains_nothing() -> None:
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
@@ -145,7 +145,7 @@ def test_cuda_requested_without_a_gpu_falls_back_to_cpu_with_a_warning(volume: n
     assert next(model.network.parameters()).device.type == "cpu"
 
 
-def test_device_choices() -> None:
+def test_auto_takes_a_gpu_when_there_is_one_and_an_unknown_device_is_refused() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # cpu and auto never warn
         assert select_device("cpu") == torch.device("cpu")
@@ -157,7 +157,7 @@ def test_device_choices() -> None:
         select_device("tpu")
 
 
-def test_configure_threads() -> None:
+def test_the_thread_count_is_set_and_none_keeps_the_current_one() -> None:
     before = torch.get_num_threads()
     try:
         configure_threads(1)
@@ -183,12 +183,14 @@ def test_configure_threads() -> None:
         ({"model": {"dimensions": "3d", "slice_axes": "kji"}}, (40, 40, 40), (1.0, 1.0, 1.0), (0,)),
     ],
 )
-def test_resolve_slice_axes(sections: dict, shape: tuple, spacing: tuple, expected: tuple) -> None:
+def test_slice_orientations_follow_the_setting_and_auto_takes_all_three_for_isotropic_volumes(
+    sections: dict, shape: tuple, spacing: tuple, expected: tuple
+) -> None:
     config = DenoiseConfig.for_method("n2v", **sections)
     assert resolve_slice_axes(config, shape, spacing) == expected
 
 
-def test_build_network_per_method() -> None:
+def test_each_method_gets_its_network_and_patch_shape() -> None:
     spacing = (1.0, 1.0, 1.0)
     blind, geometry = build_network(tiny_config("blindspot", model={"context_slices": 2}), (8, 32, 32), spacing)
     assert isinstance(blind, BlindSpotNet) and blind.in_channels == 5 and geometry.spatial == (16, 16)

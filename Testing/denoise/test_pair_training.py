@@ -156,7 +156,7 @@ def test_adaptive_weight_sets_the_adversarial_gradient_to_a_fraction_of_the_reco
     assert all(p.requires_grad for p in adversarial.discriminator.parameters())  # unfrozen again
 
 
-def test_reconstruction_losses() -> None:
+def test_l2_scores_squared_errors_and_l1_absolute_ones() -> None:
     output, target = torch.tensor([0.0, 1.0, 3.0]), torch.zeros(3)
     assert float(reconstruction_loss(output, target, "l2")) == pytest.approx(10.0 / 3.0)
     assert float(reconstruction_loss(output, target, "l1")) == pytest.approx(4.0 / 3.0)

@@ -170,7 +170,7 @@ def test_denoise_with_model_applies_to_other_scales_series_and_noise2void_models
     assert fused.noise_variance == pytest.approx(0.01)  # the model itself is left as it was
 
 
-def test_progress_stages_and_cancellation(draws) -> None:
+def test_noise2noise_reports_its_stages_in_order_and_stops_when_cancelled(draws) -> None:
     first, second = on_grid(draws["a"][:8, :32, :32]), on_grid(draws["b"][:8, :32, :32])
     events: list[ProgressEvent] = []
     noise2noise_volumes(first, second, tiny_config("noise2noise"), progress=events.append)

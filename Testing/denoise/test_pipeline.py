@@ -190,7 +190,7 @@ def test_uncertainty_output_needs_tta(input_file: Path) -> None:
     assert folder_contents(folder) == ["noisy.nii.gz", "out.nii.gz", "u.nii.gz"]
 
 
-def test_missing_input_file(tmp_path: Path) -> None:
+def test_a_missing_input_file_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         denoise_file(tmp_path / "nothing.nii.gz", tmp_path / "out.nii.gz", tiny_config("n2v"))
     assert folder_contents(tmp_path) == []

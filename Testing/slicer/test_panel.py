@@ -287,7 +287,7 @@ def test_parameters_after_a_run_show_its_nodes_and_offer_the_saved_model(scene) 
     assert parameters_after_run(run, JobResult(scene.AddNewNodeByClass("vtkMRMLSequenceNode", "new"))) == {}
 
 
-def test_summary_text() -> None:
+def test_the_status_line_sums_up_a_finished_run() -> None:
     assert summary_text({}) == "Done."
     text = summary_text({"seconds": 12.4, "frames": 20, "noise_sigma_before": 0.1, "noise_sigma_after": 0.02,
                          "noise_model": "rician", "saved_model": "/m/brain.safetensors"})  # fmt: skip
