@@ -30,3 +30,8 @@ def run_job(job: Any, timeout: float = 60.0) -> Any:
 def panel_state(**values: Any) -> SimpleNamespace:
     """The module's parameter node as the panel reads it: every field at its default, then ``values``."""
     return SimpleNamespace(**{**{field.name: field.default for field in parameter_fields()}, **values})
+
+
+def noisy_array(shape: tuple[int, ...] = (6, 7, 8), seed: int = 0) -> np.ndarray:
+    """A volume of Gaussian noise around 100, seeded."""
+    return np.random.default_rng(seed).normal(100.0, 10.0, shape).astype(np.float32)

@@ -88,3 +88,11 @@ def ijk_to_ras_array(node: Any) -> np.ndarray:
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def world_value(node, ras) -> float:
+    """The voxel value of ``node`` at the RAS point ``ras`` (which must be a voxel centre)."""
+    ijk = np.linalg.solve(ijk_to_ras_array(node), np.append(ras, 1.0))[:3]
+    i, j, k = (int(v) for v in np.rint(ijk))
+    assert np.allclose(ijk, (i, j, k), atol=1e-4)
+    return float(slicer.util.arrayFromVolume(node)[k, j, i])

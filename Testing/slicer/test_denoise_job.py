@@ -1,5 +1,6 @@
-"""The MRML bridge against real Slicer MRML (the slicer-core wheel): geometry through IJK-to-RAS,
-refused node kinds, and denoising jobs on nodes that succeed, fail, crash or are cancelled.
+"""Denoising jobs on volume nodes (DeepDenoiseLib.slicer.denoise_job) against real Slicer MRML: results
+in new or existing nodes with bit-identical geometry, left-handed files round-tripped, cancel and
+failures leaving the scene untouched, bad nodes refused before anything starts.
 
 The jobs run a scripted stand-in for the CLI (fake_worker.py: output = input * 0.5) except the
 end-to-end tests, which train the real networks for two seconds on a tiny volume.
@@ -7,7 +8,6 @@ end-to-end tests, which train the real networks for two seconds on a tiny volume
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -15,221 +15,16 @@ import pytest
 
 from DeepDenoiseLib.core.progress import Cancelled
 from DeepDenoiseLib.core.validation import InputError
-from DeepDenoiseLib.core.volume_io import read_volume
 from DeepDenoiseLib.denoise.config import (
-    DIMENSION_NAMES,
-    METHOD_NAMES,
-    METHODS,
-    MODALITY_NOISE_MODELS,
-    NOISE_MODELS,
-    PAIRED_METHODS,
     DenoiseConfig,
 )
 from DeepDenoiseLib.slicer.denoise_job import NodeDenoiseJob
-from DeepDenoiseLib.slicer.nodes import (
-    array_on_grid,
-    check_scalar_volume,
-    read_file_node,
-    update_node_from_volume,
-    volume_from_node,
-    write_node,
-)
-from DeepDenoiseLib.slicer.settings import PANEL_METHODS_2D_ONLY, PANEL_PAIRED_METHODS, PanelSettings
+from DeepDenoiseLib.slicer.settings import PanelSettings
 from DeepDenoiseLib.slicer.worker_job import WorkerError
 from Testing.support import fake_worker_command
 from Testing.support.fake_worker import CRASH_MESSAGE, ERROR_MESSAGE
-from Testing.support.jobs import LEFT_HANDED, OBLIQUE, run_job
-from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer, vtk
-
-
-def noisy_array(shape=(6, 7, 8), seed=0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(100.0, 10.0, shape).astype(np.float32)
-
-
-def world_value(node, ras) -> float:
-    """The voxel value of ``node`` at the RAS point ``ras`` (which must be a voxel centre)."""
-    ijk = np.linalg.solve(ijk_to_ras_array(node), np.append(ras, 1.0))[:3]
-    i, j, k = (int(v) for v in np.rint(ijk))
-    assert np.allclose(ijk, (i, j, k), atol=1e-4)
-    return float(slicer.util.arrayFromVolume(node)[k, j, i])
-
-
-# --- Geometry -----------------------------------------------------------------------------------
-
-
-def test_volume_from_node_matches_what_itk_reads_from_the_saved_file(scene, tmp_path):
-    node = add_volume(scene, "oblique", noisy_array(), spacing=(0.7, 1.1, 2.5), origin=(10.0, -20.0, 5.0), directions=OBLIQUE)
-    volume = volume_from_node(node)
-    write_node(node, tmp_path / "oblique.nrrd")
-    from_file = read_volume(tmp_path / "oblique.nrrd")
-    np.testing.assert_array_equal(volume.array, from_file.array)
-    np.testing.assert_allclose(volume.spacing, from_file.spacing, rtol=1e-12)
-    np.testing.assert_allclose(volume.origin, from_file.origin, atol=1e-12)
-    np.testing.assert_allclose(volume.direction, from_file.direction, atol=1e-12)
-    # The copy is independent of the node.
-    volume.array[0, 0, 0] = -1.0
-    assert slicer.util.arrayFromVolume(node)[0, 0, 0] != -1.0
-
-
-def test_update_node_from_volume_round_trips_geometry(scene):
-    node = add_volume(scene, "source", noisy_array(), spacing=(0.7, 1.1, 2.5), origin=(1.0, 2.0, 3.0), directions=OBLIQUE)
-    target = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "target")
-    update_node_from_volume(target, volume_from_node(node))
-    np.testing.assert_allclose(ijk_to_ras_array(target), ijk_to_ras_array(node), atol=1e-12)
-    np.testing.assert_array_equal(slicer.util.arrayFromVolume(target), slicer.util.arrayFromVolume(node))
-
-
-def test_array_on_grid_undoes_the_k_flip_slicer_applies_to_left_handed_files(scene, tmp_path):
-    array = noisy_array()
-    node = add_volume(scene, "left", array, spacing=(1.0, 2.0, 3.0), origin=(10.0, 20.0, 30.0), directions=LEFT_HANDED)
-    write_node(node, tmp_path / "left.nrrd")
-    reread = read_file_node(tmp_path / "left.nrrd")
-    # Slicer flipped K on read: same voxels in the world, another array order and matrix.
-    assert not np.array_equal(ijk_to_ras_array(reread), ijk_to_ras_array(node))
-    np.testing.assert_array_equal(slicer.util.arrayFromVolume(reread), array[::-1])
-    np.testing.assert_array_equal(array_on_grid(reread, ijk_to_ras_array(node)), array)
-
-
-def test_array_on_grid_handles_permuted_axes_and_refuses_other_grids(scene):
-    array = noisy_array()
-    node = add_volume(scene, "a", array, spacing=(1.0, 2.0, 3.0), directions=OBLIQUE)
-    matrix = ijk_to_ras_array(node)
-    # The same grid described with I and J swapped and K reversed.
-    shape_ijk = array.shape[::-1]
-    swap = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, -1, shape_ijk[2] - 1], [0, 0, 0, 1]], dtype=float)
-    other = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "b")
-    slicer.util.updateVolumeFromArray(other, np.ascontiguousarray(np.transpose(array, (0, 2, 1))[::-1]))
-    vtk_matrix = slicer.util.vtkMatrixFromArray(matrix @ swap)
-    other.SetIJKToRASMatrix(vtk_matrix)
-    np.testing.assert_array_equal(array_on_grid(other, matrix), array)
-
-    shifted = matrix.copy()
-    shifted[:3, 3] += 0.5 * matrix[:3, 0]  # half a voxel off
-    with pytest.raises(ValueError, match="voxel grid"):
-        array_on_grid(node, shifted)
-
-
-# --- Refused nodes --------------------------------------------------------------------------------
-
-
-def test_label_maps_vectors_4d_and_empty_nodes_are_refused_with_advice(scene):
-    labels = add_volume(scene, "labels", np.ones((3, 4, 5), np.int16), node_class="vtkMRMLLabelMapVolumeNode")
-    with pytest.raises(InputError, match="label map"):
-        check_scalar_volume(labels)
-
-    rgb = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "rgb")
-    slicer.util.updateVolumeFromArray(rgb, np.zeros((3, 4, 5, 3), np.uint8))
-    with pytest.raises(InputError, match="vector, RGB"):
-        check_scalar_volume(rgb)
-
-    multi = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "multi")
-    image = vtk.vtkImageData()
-    image.SetDimensions(5, 4, 3)
-    image.AllocateScalars(vtk.VTK_FLOAT, 2)
-    multi.SetAndObserveImageData(image)
-    with pytest.raises(InputError, match="2 components"):
-        check_scalar_volume(multi)
-
-    with pytest.raises(InputError, match="no voxels"):
-        check_scalar_volume(scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty"))
-
-    with pytest.raises(InputError, match="no input volume"):
-        check_scalar_volume(None)
-
-
-def test_a_frame_of_a_sequence_is_refused_as_4d(scene):
-    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "series")
-    for index in range(2):
-        frame = slicer.vtkMRMLScalarVolumeNode()
-        slicer.util.updateVolumeFromArray(frame, noisy_array(seed=index))
-        sequence.SetDataNodeAtValue(frame, str(index))
-    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "browser")
-    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
-    scene.module_logics["Sequences"].UpdateProxyNodesFromSequences(browser)
-    proxy = browser.GetProxyNode(sequence)
-    assert proxy is not None and proxy.GetImageData() is not None
-    with pytest.raises(InputError, match="sequence"):
-        check_scalar_volume(proxy)
-
-
-# --- Settings --------------------------------------------------------------------------------------
-
-
-def test_panel_settings_become_a_validated_config():
-    settings = PanelSettings.from_parameters(
-        {"method": "structN2V", "dimensions": "3D", "modality": "MRI", "budgetMinutes": 2.5, "device": "CPU",
-         "patchSize": 32, "batchSize": 8, "learningRate": 4e-4, "maskedFraction": 0.05,
-         "testTimeAugmentation": True, "seed": 7}
-    )  # fmt: skip
-    config = settings.to_config()
-    assert config.method == "structn2v" and config.masking.struct_axis is not None
-    assert config.model.dimensions == "3d"
-    assert config.training.budget_seconds == 150.0 and config.training.device == "cpu"
-    assert (config.training.patch_size, config.training.batch_size, config.training.seed) == (32, 8, 7)
-    assert config.training.learning_rate == 4e-4 and config.masking.masked_fraction == 0.05
-    assert config.prediction.tta is True
-    assert config.noise.model == "rician" and config.noise.sigma is None
-
-    with pytest.raises(ValueError, match="unknown setting"):
-        PanelSettings.from_parameters({"budget": 3})
-    with pytest.raises(ValueError, match="modality"):
-        PanelSettings(modality="X-ray")
-    with pytest.raises(ValueError, match="budget_seconds"):
-        PanelSettings(budget_minutes=0.001).to_config()
-
-
-def test_panel_defaults_are_the_library_defaults():
-    settings = PanelSettings()
-    assert settings.method == next(iter(METHOD_NAMES)) == "Blind-spot N2V"  # the default comes first
-    assert settings.to_config() == DenoiseConfig()  # every panel setting, noise model included
-
-
-def test_panel_choices_cover_the_library():
-    assert sorted(METHOD_NAMES.values()) == sorted(METHODS)
-    assert {METHOD_NAMES[name] for name in PANEL_PAIRED_METHODS} == set(PAIRED_METHODS)
-    assert sorted(DIMENSION_NAMES.values()) == ["2d", "3d"]
-    assert set(MODALITY_NOISE_MODELS.values()) <= set(NOISE_MODELS)
-    # The panel calls 2D-only exactly the methods the library refuses in 3D.
-    for name, method in METHOD_NAMES.items():
-        if name in PANEL_METHODS_2D_ONLY:
-            with pytest.raises(ValueError):
-                DenoiseConfig.for_method(method, model={"dimensions": "3d"})
-        else:
-            assert DenoiseConfig.for_method(method, model={"dimensions": "3d"}).model.dimensions == "3d"
-
-
-@pytest.mark.parametrize("name", list(METHOD_NAMES))
-@pytest.mark.parametrize("dimensions", list(DIMENSION_NAMES))
-def test_every_method_and_dimension_maps_to_the_library_or_is_refused_clearly(name, dimensions):
-    if name in PANEL_METHODS_2D_ONLY and dimensions == "3D":
-        with pytest.raises(ValueError) as refusal:
-            PanelSettings(method=name, dimensions=dimensions)
-        message = str(refusal.value)
-        assert f"{name} is a 2D method" in message and "choose 2D" in message
-        assert all(other in message for other in METHOD_NAMES if other not in PANEL_METHODS_2D_ONLY)
-        return
-    settings = PanelSettings(method=name, dimensions=dimensions, masked_fraction=0.03)
-    config = settings.to_config()
-    library = DenoiseConfig.for_method(METHOD_NAMES[name], model={"dimensions": DIMENSION_NAMES[dimensions]})
-    assert config.method == METHOD_NAMES[name]
-    assert config.model == library.model  # N2V2's blur-pool and missing top skip come with the method
-    # The paired methods mask nothing, and refuse masking settings: the masked fraction stays out.
-    masked_fraction = library.masking.masked_fraction if name in PANEL_PAIRED_METHODS else 0.03
-    assert config.masking == dataclasses.replace(library.masking, masked_fraction=masked_fraction)
-
-
-@pytest.mark.parametrize(
-    "modality, noise_model",
-    [("MRI", "rician"), ("CT", "gaussian"), ("PET", "poisson"), ("ultrasound", "speckle"), ("generic", "gaussian")],
-)
-def test_every_modality_preset_sets_the_noise_model(modality, noise_model):
-    assert list(MODALITY_NOISE_MODELS) == ["MRI", "CT", "PET", "ultrasound", "generic"]
-    settings = PanelSettings(modality=modality)
-    config = settings.to_config()
-    assert settings.noise_model == config.noise.model == noise_model
-    assert config.noise.sigma is None  # estimated from the volume's foreground
-    assert DenoiseConfig.from_json(config.to_json()).noise.model == noise_model  # the worker gets it
-
+from Testing.support.jobs import LEFT_HANDED, OBLIQUE, noisy_array, run_job
+from Testing.support.slicer_scene import add_volume, ijk_to_ras_array, slicer, world_value
 
 # --- Jobs on nodes ---------------------------------------------------------------------------------
 
