@@ -2,6 +2,6 @@
 
 import sys
 
-from DeepDenoiseLib.cli import main
+from DeepDenoiseLib.cli.commands import main
 
 sys.exit(main())

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from DeepDenoiseLib.metrics import haar_detail_and_mean
-from DeepDenoiseLib.vst import anscombe_forward, anscombe_inverse  # noqa: F401  (the transforms BM4D runs in)
+from DeepDenoiseLib.core.metrics import haar_detail_and_mean
+from DeepDenoiseLib.denoise.vst import anscombe_forward, anscombe_inverse  # noqa: F401  (the transforms BM4D runs in)
 
 # median(|g|) = 0.6745 sigma for g ~ N(0, sigma^2).
 _MAD_TO_SIGMA = 0.6744897501960817

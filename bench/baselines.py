@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from bench.anscombe import anscombe_forward, anscombe_inverse, estimate_gain
 from bench.variants import Variant
-from DeepDenoiseLib.volume import Volume
+from DeepDenoiseLib.core.volume import Volume
 
 Denoised = tuple[np.ndarray, str]
 
@@ -23,9 +23,7 @@ def slicer_anisotropic_diffusion(noisy: Volume, variant: Variant) -> Denoised:
     1 iteration, time step 0.0625), through the same ITK filter."""
     image = sitk.GetImageFromArray(noisy.array.astype(np.float32))
     image.SetSpacing(noisy.spacing)
-    filtered = sitk.CurvatureAnisotropicDiffusion(
-        image, timeStep=0.0625, conductanceParameter=1.0, numberOfIterations=1
-    )
+    filtered = sitk.CurvatureAnisotropicDiffusion(image, timeStep=0.0625, conductanceParameter=1.0, numberOfIterations=1)
     return sitk.GetArrayFromImage(filtered), "conductance 1, 1 iteration, time step 0.0625"
 
 

@@ -59,10 +59,11 @@ from bench.variants import (  # noqa: E402
     make_noisy,
     poisson_gain,
 )
-from DeepDenoiseLib.config import DenoiseConfig, deep_merge  # noqa: E402
-from DeepDenoiseLib.metrics import psnr, ssim  # noqa: E402
-from DeepDenoiseLib.pipeline import denoise_volume  # noqa: E402
-from DeepDenoiseLib.volume import Volume  # noqa: E402
+from DeepDenoiseLib.core.metrics import psnr, ssim  # noqa: E402
+from DeepDenoiseLib.core.settings import deep_merge  # noqa: E402
+from DeepDenoiseLib.core.volume import Volume  # noqa: E402
+from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
+from DeepDenoiseLib.denoise.pipeline import denoise_volume  # noqa: E402
 
 DEFAULT_KEY = "ours-default"
 REFERENCE_KEY = "bm4d-true"
@@ -167,12 +168,8 @@ def methods(args: argparse.Namespace, clean: np.ndarray) -> list[MethodSpec]:
         return timed(baselines.bm4d_true_sigma, true_gain=true_gain(variant))(noisy, variant, seed)
 
     return [
-        MethodSpec(
-            "slicer-cad", "Slicer CurvatureAnisotropicDiffusion, defaults", timed(baselines.slicer_anisotropic_diffusion)
-        ),
-        MethodSpec(
-            "skimage-nlm", "scikit-image NL-means, estimated sigma", timed(baselines.skimage_nl_means), requires=("skimage",)
-        ),
+        MethodSpec("slicer-cad", "Slicer CurvatureAnisotropicDiffusion, defaults", timed(baselines.slicer_anisotropic_diffusion)),
+        MethodSpec("skimage-nlm", "scikit-image NL-means, estimated sigma", timed(baselines.skimage_nl_means), requires=("skimage",)),
         MethodSpec(
             "dipy-nlm",
             "dipy NL-means, estimated sigma, block radius 5 (as the shared reference)",
@@ -185,9 +182,7 @@ def methods(args: argparse.Namespace, clean: np.ndarray) -> list[MethodSpec]:
             timed(baselines.dipy_nl_means, threads=args.threads, block_radius=2),
             requires=("dipy",),
         ),
-        MethodSpec(
-            "bm4d-est", "BM4D, estimated sigma", timed(baselines.bm4d_estimated_sigma), requires=("bm4d", "skimage")
-        ),
+        MethodSpec("bm4d-est", "BM4D, estimated sigma", timed(baselines.bm4d_estimated_sigma), requires=("bm4d", "skimage")),
         MethodSpec("bm4d-true", "BM4D, true sigma", bm4d_true, requires=("bm4d",)),
         MethodSpec(
             "careamics-n2v3d",
@@ -205,9 +200,7 @@ def methods(args: argparse.Namespace, clean: np.ndarray) -> list[MethodSpec]:
         MethodSpec(
             "ours-n2v3d",
             f"DeepDenoise N2V 3D (masking, {budget:.0f} s training)",
-            deepdenoise(
-                "n2v", {"model": {"dimensions": "3d"}, "training": dict(training, patch_size=32, batch_size=4)}
-            ),
+            deepdenoise("n2v", {"model": {"dimensions": "3d"}, "training": dict(training, patch_size=32, batch_size=4)}),
             kind="learned",
         ),
         MethodSpec(
@@ -246,9 +239,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs of the default method (the table quotes medians)")
     parser.add_argument("--repeats-baselines", type=int, default=1, help="runs of the other learned methods")
     parser.add_argument("--budget-seconds", type=float, default=240.0, help="training budget of DeepDenoise's methods (the default's)")
-    parser.add_argument(
-        "--careamics-budget-seconds", type=float, default=540.0, help="training budget of CAREamics (reference: 540 s)"
-    )
+    parser.add_argument("--careamics-budget-seconds", type=float, default=540.0, help="training budget of CAREamics (reference: 540 s)")
     parser.add_argument("--careamics-venv", type=Path, default=DEFAULT_VENV, help="CAREamics' environment (made on first use)")
     parser.add_argument("--crop", type=int, help="score the central N^3 block only (a quick check of every method)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch, dipy and CAREamics")
@@ -288,9 +279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             block = centre_block(clean.shape, args.crop)
             noisy, clean, mask = centre_crop(noisy, args.crop), clean[block], mask[block]
         psnr_db, ssim_value = score(clean, mask, noisy.array)
-        rows.append(
-            dict(variant=variant.name, key="noisy", method="noisy input", psnr=psnr_db, ssim=ssim_value, seconds=None, runs=1)
-        )
+        rows.append(dict(variant=variant.name, key="noisy", method="noisy input", psnr=psnr_db, ssim=ssim_value, seconds=None, runs=1))
         log(f"[{variant.name}] noisy input: {psnr_db:.2f} dB, SSIM {ssim_value:.3f}")
         for spec in specs:
             row, reason = run_method(spec, variant, noisy, clean, mask, args)
@@ -327,10 +316,7 @@ def run_method(
             return summarise(spec, variant, runs), reason
         psnr_db, ssim_value = score(clean, mask, outcome.array)
         runs.append(dict(seed=seed, psnr=psnr_db, ssim=ssim_value, seconds=outcome.seconds, note=outcome.note))
-        log(
-            f"[{variant.name}] {spec.name} seed {seed}: {psnr_db:.2f} dB, SSIM {ssim_value:.3f}, "
-            f"{outcome.seconds:.1f} s ({outcome.note})"
-        )
+        log(f"[{variant.name}] {spec.name} seed {seed}: {psnr_db:.2f} dB, SSIM {ssim_value:.3f}, {outcome.seconds:.1f} s ({outcome.note})")
     return summarise(spec, variant, runs), None
 
 

@@ -24,10 +24,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from DeepDenoiseLib.config import DenoiseConfig
-from DeepDenoiseLib.metrics import mean_image_mask, temporal_snr
-from DeepDenoiseLib.pipeline import denoise_series, denoise_volume
-from DeepDenoiseLib.volume_io import read_volume
+from DeepDenoiseLib.core.metrics import mean_image_mask, temporal_snr
+from DeepDenoiseLib.core.volume_io import read_volume
+from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.pipeline import denoise_series, denoise_volume
 
 FILES = ("example4d.nii.gz", "functional.nii")
 
@@ -95,7 +95,9 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], steps: int) -> None:
-    print(f"\n| file | voxels (x y z) | frames | tSNR before | tSNR after | noise sigma before → after | one shared model ({steps} steps) | one model per frame (estimate) |")
+    print(
+        f"\n| file | voxels (x y z) | frames | tSNR before | tSNR after | noise sigma before → after | one shared model ({steps} steps) | one model per frame (estimate) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(

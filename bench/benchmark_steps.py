@@ -25,9 +25,9 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench.variants import VARIANTS, load_bench_data, make_noisy  # noqa: E402
-from DeepDenoiseLib.config import DenoiseConfig, TrainingConfig  # noqa: E402
-from DeepDenoiseLib.metrics import psnr, ssim  # noqa: E402
-from DeepDenoiseLib.pipeline import denoise_volume  # noqa: E402
+from DeepDenoiseLib.core.metrics import psnr, ssim  # noqa: E402
+from DeepDenoiseLib.denoise.config import DenoiseConfig, TrainingConfig  # noqa: E402
+from DeepDenoiseLib.denoise.pipeline import denoise_volume  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,7 +1,7 @@
 """Benchmark: super-resolution x4 along Z on the shared MNI152 volume, against cubic-spline upsampling.
 
 The clean 1.5 mm volume is degraded x4 along Z (cubic spline sampled at the 6 mm slice centres; see
-DeepDenoiseLib/superres_grid.py) and restored to 1.5 mm by:
+DeepDenoiseLib/superres/grid.py) and restored to 1.5 mm by:
 
 * cubic spline (order 3) along Z;
 * the conditional UNet trained as a plain L1 regressor of the spline's residual (supervised);
@@ -37,13 +37,14 @@ from typing import Any, Optional  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from DeepDenoiseLib.config import SuperResConfig, deep_merge  # noqa: E402
-from DeepDenoiseLib.diffusion_schedule import cosine_schedule, design_alpha_bar  # noqa: E402
-from DeepDenoiseLib.metrics import psnr, ssim  # noqa: E402
-from DeepDenoiseLib.superres import superres_volume  # noqa: E402
-from DeepDenoiseLib.superres_grid import degrade_volume, upsample_spline  # noqa: E402
-from DeepDenoiseLib.volume import Volume  # noqa: E402
-from DeepDenoiseLib.volume_io import read_volume  # noqa: E402
+from DeepDenoiseLib.core.metrics import psnr, ssim  # noqa: E402
+from DeepDenoiseLib.core.settings import deep_merge  # noqa: E402
+from DeepDenoiseLib.core.volume import Volume  # noqa: E402
+from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
+from DeepDenoiseLib.superres.config import SuperResConfig  # noqa: E402
+from DeepDenoiseLib.superres.diffusion_schedule import cosine_schedule, design_alpha_bar  # noqa: E402
+from DeepDenoiseLib.superres.grid import degrade_volume, upsample_spline  # noqa: E402
+from DeepDenoiseLib.superres.pipeline import superres_volume  # noqa: E402
 
 FACTOR = 4
 SPLIT_J = 64
@@ -60,9 +61,7 @@ def score(clean: np.ndarray, result: np.ndarray, mask: np.ndarray) -> dict[str, 
     }
 
 
-def run_model(
-    low: Volume, overrides: dict[str, Any], training: Optional[list[Volume]]
-) -> tuple[np.ndarray, dict[str, Any]]:
+def run_model(low: Volume, overrides: dict[str, Any], training: Optional[list[Volume]]) -> tuple[np.ndarray, dict[str, Any]]:
     config = SuperResConfig.from_dict(deep_merge({"factor": FACTOR, "axis": "z"}, overrides))
     result = superres_volume(low, config, training)
     return result.volume.array, result.summary

@@ -34,14 +34,15 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from DeepDenoiseLib.config import DenoiseConfig
-from DeepDenoiseLib.metrics import psnr, ssim
-from DeepDenoiseLib.noise import add_rician_noise
-from DeepDenoiseLib.paired import denoise_with_model, noise2noise_series, noise2noise_volumes, train_supervised
-from DeepDenoiseLib.volume import Volume
-from DeepDenoiseLib.volume_io import read_volume
+from DeepDenoiseLib.core.metrics import psnr, ssim
+from DeepDenoiseLib.core.noise_simulation import add_rician_noise
+from DeepDenoiseLib.core.volume import Volume
+from DeepDenoiseLib.core.volume_io import read_volume
+from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.noise2noise import noise2noise_series, noise2noise_volumes
+from DeepDenoiseLib.denoise.supervised import denoise_with_model, train_supervised
 
-TESTING = Path(__file__).resolve().parents[1] / "Testing"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 MIDLINE = 64  # the mid-sagittal plane of the 128-column grid
 
 
@@ -59,7 +60,9 @@ def left(volume: Volume) -> Volume:
 
 
 def config_for(method: str, steps: int, seed: int, **sections: dict) -> DenoiseConfig:
-    training = dict({"budget_seconds": None, "steps_per_epoch": 50, "max_epochs": max(1, steps // 50), "seed": seed}, **sections.pop("training", {}))
+    training = dict(
+        {"budget_seconds": None, "steps_per_epoch": 50, "max_epochs": max(1, steps // 50), "seed": seed}, **sections.pop("training", {})
+    )
     return DenoiseConfig.for_method(method, training=training, **sections)
 
 
@@ -71,7 +74,10 @@ AXIAL = {"slice_axes": "k"}
 def supervised_run(architecture: str, adversarial_weight: float) -> Callable[[dict[str, Volume], int, int], np.ndarray]:
     def run(volumes: dict[str, Volume], steps: int, seed: int) -> np.ndarray:
         config = config_for(
-            "supervised", steps, seed, model=dict(AXIAL, architecture=architecture),
+            "supervised",
+            steps,
+            seed,
+            model=dict(AXIAL, architecture=architecture),
             training=dict(SHORT_RUN, adversarial_weight=adversarial_weight),
         )
         model = train_supervised([left(volumes["noisy"])], [left(volumes["clean"])], config)
@@ -82,9 +88,7 @@ def supervised_run(architecture: str, adversarial_weight: float) -> Callable[[di
 
 def noise2noise_run(prediction_input: str) -> Callable[[dict[str, Volume], int, int], np.ndarray]:
     def run(volumes: dict[str, Volume], steps: int, seed: int) -> np.ndarray:
-        config = config_for(
-            "noise2noise", steps, seed, model=AXIAL, training=SHORT_RUN, prediction={"noise2noise_input": prediction_input}
-        )
+        config = config_for("noise2noise", steps, seed, model=AXIAL, training=SHORT_RUN, prediction={"noise2noise_input": prediction_input})
         return noise2noise_volumes(volumes["noisy"], volumes["second"], config).denoised.array
 
     return run
@@ -135,13 +139,17 @@ def score_rows(
                 seconds=seconds,
             )
             rows.append(row)
-            print(f"[{level}] {name}: {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}, sharpness {row['sharpness']:.2f}, {seconds:.0f} s", flush=True)
+            print(
+                f"[{level}] {name}: {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}, sharpness {row['sharpness']:.2f}, {seconds:.0f} s",
+                flush=True,
+            )
     return rows
 
 
 def fmri_rows(step_counts: list[int]) -> list[dict[str, Any]]:
-    sys.path.insert(0, str(TESTING))
-    from fmri_phantom import activation_amplitude, block_design_series, design_correlation, temporal_snr
+    if str(REPO_ROOT) not in sys.path:  # the synthetic series of the tests: Testing/support/fmri_phantom.py
+        sys.path.insert(0, str(REPO_ROOT))
+    from Testing.support.fmri_phantom import activation_amplitude, block_design_series, design_correlation, temporal_snr
 
     data = block_design_series(frames=40, size=24, change=0.04, sigma=0.03, seed=0)
     brain = data.brain[None]
@@ -159,7 +167,9 @@ def fmri_rows(step_counts: list[int]) -> list[dict[str, Any]]:
     rows = [describe("noisy series", data.noisy, 0.0)]
     for steps in step_counts:
         config = config_for(
-            "noise2noise", steps, 0,
+            "noise2noise",
+            steps,
+            0,
             model={"depth": 2, "base_channels": 8, "context_slices": 1},
             training={"patch_size": 16, "batch_size": 8, "learning_rate": 0.003},
             noise={"model": "gaussian"},
@@ -188,11 +198,15 @@ def print_tables(rows: list[dict[str, Any]], levels: list[str], fmri: list[dict[
             cells.append(f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['sharpness']:.2f} / {time_text}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     if fmri:
-        print("\n| synthetic fMRI series (40 x 24³, 4 % block activation) | design correlation | temporal SNR | activation kept | RMSE in brain | time |")
+        print(
+            "\n| synthetic fMRI series (40 x 24³, 4 % block activation) | design correlation | temporal SNR | activation kept | RMSE in brain | time |"
+        )
         print("|---|---|---|---|---|---|")
         for r in fmri:
             time_text = "—" if r["seconds"] < 0.5 else f"{r['seconds']:.0f} s"
-            print(f"| {r['series']} | {r['correlation']:.3f} | {r['tsnr']:.1f} | {100 * r['amplitude']:.0f} % | {r['rmse']:.4f} | {time_text} |")
+            print(
+                f"| {r['series']} | {r['correlation']:.3f} | {r['tsnr']:.1f} | {100 * r['amplitude']:.0f} % | {r['rmse']:.4f} | {time_text} |"
+            )
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -87,9 +87,7 @@ def ensure_careamics_env(venv: Path = DEFAULT_VENV, log: Callable[[str], None] =
     return python
 
 
-def run_careamics_n2v(
-    noisy: np.ndarray, settings: CareamicsSettings, seed: int, python: Path
-) -> tuple[np.ndarray, float, str]:
+def run_careamics_n2v(noisy: np.ndarray, settings: CareamicsSettings, seed: int, python: Path) -> tuple[np.ndarray, float, str]:
     """Denoises ``noisy`` ([z, y, x]) with CAREamics' N2V 3D; returns the result, the runner's own wall
     time of training and prediction, and a note of what ran (epochs, steps, device)."""
     with tempfile.TemporaryDirectory(prefix="careamics-io-") as folder:
@@ -123,8 +121,7 @@ def run_careamics_n2v(
         report = json.loads((work / "report.json").read_text(encoding="utf-8"))
         denoised = np.load(work / "denoised.npy")
     note = (
-        f"patch {report['patch_size']}, {report['epochs']} epochs, {report['steps']} steps "
-        f"on {report['device']} (torch {report['torch']})"
+        f"patch {report['patch_size']}, {report['epochs']} epochs, {report['steps']} steps on {report['device']} (torch {report['torch']})"
     )
     return denoised, float(report["seconds"]), note
 
@@ -132,9 +129,7 @@ def run_careamics_n2v(
 def _careamics_version(python: Path) -> str:
     if not python.exists():
         return ""
-    probe = subprocess.run(
-        [str(python), "-I", "-c", "import careamics; print(careamics.__version__)"], capture_output=True, text=True
-    )
+    probe = subprocess.run([str(python), "-I", "-c", "import careamics; print(careamics.__version__)"], capture_output=True, text=True)
     return probe.stdout.strip() if probe.returncode == 0 else ""
 
 

@@ -82,9 +82,7 @@ def main() -> None:
         careamist = CAREamist(config, work_dir=work_dir, enable_progress_bar=False)
         careamist.train(train_data=noisy)
         training_seconds = time.perf_counter() - start
-        predictions, _ = careamist.predict(
-            noisy, tile_size=(args.tile_size,) * 3, tile_overlap=(args.tile_overlap,) * 3
-        )
+        predictions, _ = careamist.predict(noisy, tile_size=(args.tile_size,) * 3, tile_overlap=(args.tile_overlap,) * 3)
         seconds = time.perf_counter() - start
         denoised = np.asarray(predictions[0], dtype=np.float32).reshape(noisy.shape)
         trainer = careamist.trainer

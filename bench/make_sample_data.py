@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from DeepDenoiseLib.noise import add_rician_noise
+from DeepDenoiseLib.core.noise_simulation import add_rician_noise
 
 SEED = 20261122
 SIGMA = 0.05

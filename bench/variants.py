@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
-from DeepDenoiseLib.noise import add_gaussian_noise, add_poisson_noise
-from DeepDenoiseLib.volume import Volume
-from DeepDenoiseLib.volume_io import read_volume
+from DeepDenoiseLib.core.noise_simulation import add_gaussian_noise, add_poisson_noise
+from DeepDenoiseLib.core.volume import Volume
+from DeepDenoiseLib.core.volume_io import read_volume
 
 CLEAN_FILE = "mni152_t1_128_clean.nii.gz"
 MASK_FILE = "mni152_t1_128_mask.nii.gz"

@@ -1,0 +1,1 @@
+"""The ``deepdenoise`` command line."""

@@ -1,0 +1,328 @@
+"""Every setting of a denoising run, declared once: the settings table of :class:`DenoiseConfig`.
+
+Each field is a row (core/settings.py): its type and default, its bounds or choices, the command-line
+flags that set it (and the sub-commands offering them), and its place in the Slicer panel. A
+:class:`DenoiseConfig` is validated on creation, round-trips through JSON (unknown keys are refused,
+so a typo never passes silently), and is what the CLI's ``--config`` file and the Slicer worker carry.
+The rules between settings are method_rules.py's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+from DeepDenoiseLib.core.normalization import NormalizationConfig
+from DeepDenoiseLib.core.settings import (
+    DEVICE_NAMES,
+    DEVICES,
+    MINUTES,
+    WEEK_SECONDS,
+    Configuration,
+    Flag,
+    Panel,
+    Section,
+    choice,
+    deep_merge,
+    setting,
+)
+from DeepDenoiseLib.denoise.method_rules import (
+    METHODS,
+    PAIRED_METHODS,
+    check_dimensions,
+    check_method_settings,
+    check_struct_axis,
+)
+
+ARCHITECTURES = ("unet", "dae")
+LOSSES = ("l2", "l1")
+NOISE2NOISE_INPUTS = ("each", "mean")
+DIMENSIONS = ("2d", "3d")
+NORMS = ("batch", "instance", "group", "none")
+SLICE_AXES = ("auto", "k", "kji")
+REPLACEMENTS = ("uniform", "median")
+AXES = ("x", "y", "z")
+NOISE_MODELS = ("gaussian", "rician", "poisson", "speckle")
+
+#: The sub-commands of ``deepdenoise`` that denoise, by what they take: one volume (they train a
+#: Noise2Void flavour), pairs of volumes, or a saved model.
+SINGLE_VOLUME_COMMANDS = ("denoise", "demo")
+PAIRED_COMMANDS = ("n2n", "supervised")
+TRAINING_COMMANDS = SINGLE_VOLUME_COMMANDS + PAIRED_COMMANDS
+PREDICTION_COMMANDS = TRAINING_COMMANDS + ("apply",)
+
+#: The panel's words for the methods: the library's default method first, then the other
+#: single-volume methods, then those that learn from pairs of volumes.
+METHOD_NAMES = {
+    "Blind-spot N2V": "blindspot",
+    "N2V": "n2v",
+    "N2V2": "n2v2",
+    "structN2V": "structn2v",
+    "Noise2Noise": "noise2noise",
+    "Supervised": "supervised",
+}
+#: The panel's modality presets and the noise model each one sets. Reconstructed CT noise is close to
+#: Gaussian; PET counts are Poisson-like; ultrasound has multiplicative speckle.
+MODALITY_NOISE_MODELS = {"MRI": "rician", "CT": "gaussian", "PET": "poisson", "ultrasound": "speckle", "generic": "gaussian"}
+#: The paired methods' networks: a UNet, or a denoising autoencoder (the UNet without skips).
+ARCHITECTURE_NAMES = {"UNet": "unet", "DAE": "dae"}
+DIMENSION_NAMES = {"2D": "2d", "3D": "3d"}
+
+
+@dataclass
+class ModelConfig(Section):
+    """The network: ``dimensions`` 2d works slice by slice (with ``context_slices`` neighbours on each
+    side fed as extra channels), 3d convolves in all three axes. A 2D network cuts slices across
+    ``slice_axes``: ``k`` (the array's slice axis) or ``kji`` (all three, trained together and
+    averaged at prediction); ``auto`` picks kji for voxels isotropic within 20 %.
+    ``noise_fusion`` (blindspot method only) predicts a prior mean and variance for each voxel and
+    fuses them with the voxel's own noisy value under the noise model; off, the result is the
+    blind-spot prediction alone. ``blurpool``/``top_skip`` give N2V2's UNet. ``architecture``
+    (paired methods only): ``unet`` (residual: it learns the correction to its input), or ``dae``, a
+    denoising autoencoder: the same encoder and decoder without any skip connection or residual
+    path, so every output passes through the bottleneck."""
+
+    SECTION: ClassVar[str] = "model"
+
+    noise_fusion: bool = setting(True)
+    dimensions: str = setting(
+        "2d",
+        choices=DIMENSIONS,
+        flags=[Flag("--dims", "2d: slice-wise with neighbouring slices as context; 3d: true 3D", TRAINING_COMMANDS)],
+        panel=Panel("dimensions", labels=DIMENSION_NAMES),
+    )
+    slice_axes: str = setting("auto", choices=SLICE_AXES)
+    context_slices: int = setting(2, low=0, high=8)
+    depth: int = setting(2, low=1, high=5)
+    base_channels: int = setting(16, low=4, high=256)
+    norm: str = setting("batch", choices=NORMS)
+    blurpool: bool = setting(False)
+    top_skip: bool = setting(True)
+    architecture: str = setting(
+        "unet",
+        choices=ARCHITECTURES,
+        flags=[Flag("--architecture", "unet (default) or dae: a denoising autoencoder, no skip connections", PAIRED_COMMANDS)],
+        panel=Panel("architecture", labels=ARCHITECTURE_NAMES),
+    )
+
+
+@dataclass
+class MaskingConfig(Section):
+    """Blind-spot masking: the share of voxels hidden per patch, what replaces them, and structN2V's
+    line mask (``struct_axis`` with ``struct_half_length`` voxels each side also hidden)."""
+
+    SECTION: ClassVar[str] = "masking"
+
+    masked_fraction: float = setting(
+        0.02,
+        low=1e-4,
+        high=0.25,
+        flags=[Flag("--masked-fraction", "share of voxels hidden per patch", SINGLE_VOLUME_COMMANDS)],
+        panel=Panel("maskedFraction"),
+    )
+    replacement: str = setting("uniform", choices=REPLACEMENTS)
+    neighbourhood_radius: int = setting(2, low=1, high=5)
+    struct_axis: Optional[str] = setting(
+        None, choices=AXES, flags=[Flag("--struct-axis", "structN2V: axis along which the noise is correlated", SINGLE_VOLUME_COMMANDS)]
+    )
+    struct_half_length: int = setting(0, low=0, high=16)
+
+
+@dataclass
+class TrainingConfig(Section):
+    """Training. It stops at whichever comes first of ``max_epochs`` and ``budget_seconds`` (users
+    think in minutes, so the budget is the usual limit), but a budget that runs out before
+    ``min_steps`` steps is extended to them: fewer leave the network under-trained (the default's
+    result at 10 % Rician noise on the benchmark volume: 21.4 dB after 300 steps, 24.2 after 600,
+    26.5 after 1000, 28.0 after 1500; bench/benchmark_steps.py). The paired methods also take the
+    reconstruction ``loss`` (``l2`` learns the mean of the targets, ``l1`` their median) and, for
+    ``supervised``, an ``adversarial_weight`` (0 = off): a patch discriminator's loss is added, scaled
+    so that its gradient at the network's output layer is this fraction of the reconstruction loss's
+    (0.1: a tenth), which keeps the reconstruction loss in charge whatever the intensity scale."""
+
+    SECTION: ClassVar[str] = "training"
+
+    patch_size: int = setting(
+        64, low=8, high=512, flags=[Flag("--patch-size", "training patch edge in voxels", TRAINING_COMMANDS)], panel=Panel("patchSize")
+    )
+    batch_size: int = setting(
+        4, low=1, high=1024, flags=[Flag("--batch-size", "training patches per step", TRAINING_COMMANDS)], panel=Panel("batchSize")
+    )
+    learning_rate: float = setting(
+        1e-3, low=1e-6, high=1.0, flags=[Flag("--learning-rate", "initial learning rate", TRAINING_COMMANDS)], panel=Panel("learningRate")
+    )
+    steps_per_epoch: int = setting(50, low=1, high=100000)
+    max_epochs: int = setting(1000, low=1, high=100000, flags=[Flag("--epochs", "maximum number of training epochs", TRAINING_COMMANDS)])
+    budget_seconds: Optional[float] = setting(
+        240.0,
+        low=1.0,
+        high=WEEK_SECONDS,
+        flags=[Flag("--budget-minutes", "training time budget in minutes", TRAINING_COMMANDS, unit=MINUTES)],
+        panel=Panel("budgetMinutes", unit=MINUTES, low=0.05, high=1440.0),
+    )
+    min_steps: int = setting(
+        1000,
+        low=0,
+        high=10_000_000,
+        flags=[
+            Flag(
+                "--min-steps",
+                "train at least this many steps even past the budget (default 1000; 0: stop at the budget)",
+                TRAINING_COMMANDS,
+            )
+        ],
+    )
+    validation_fraction: float = setting(0.1, low=0.0, high=0.5)
+    seed: int = setting(
+        0, flags=[Flag("--seed", "random seed", TRAINING_COMMANDS)], panel=Panel("seed", low=0, high=2**31 - 1, shared=True)
+    )
+    device: str = setting(
+        "auto",
+        choices=DEVICES,
+        flags=[
+            Flag("--device", "where to run (default auto: GPU if there is one)", TRAINING_COMMANDS),
+            Flag("--device", "where to run (default: the model's setting, auto)", ("apply",)),
+        ],
+        panel=Panel("device", labels=DEVICE_NAMES, shared=True),
+    )
+    threads: Optional[int] = setting(None, low=1, high=1024, flags=[Flag("--threads", "CPU threads for torch", PREDICTION_COMMANDS)])
+    loss: str = setting(
+        "l2", choices=LOSSES, flags=[Flag("--loss", "reconstruction loss: l2 (default, the mean) or l1 (the median)", PAIRED_COMMANDS)]
+    )
+    adversarial_weight: float = setting(
+        0.0,
+        low=0.0,
+        high=10.0,
+        flags=[
+            Flag(
+                "--adversarial-weight",
+                "add a patch discriminator's loss at this fraction of the reconstruction loss's gradient (e.g. 0.1; default 0: off)",
+                ("supervised",),
+            )
+        ],
+        panel=Panel("adversarialWeight"),
+    )
+
+
+@dataclass
+class PredictionConfig(Section):
+    """Tiled inference: tiles of ``tile_size`` voxels per axis overlapping by ``tile_overlap``, blended
+    with smooth weights; ``tta`` averages the 8 flips/rotations of each tile. Noise2Noise on two
+    acquisitions predicts from ``noise2noise_input``: ``each`` acquisition, averaging the two
+    predictions, or their voxel-wise ``mean`` (one prediction, from an input less noisy than any the
+    network trained on)."""
+
+    SECTION: ClassVar[str] = "prediction"
+
+    tile_size: int = setting(128, low=16, high=1024)
+    tile_overlap: int = setting(32, low=0, high=lambda prediction: prediction.tile_size // 2)
+    batch_size: int = setting(4, low=1, high=256)
+    tta: bool = setting(
+        False,
+        flags=[Flag("--tta", "average 8 in-plane flips/rotations at prediction", PREDICTION_COMMANDS)],
+        panel=Panel("testTimeAugmentation"),
+    )
+    noise2noise_input: str = setting("each", choices=NOISE2NOISE_INPUTS)
+
+
+@dataclass
+class NoiseConfig(Section):
+    """The noise in the volume (noise_models.py); parameters left ``None`` are estimated from the volume.
+
+    - ``gaussian``: additive, ``sigma`` in intensity units (reconstructed CT, generic images).
+    - ``rician``: magnitude MRI; denoised like Gaussian noise of ``sigma`` (close to it in tissue) and
+      then corrected for the Rician bias, which lifts dark regions off the noise floor (rician.py).
+    - ``poisson``: photon counting (PET, SPECT, low-dose imaging, microscopy), ``variance = gain *
+      intensity + sigma**2`` (``gain``: intensity per photon; ``sigma``: Gaussian read noise);
+      denoised after the generalised Anscombe transform, inverted without bias (vst.py).
+    - ``speckle``: multiplicative ultrasound speckle, ``sigma`` its relative std (1/sqrt(looks));
+      denoised in the log domain, inverted without bias.
+    """
+
+    SECTION: ClassVar[str] = "noise"
+
+    model: str = setting(
+        "rician",
+        choices=NOISE_MODELS,
+        flags=[Flag("--noise-model", "rician (MRI, default), gaussian (CT), poisson (PET), speckle (ultrasound)", TRAINING_COMMANDS)],
+        panel=Panel("modality", labels=MODALITY_NOISE_MODELS),
+    )
+    sigma: Optional[float] = setting(
+        None,
+        low=0.0,
+        flags=[Flag("--noise-sigma", "noise sigma (poisson: read noise; speckle: relative spread); default: estimated", TRAINING_COMMANDS)],
+    )
+    gain: Optional[float] = setting(
+        None, low=1e-30, flags=[Flag("--noise-gain", "poisson only: intensity per photon; default: estimated", TRAINING_COMMANDS)]
+    )
+
+    def check_rules(self) -> None:
+        if self.sigma is not None and self.model == "speckle" and not self.sigma > 0:
+            raise ValueError("noise.sigma for speckle is its relative spread and must be positive")
+        if self.gain is not None and self.model != "poisson":
+            raise ValueError("noise.gain (intensity per photon) applies to the poisson model only")
+
+
+@dataclass
+class DenoiseConfig(Configuration):
+    """One denoising run. ``method`` picks how the network learns. From the noisy volume alone (a
+    Noise2Void flavour): ``blindspot`` (the default) builds the blind spot into the network and
+    learns from every voxel (Laine et al. 2019); ``n2v``, ``n2v2`` and ``structn2v`` hide voxels by
+    masking (Krull et al. 2019, Höck et al. 2022, Broaddus et al. 2020). From pairs of volumes:
+    ``noise2noise`` maps one noisy acquisition to another of the same anatomy (Lehtinen et al.
+    2018), ``supervised`` maps noisy volumes to clean ones; these mask nothing, so the masking
+    settings do not apply to them."""
+
+    method: str = setting(
+        "blindspot",
+        choices=METHODS,
+        flags=[
+            Flag(
+                "--method",
+                "Noise2Void flavour (default {default})",
+                SINGLE_VOLUME_COMMANDS,
+                choices=tuple(method for method in METHODS if method not in PAIRED_METHODS),
+            )
+        ],
+        panel=Panel("method", labels=METHOD_NAMES),
+    )
+    model: ModelConfig = field(default_factory=ModelConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    prediction: PredictionConfig = field(default_factory=PredictionConfig)
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    allow_label_map: bool = setting(
+        False,
+        flags=[
+            Flag("--force", "denoise even if the volume looks like a label map, and let an output replace its input", TRAINING_COMMANDS)
+        ],
+    )
+
+    def check_rules(self) -> None:
+        check_dimensions(self.method, self.model.dimensions)
+        check_struct_axis(self.method, self.masking.struct_axis)
+        architecture, loss, adversarial_weight = self.model.architecture, self.training.loss, self.training.adversarial_weight
+        check_method_settings(self.method, self.masking == MaskingConfig(), architecture, loss, adversarial_weight)
+
+    @classmethod
+    def for_method(cls, method: str, **overrides: Any) -> DenoiseConfig:
+        """The defaults for ``method``: N2V2 adds blur-pool, drops the top skip and uses median
+        replacement; structN2V masks a line along ``x`` unless told otherwise; the paired methods
+        (``noise2noise``, ``supervised``) take the plain defaults."""
+        choice("method", method, METHODS)
+        model = ModelConfig()
+        masking = MaskingConfig()
+        if method == "n2v2":
+            model = dataclasses.replace(model, blurpool=True, top_skip=False)
+            masking = dataclasses.replace(masking, replacement="median")
+        if method == "structn2v":
+            masking = dataclasses.replace(masking, struct_axis="x", struct_half_length=2)
+        data = {"method": method, "model": dataclasses.asdict(model), "masking": dataclasses.asdict(masking)}
+        return cls.from_dict(deep_merge(data, overrides))
+
+
+#: The settings :meth:`DenoiseConfig.for_method` decides for a method (masking style, N2V2's layers),
+#: which a change of method on the command line resets.
+METHOD_DECIDES = ("model.blurpool", "model.top_skip", "masking.replacement", "masking.struct_axis", "masking.struct_half_length")

@@ -1,0 +1,184 @@
+"""The noise a denoising run assumes: its parameters, estimated from the noisy volume, and the transform
+into the domain where the noise is additive with one known level.
+
+The blind-spot fusion needs one noise sigma for the whole volume. Gaussian and Rician (in tissue) noise
+already have one; photon-counting (Poisson-Gaussian) noise and ultrasound speckle do not, so they are
+variance-stabilised first (vst.py) and denoised in that domain, then mapped back with unbiased inverses.
+Rician magnitudes are denoised as they are and the result is corrected for the Rician bias (rician.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+from scipy import ndimage
+
+from DeepDenoiseLib.core.metrics import estimate_foreground_noise_sigma, estimate_noise_sigma, haar_detail_and_mean
+from DeepDenoiseLib.core.validation import InputError, check_noise_model_intensities
+from DeepDenoiseLib.denoise.config import NoiseConfig
+from DeepDenoiseLib.denoise.rician import rician_unbias
+from DeepDenoiseLib.denoise.vst import (
+    anscombe_forward,
+    anscombe_inverse,
+    speckle_log_forward,
+    speckle_log_inverse,
+    speckle_log_sigma,
+    speckle_looks_from_log_sigma,
+)
+
+#: Voxels whose local mean exceeds this share of the 99.5th percentile count as foreground.
+FOREGROUND_FRACTION = 0.25
+
+
+@dataclass
+class NoiseTransform:
+    """How one volume is denoised under its noise model: ``forward`` into the stabilised domain, where the
+    noise has standard deviation ``sigma``, and ``inverse`` back to intensities (unbiased)."""
+
+    model: str
+    sigma: float
+    forward: Callable[[np.ndarray], np.ndarray]
+    inverse: Callable[[np.ndarray], np.ndarray]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    #: What the model did with intensities it does not describe (a few negative voxels), for the summary.
+    warnings: list[str] = field(default_factory=list)
+
+    def inverse_spread(self, denoised_transformed: np.ndarray, spread_transformed: np.ndarray) -> np.ndarray:
+        """A spread (uncertainty) measured in the stabilised domain, in intensity units: scaled by the
+        local slope of the inverse (first-order propagation)."""
+        step = np.float32(1e-3 * max(self.sigma, 1e-6))
+        slope = (self.inverse(denoised_transformed + step) - self.inverse(denoised_transformed - step)) / (2 * step)
+        return (np.abs(slope) * spread_transformed).astype(np.float32)
+
+
+def fit_noise_model(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
+    """The noise transform for ``array`` under ``config``: given parameters are used as they are, missing
+    ones are estimated from the volume (no clean data needed). Intensities the model cannot represent
+    (negative ones under rician, poisson and speckle) are refused with an InputError naming the
+    model to use (validation.check_noise_model_intensities)."""
+    if config.model in ("gaussian", "rician"):
+        if config.model == "rician" and np.count_nonzero(array < 0) > 0.5 * array.size:
+            check_noise_model_intensities(array, "rician")  # mostly negative: signed data, whatever the noise
+        sigma = config.sigma if config.sigma is not None else _foreground_sigma(array)
+        warnings = check_noise_model_intensities(array, config.model, sigma)
+        inverse = _identity if config.model == "gaussian" else (lambda values: rician_unbias(values, sigma))
+        return NoiseTransform(config.model, float(sigma), _identity, inverse, {"sigma": float(sigma)}, warnings)
+    if config.model == "poisson":
+        return _poisson_transform(array, config)
+    if config.model == "speckle":
+        return _speckle_transform(array, config)
+    raise ValueError(f"unknown noise model {config.model!r}")
+
+
+def estimate_poisson_gaussian(image: np.ndarray, bins: int = 24) -> tuple[float, float]:
+    """Estimates ``gain`` and ``read_sigma`` of Poisson-Gaussian noise, ``variance = gain * mean +
+    read_sigma**2``, from one noisy image.
+
+    The finest Haar detail of each 2x2x2 block carries the noise and little anatomy; grouping blocks by
+    their mean intensity and taking the robust (median) noise variance of each group gives points on the
+    variance-mean line, fitted by iteratively reweighted least squares (in the spirit of Foi et al. 2008).
+    """
+    detail, block_mean = haar_detail_and_mean(np.asarray(image, dtype=np.float64))
+    detail, block_mean = detail.ravel(), block_mean.ravel()
+    low, high = np.percentile(block_mean, [0.5, 99.5])
+    if not high > low:
+        raise InputError("the image has too little intensity range to estimate Poisson noise")
+    edges = np.linspace(low, high, bins + 1)
+    which = np.digitize(block_mean, edges[1:-1])
+    levels, variances, counts = [], [], []
+    for index in range(bins):
+        members = which == index
+        if members.sum() < 50:
+            continue
+        levels.append(float(np.median(block_mean[members])))
+        variances.append(float((np.median(np.abs(detail[members])) / 0.6745) ** 2))
+        counts.append(int(members.sum()))
+    if len(levels) < 3:
+        raise InputError("too few intensity levels to estimate Poisson noise")
+    level, variance, count = np.array(levels), np.array(variances), np.array(counts, dtype=np.float64)
+    gain, offset = _fit_line(level, variance, np.sqrt(count))
+    for _ in range(3):
+        predicted = np.maximum(gain * level + offset, 1e-3 * variance.max() + 1e-12)
+        gain, offset = _fit_line(level, variance, np.sqrt(count) / predicted)
+    if not gain > 0:
+        raise InputError("the noise does not grow with intensity, so it is not Poisson-like; use the gaussian model")
+    return float(gain), float(np.sqrt(max(offset, 0.0)))
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    design = np.stack([x, np.ones_like(x)], axis=1) * weights[:, None]
+    (slope, intercept), *_ = np.linalg.lstsq(design, y * weights, rcond=None)
+    return float(slope), float(intercept)
+
+
+def _poisson_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
+    # Signal below zero is never photon counts: refuse a signed volume before estimating anything.
+    if np.count_nonzero(array < 0) > 0.5 * array.size:
+        check_noise_model_intensities(array, "poisson")
+    gain, read_sigma = config.gain, config.sigma
+    if gain is None or read_sigma is None:
+        try:
+            estimated_gain, estimated_read_sigma = estimate_poisson_gaussian(array)
+        except InputError:
+            # Photon counts are never negative: when negative signal is why the fit failed, say that.
+            check_noise_model_intensities(array, "poisson")
+            raise
+        gain = estimated_gain if gain is None else gain
+        read_sigma = estimated_read_sigma if read_sigma is None else read_sigma
+    gain, read_sigma = float(gain), float(read_sigma)
+    # Read noise reaches a few sigma below zero where there is no signal; lower values are signal.
+    warnings = check_noise_model_intensities(array, "poisson", read_sigma)
+    transformed = anscombe_forward(array, gain, read_sigma)
+    # The transform gives unit variance when the parameters are right; measuring it keeps fusion honest
+    # when the estimate is off.
+    sigma = estimate_noise_sigma(transformed, mask=_foreground(array))
+    return NoiseTransform(
+        "poisson",
+        sigma,
+        lambda values: anscombe_forward(values, gain, read_sigma),
+        lambda values: anscombe_inverse(values, gain, read_sigma),
+        {"gain": gain, "read_sigma": read_sigma, "stabilised_sigma": sigma},
+        warnings,
+    )
+
+
+def _speckle_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
+    check_noise_model_intensities(array, "speckle")
+    positive = array[array > 0]
+    if positive.size == 0:
+        raise InputError("the volume has no positive intensity to model speckle on")
+    floor = float(np.percentile(positive, 1.0))
+    foreground = _foreground(array)
+    if config.sigma is not None:
+        looks = 1.0 / config.sigma**2
+        log_sigma = speckle_log_sigma(looks)
+    else:
+        log_sigma = estimate_noise_sigma(speckle_log_forward(array, floor), mask=foreground)
+        looks = speckle_looks_from_log_sigma(log_sigma)
+    return NoiseTransform(
+        "speckle",
+        float(log_sigma),
+        lambda values: speckle_log_forward(values, floor),
+        lambda values: speckle_log_inverse(values, looks),
+        {"looks": float(looks), "log_sigma": float(log_sigma), "floor": floor},
+    )
+
+
+def _foreground_sigma(array: np.ndarray) -> float:
+    """The foreground noise sigma; for a series ``[t, k, j, i]`` the median over frames, so that signal
+    changes over time are not taken for noise."""
+    if array.ndim == 4:
+        return float(np.median([estimate_foreground_noise_sigma(frame, FOREGROUND_FRACTION) for frame in array]))
+    return float(estimate_foreground_noise_sigma(array, FOREGROUND_FRACTION))
+
+
+def _foreground(array: np.ndarray) -> Optional[np.ndarray]:
+    smoothed = ndimage.uniform_filter(np.asarray(array, dtype=np.float32), size=5)
+    foreground = smoothed > FOREGROUND_FRACTION * float(np.percentile(array, 99.5))
+    return foreground if foreground.mean() >= 0.01 else None
+
+
+def _identity(values: np.ndarray) -> np.ndarray:
+    return values

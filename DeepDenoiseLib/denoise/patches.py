@@ -1,0 +1,197 @@
+"""Training patches drawn from one volume, or from every frame of a series: random positions, flips
+and in-plane 90-degree rotations, with a slab of the volume held out for validation.
+
+A 2D network sees a patch ``(1 + 2 * context_slices, P, P)``: the slice being denoised first, then
+its neighbours above and below (mirrored at the volume's ends) as extra channels. A 3D network sees
+``(1, Pz, P, P)``. Volumes smaller than a patch get a smaller patch, rounded down to what the UNet's
+pooling needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+#: Held-out patches drawn once and scored after each epoch (training keeps the weights that score best).
+VALIDATION_PATCHES = 16
+
+
+@dataclass
+class PatchGeometry:
+    """What one patch looks like: ``spatial`` is (P, P) in 2D or (Pz, P, P) in 3D."""
+
+    spatial: tuple[int, ...]
+    context_slices: int
+
+    @property
+    def channels(self) -> int:
+        return 1 + 2 * self.context_slices
+
+
+def fit_patch(
+    requested: int,
+    volume_shape: tuple[int, int, int],
+    multiple: tuple[int, ...],
+    spatial_dims: int,
+    depth: Optional[int] = None,
+    shown_shape: Optional[tuple[int, ...]] = None,
+) -> tuple[int, ...]:
+    """The largest patch no bigger than ``requested`` or the volume, divisible by ``multiple``.
+
+    A volume too small for the network's pooling (``depth`` levels) is refused with a ValueError
+    naming ``shown_shape`` (the volume as the user has it; default ``volume_shape``), and the depth
+    that would fit, if any does."""
+    extents = volume_shape[-spatial_dims:]
+    patch = []
+    for extent, step in zip(extents, multiple):
+        size = min(requested, extent)
+        size -= size % step
+        if size < step:
+            shown = "x".join(map(str, shown_shape or volume_shape))
+            deepest = extent.bit_length() - 1  # floor(log2(extent)); 0 for a single voxel
+            if depth is None:
+                advice = "use a shallower model (smaller depth)"
+            elif 1 <= deepest < depth:
+                advice = f"set model.depth to {deepest} (the deepest that fits; the 'model' section of --config)"
+            else:
+                advice = (
+                    f"it has only {extent} voxel(s) there, too few for a network of any depth: crop or resample "
+                    "it less, or denoise a larger region"
+                )
+            raise ValueError(
+                f"the volume ({shown} voxels, k x j x i) is too small for this network: every axis it works on "
+                f"needs at least {step} voxels; {advice}"
+            )
+        patch.append(size)
+    return tuple(patch)
+
+
+def context_stack(volume: np.ndarray, z: int, context_slices: int) -> np.ndarray:
+    """Slice ``z`` followed by its neighbours ``z-1, z+1, z-2, z+2, ...`` (mirrored at the ends)."""
+    depth = volume.shape[0]
+    order = [z]
+    for step in range(1, context_slices + 1):
+        order += [z - step, z + step]
+    return volume[[_mirror(i, depth) for i in order]]
+
+
+def _mirror(index: int, size: int) -> int:
+    if size == 1:
+        return 0
+    period = 2 * (size - 1)
+    index = abs(index) % period
+    return period - index if index >= size else index
+
+
+def oriented(volume: np.ndarray, slice_axis: int) -> np.ndarray:
+    """A view of ``volume`` with ``slice_axis`` first, so its slices are cut across that axis."""
+    return np.moveaxis(volume, slice_axis, 0)
+
+
+def restored(array: np.ndarray, slice_axis: int) -> np.ndarray:
+    """The inverse of :func:`oriented`."""
+    return np.moveaxis(array, 0, slice_axis)
+
+
+class PatchSampler:
+    """Draws augmented training patches outside a held-out validation slab, and fixed validation
+    patches inside it. The slab is the last ``validation_fraction`` of the volume's longest axis.
+
+    A 2D network may learn from slices cut across several ``slice_axes`` (all three for a volume
+    with near-isotropic voxels): three times the variety of views from the same voxels.
+
+    ``volume`` is one ``[k, j, i]`` volume or a series ``[t, k, j, i]`` whose frames share one grid:
+    patches then come from every frame, so one model learns the whole series, and the validation
+    slab is the same region of every frame.
+
+    With a ``target`` (aligned voxel for voxel with ``volume``: a second acquisition, or the clean
+    truth), each patch carries the target's patch as one more, last, channel (in 2D its slice alone,
+    without context), cut at the same place and flipped and rotated with it.
+    """
+
+    def __init__(
+        self,
+        volume: np.ndarray,
+        geometry: PatchGeometry,
+        validation_fraction: float,
+        rng: np.random.Generator,
+        slice_axes: tuple[int, ...] = (0,),
+        target: Optional[np.ndarray] = None,
+    ) -> None:
+        if target is not None and target.shape != volume.shape:
+            raise ValueError(f"the target's shape {target.shape} differs from the volume's {volume.shape}")
+        self.geometry = geometry
+        self.rng = rng
+        self.spatial_dims = len(geometry.spatial)
+        self.slice_axes = slice_axes if self.spatial_dims == 2 else (0,)
+        frames = volume[np.newaxis] if volume.ndim == 3 else volume
+        target_frames = None if target is None else (target[np.newaxis] if target.ndim == 3 else target)
+        spatial_shape = frames.shape[1:]
+        # views are frame-major: frame 0 in each orientation, then frame 1...
+        self.views = [oriented(frame, axis) for frame in frames for axis in self.slice_axes]
+        self.target_views = (
+            None if target_frames is None else [oriented(frame, axis) for frame in target_frames for axis in self.slice_axes]
+        )
+        self.channels = geometry.channels + (0 if target is None else 1)
+        # the patch as a 3D box in a view: a 2D patch is one slice thick
+        self.patch_shape: tuple[int, ...] = (1, *geometry.spatial) if self.spatial_dims == 2 else geometry.spatial
+        held_axis = int(np.argmax(spatial_shape))
+        # where the held-out axis lies in each view (oriented() puts the slice axis first)
+        held_per_axis = [([axis] + [a for a in range(3) if a != axis]).index(held_axis) for axis in self.slice_axes]
+        self.held_axes = held_per_axis * len(frames)
+        length = spatial_shape[held_axis]
+        needed = max(self.patch_shape[view_axis] for view_axis in held_per_axis)
+        held_out = int(round(length * validation_fraction))
+        if held_out:
+            held_out = max(held_out, needed)
+            if length - held_out < needed:
+                held_out = 0
+        self.train_stop = length - held_out
+        self.held_out = held_out
+
+    def _random_corner(self, view: int, region: tuple[int, int]) -> tuple[int, int, int]:
+        corner = []
+        for axis, (extent, size) in enumerate(zip(self.views[view].shape, self.patch_shape)):
+            low, high = region if axis == self.held_axes[view] else (0, extent)
+            corner.append(int(self.rng.integers(low, max(low, high - size) + 1)))
+        return tuple(corner)  # type: ignore[return-value]
+
+    def _extract(self, view: int, corner: tuple[int, int, int]) -> np.ndarray:
+        shape = self.patch_shape
+        z, y, x = corner
+        volume = self.views[view]
+        if self.spatial_dims == 3:
+            patch = volume[z : z + shape[0], y : y + shape[1], x : x + shape[2]][None]
+        else:
+            patch = context_stack(volume, z, self.geometry.context_slices)[:, y : y + shape[1], x : x + shape[2]]
+        if self.target_views is None:
+            return patch
+        target = self.target_views[view][z : z + shape[0], y : y + shape[1], x : x + shape[2]]
+        return np.concatenate([patch, target if self.spatial_dims == 2 else target[None]])
+
+    def _random_patch(self, region: tuple[int, int]) -> np.ndarray:
+        view = int(self.rng.integers(len(self.views)))
+        return self._extract(view, self._random_corner(view, region))
+
+    def training_batch(self, batch_size: int) -> np.ndarray:
+        """``(B, C, *spatial)`` float32 patches with random flips and in-plane rotations."""
+        patches = []
+        square = self.geometry.spatial[-1] == self.geometry.spatial[-2]
+        for _ in range(batch_size):
+            patch = self._random_patch((0, self.train_stop))
+            if square:
+                patch = np.rot90(patch, k=int(self.rng.integers(4)), axes=(-2, -1))
+            for axis in range(1, patch.ndim):
+                if self.rng.random() < 0.5:
+                    patch = np.flip(patch, axis=axis)
+            patches.append(np.ascontiguousarray(patch))
+        return np.stack(patches).astype(np.float32, copy=False)
+
+    def validation_batch(self, count: int) -> np.ndarray:
+        """Patches from the held-out slab (empty when the volume is too small to hold one out)."""
+        if not self.held_out:
+            return np.zeros((0, self.channels, *self.geometry.spatial), dtype=np.float32)
+        region = (self.train_stop, self.train_stop + self.held_out)
+        return np.stack([self._random_patch(region) for _ in range(count)]).astype(np.float32)

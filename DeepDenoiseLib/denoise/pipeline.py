@@ -1,0 +1,245 @@
+"""The self-supervised denoising run end to end, in memory: check the input, normalise, train
+Noise2Void, predict, invert.
+
+:func:`denoise_volume` works on a :class:`Volume` (what scripts call); :func:`denoise_series` does the
+same for a 4D series ``[t, k, j, i]`` with one model for all frames; :func:`apply_trained_model` skips
+the training and uses a model trained before (a saved model file). The runs on files, which the
+command line and the Slicer worker make, are files.py's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from DeepDenoiseLib.core.device import fallback_warnings
+from DeepDenoiseLib.core.metrics import estimate_foreground_noise_sigma
+from DeepDenoiseLib.core.normalization import PercentileNormalizer
+from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled
+from DeepDenoiseLib.core.validation import (
+    InputError,
+    VolumeCheck,
+    check_result,
+    check_series_object,
+    check_volume_object,
+)
+from DeepDenoiseLib.core.volume import Volume
+from DeepDenoiseLib.denoise.config import PAIRED_METHODS, DenoiseConfig
+from DeepDenoiseLib.denoise.inference import predict_volume
+from DeepDenoiseLib.denoise.n2v_training import train_noise2void
+from DeepDenoiseLib.denoise.networks import TrainedModel
+from DeepDenoiseLib.denoise.noise2noise import noise2noise_series
+from DeepDenoiseLib.denoise.noise_models import NoiseTransform, fit_noise_model
+from DeepDenoiseLib.denoise.result import DenoiseResult
+
+logger = logging.getLogger(__name__)
+
+#: Methods that train one self-supervised model on the noisy data itself: on a series, one model
+#: learns from patches of every frame.
+SHARED_MODEL_SERIES_METHODS = ("blindspot", "n2v", "n2v2", "structn2v")
+
+
+def denoise_volume(
+    volume: Volume,
+    config: Optional[DenoiseConfig] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> DenoiseResult:
+    """Trains Noise2Void on ``volume`` itself and returns it denoised, on exactly the same grid.
+
+    A constant volume comes back unchanged with a warning in ``summary["warnings"]``. With the
+    ``rician`` noise model the result is corrected for the Rician bias of magnitude images.
+
+    >>> result = denoise_volume(read_volume("noisy.nii.gz"), DenoiseConfig.for_method("n2v2"))
+    >>> result.summary["seconds"], result.summary["noise_sigma_after"]
+    """
+    return _run(volume, config or DenoiseConfig(), progress, cancel, trained=None, series=False)
+
+
+def denoise_series(
+    volume: Volume,
+    config: Optional[DenoiseConfig] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> DenoiseResult:
+    """Denoises a 4D series ``[t, k, j, i]`` (fMRI, dynamic scans) and returns a series on the same grid.
+
+    The Noise2Void family trains ONE model on patches drawn from every frame, then predicts frame by
+    frame: the training time does not grow with the frame count. Normalisation is fitted on the
+    whole series; the noise sigma is the median of the frames' estimates (or ``noise.sigma``).
+    ``summary`` adds ``frames``; ``metadata`` (time spacing and origin) is kept.
+
+    >>> series = read_volume("bold.nii.gz", allow_4d=True)
+    >>> result = denoise_series(series, DenoiseConfig.for_method("blindspot", training={"budget_seconds": 300}))
+    """
+    config = config or DenoiseConfig()
+    if config.method in SHARED_MODEL_SERIES_METHODS:
+        return _run(volume, config, progress, cancel, trained=None, series=True)
+    if config.method == "noise2noise":
+        return noise2noise_series(volume, config, progress, cancel)
+    raise InputError(f"method {config.method!r} cannot denoise a 4D series; use one of {', '.join(SHARED_MODEL_SERIES_METHODS)}")
+
+
+def apply_trained_model(
+    model: TrainedModel,
+    volume: Volume,
+    config: DenoiseConfig,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    series: bool = False,
+) -> DenoiseResult:
+    """Denoises ``volume`` (3D, or with ``series`` a 4D series frame by frame) with a model trained
+    before on another volume, as :func:`denoise_volume` would have after its training: the
+    normalisation is fitted on this volume with ``config``'s percentiles, and the noise sigma (for
+    the fusion step and the Rician correction) is estimated on it unless ``config.noise.sigma``
+    fixes it."""
+    return _run(volume, config, progress, cancel, trained=model, series=series)
+
+
+@dataclass
+class _Prepared:
+    """The input as the network sees it: normalised, with the noise sigma in the input's units."""
+
+    array: np.ndarray
+    noise: NoiseTransform
+    normalizer: PercentileNormalizer
+    normalized: np.ndarray
+
+    @property
+    def noise_sigma(self) -> float:
+        """The noise sigma in the stabilised domain (the input's units for Gaussian and Rician noise)."""
+        return self.noise.sigma
+
+
+def _prepare(array: np.ndarray, config: DenoiseConfig) -> _Prepared:
+    noise = fit_noise_model(array, config.noise)
+    stabilised = noise.forward(array)
+    normalizer = PercentileNormalizer.fit(stabilised, config.normalization.low_percentile, config.normalization.high_percentile)
+    return _Prepared(array, noise, normalizer, normalizer.forward(stabilised))
+
+
+def _check(volume: Volume, config: DenoiseConfig, series: bool) -> VolumeCheck:
+    if series:
+        return check_series_object(volume, allow_label_map=config.allow_label_map)
+    return check_volume_object(volume, allow_label_map=config.allow_label_map)
+
+
+def _run(
+    volume: Volume,
+    config: DenoiseConfig,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[CancelToken],
+    trained: Optional[TrainedModel],
+    series: bool,
+) -> DenoiseResult:
+    if trained is None and config.method in PAIRED_METHODS:
+        raise ValueError(
+            f"method '{config.method}' learns from pairs of volumes: use DeepDenoiseLib.denoise.noise2noise or .supervised "
+            "(deepdenoise n2n or deepdenoise supervised on the command line)"
+        )
+    start = time.perf_counter()
+    check = _check(volume, config, series)
+    for warning in check.warnings:
+        logger.warning(warning)
+    array = np.asarray(volume.array, dtype=np.float32)
+    summary: dict[str, Any] = {
+        "method": config.method,
+        "dimensions": config.model.dimensions,
+        "shape_kji": list(array.shape[-3:]),
+        "warnings": list(volume.metadata.get("warnings", [])) + list(check.warnings),
+    }
+    if series:
+        summary["frames"] = int(array.shape[0])
+    if check.is_constant:
+        summary.update(seconds=time.perf_counter() - start, training_steps=0)
+        zeros = volume.with_array(np.zeros_like(array))
+        uncertainty = zeros if config.prediction.tta else None
+        return DenoiseResult(volume.with_array(array.copy()), zeros, uncertainty, summary, config=config)
+
+    prepared = _prepare(array, config)
+    summary["warnings"] += prepared.noise.warnings
+    normalized_sigma = prepared.noise_sigma / prepared.normalizer.scale
+    if trained is None:
+        spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
+        model = train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma)
+    else:
+        # The fusion step weighs each voxel's own value by this volume's noise level, not the training volume's.
+        variance = None if trained.noise_variance is None else normalized_sigma**2
+        model = dataclasses.replace(trained, noise_variance=variance)
+    check_cancelled(cancel)
+    predict_start = time.perf_counter()
+    denoised, spread = _predict(model, prepared, config, progress, cancel)
+    check_result(array, denoised, "the denoised volume")
+    summary["warnings"] += fallback_warnings(config.training.device, model.device)
+    residual = (array - denoised).astype(np.float32)
+    uncertainty = None if spread is None else volume.with_array(spread)
+    if trained is None:
+        summary.update(
+            training_seconds=round(model.history.seconds, 2),
+            training_steps=model.history.steps,
+            stopped_by=model.history.stopped_by,
+            best_validation_loss=model.history.best_validation_loss,
+        )
+    else:
+        summary.update(training_seconds=0.0, training_steps=0)
+    summary.update(
+        seconds=round(time.perf_counter() - start, 2),
+        prediction_seconds=round(time.perf_counter() - predict_start, 2),
+        device=str(model.device),
+        noise_model=config.noise.model,
+        noise_parameters=prepared.noise.parameters,
+        noise_sigma_fused=prepared.noise.sigma,
+        noise_sigma_before=_noise_sigma(array),
+        noise_sigma_after=_noise_sigma(denoised),
+        residual_std=float(np.std(residual)),
+    )
+    result = DenoiseResult(volume.with_array(denoised), volume.with_array(residual), uncertainty, summary, model.history)
+    if trained is None:
+        result.model, result.normalizer, result.config = model, prepared.normalizer, config
+    return result
+
+
+def _noise_sigma(denoised: np.ndarray) -> float:
+    if denoised.ndim == 4:
+        return float(np.median([estimate_foreground_noise_sigma(frame) for frame in denoised]))
+    return float(estimate_foreground_noise_sigma(denoised))
+
+
+def _predict(
+    model: TrainedModel,
+    prepared: _Prepared,
+    config: DenoiseConfig,
+    progress: Optional[ProgressCallback],
+    cancel: Optional[CancelToken],
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """The denoised volume (or series, frame by frame) in the input's units, and the TTA spread."""
+    frames = prepared.normalized if prepared.normalized.ndim == 4 else prepared.normalized[np.newaxis]
+    denoised = np.empty(frames.shape, dtype=np.float32)
+    spread = np.empty(frames.shape, dtype=np.float32) if config.prediction.tta else None
+    for index, frame in enumerate(frames):
+        frame_progress = _frame_progress(progress, index, len(frames)) if len(frames) > 1 else progress
+        prediction = predict_volume(model, frame, config.prediction, frame_progress, cancel)
+        stabilised = prepared.normalizer.inverse(prediction.denoised)
+        denoised[index] = prepared.noise.inverse(stabilised)
+        if spread is not None and prediction.spread is not None:
+            spread[index] = prepared.noise.inverse_spread(stabilised, prediction.spread * np.float32(prepared.normalizer.scale))
+    if prepared.normalized.ndim == 3:
+        return denoised[0], None if spread is None else spread[0]
+    return denoised, spread
+
+
+def _frame_progress(progress: Optional[ProgressCallback], index: int, count: int) -> Optional[ProgressCallback]:
+    """Maps one frame's 0..1 onto its share of the prediction stage, naming the frame."""
+    if progress is None:
+        return None
+
+    def forward(event: ProgressEvent) -> None:
+        message = f"frame {index + 1}/{count}" + (f", {event.message}" if event.message else "")
+        progress(dataclasses.replace(event, fraction=(index + event.fraction) / count, message=message))
+
+    return forward

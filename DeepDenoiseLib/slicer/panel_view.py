@@ -1,0 +1,57 @@
+"""What the panel shows for the parameter node's state, decided outside Qt so that the module's widget
+only applies it: which controls of both sections are enabled and visible, the whole-sequence option,
+and the save-as name to suggest.
+
+>>> view = panel_view(parameterNode, previous_suggestion="")
+>>> for name, enabled in view.enabled.items(): widgets[name].enabled = enabled
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from DeepDenoiseLib.slicer.panel import (
+    enabled_settings,
+    sequence_option_text,
+    sequence_to_run,
+    suggested_model_name,
+    updated_model_name,
+    visible_settings,
+)
+from DeepDenoiseLib.slicer.sequences import sequence_of_proxy
+from DeepDenoiseLib.slicer.superres_panel import superres_enabled_settings, superres_visible_settings
+
+
+@dataclass
+class PanelView:
+    """The panel for one state: ``enabled`` and ``visible`` by parameter name (plus ``savedModel``);
+    ``sequence_option`` the whole-sequence checkbox's text when the input is the frame in view of a
+    sequence (None: hidden); ``sequence_outputs`` whether the note on a sequence's outputs shows;
+    ``model_name`` the save-as name to set (None: keep it) and ``suggestion`` the name suggested."""
+
+    enabled: dict[str, bool] = field(default_factory=dict)
+    visible: dict[str, bool] = field(default_factory=dict)
+    sequence_option: Optional[str] = None
+    sequence_outputs: bool = False
+    model_name: Optional[str] = None
+    suggestion: str = ""
+
+
+def panel_view(state: Any, previous_suggestion: str) -> PanelView:
+    """The view of ``state`` (the parameter node); ``previous_suggestion`` is the save-as name
+    suggested last, which follows the input and the method until the user types a name of their own."""
+    frame_of = sequence_of_proxy(state.inputVolume)
+    view = PanelView(
+        enabled={**enabled_settings(state), **superres_enabled_settings(state)},
+        visible={**visible_settings(state), **superres_visible_settings(state)},
+        sequence_option=sequence_option_text(frame_of) if frame_of is not None else None,
+        sequence_outputs=sequence_to_run(state) is not None,
+        suggestion=previous_suggestion,
+    )
+    source = sequence_to_run(state) or state.inputVolume
+    if source is not None:
+        view.suggestion = suggested_model_name(source.GetName(), state.method)
+        name = updated_model_name(state.saveModelName, previous_suggestion, view.suggestion)
+        view.model_name = name if name != state.saveModelName else None
+    return view

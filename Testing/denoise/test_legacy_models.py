@@ -1,0 +1,29 @@
+"""Model files saved before the library was split into subpackages (commit 16ab2e4) still load and
+give the output they gave then: a model file records configurations and network geometry, never
+module paths. Testing/data holds two tiny models trained on a noisy phantom (Blind-spot N2V 2D with
+noise fusion; N2V 3D) and, in legacy_models_expected.npz, the volume they were applied to and what
+each returned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from DeepDenoiseLib import load_model
+from DeepDenoiseLib.core.volume import Volume
+from DeepDenoiseLib.denoise.model_record import read_model_record
+from Testing.support import TESTING
+from Testing.support.phantoms import single_thread  # noqa: F401
+
+DATA = TESTING / "data"
+EXPECTED = np.load(DATA / "legacy_models_expected.npz")
+
+
+@pytest.mark.parametrize("name", ["legacy_blindspot_2d", "legacy_n2v_3d"])
+def test_a_model_saved_before_the_restructure_loads_and_denoises_as_it_did(name) -> None:
+    path = DATA / f"{name}.safetensors"
+    record = read_model_record(path)
+    assert "DeepDenoiseLib" not in str(record)  # no module paths in the record
+    saved = load_model(path, device="cpu")
+    result = saved.apply(Volume(EXPECTED["input"], spacing=(0.9, 0.8, 2.5)))
+    np.testing.assert_allclose(result.denoised.array, EXPECTED[name], rtol=1e-5, atol=1e-6)
