@@ -84,7 +84,11 @@ class DeepDenoise(ScriptedLoadableModule):
             "no downloaded model are needed. Pick a volume, a method and a time budget and press Apply; "
             "the result appears over the input in the slice views."
             "<ul>"
-            "<li><b>Blind-spot N2V</b> (default): a network that never sees the voxel it predicts learns "
+            "<li><b>Pretrained R2R</b> (default): a network that ships with the extension, pretrained on "
+            "synthetic volumes and told the volume's estimated noise level, is trained further on the volume "
+            "itself (Recorrupted-to-Recorrupted) until it stops improving; if it cannot beat the input on "
+            "held-out patches, the input is returned with a warning. 2D with neighbouring slices as context.</li>"
+            "<li><b>Blind-spot N2V</b>: a network that never sees the voxel it predicts learns "
             "from every voxel, then fuses its prediction with the voxel's noisy value under the noise "
             "model. 2D only, with neighbouring slices as context.</li>"
             "<li><b>N2V</b> (Noise2Void): hides a few voxels in each patch and learns to predict them from "
@@ -346,7 +350,7 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
 
     def onMethodChosen(self, index) -> None:
-        """A 2D-only method (Blind-spot N2V) switches the dimensions to 2D; a paired method, which
+        """A 2D-only method (Pretrained R2R, Blind-spot N2V) switches the dimensions to 2D; a paired method, which
         keeps no model, unticks saving."""
         if self._parameterNode:
             for name, value in parameters_for_method(self._parameterNode.method).items():

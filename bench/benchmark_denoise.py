@@ -13,7 +13,8 @@ The default method runs ``--repeats`` times with different seeds and the table q
 other learned methods run ``--repeats-baselines`` times. Prints a Markdown table, one column per
 variant, and writes every run to ``--json`` (rewritten after each method, so a stopped run keeps what
 it finished). ``--only``/``--skip`` take words of a method's name or its key: slicer-cad, skimage-nlm,
-dipy-nlm, dipy-nlm-b2, bm4d-est, bm4d-true, careamics-n2v3d, ours-n2v2d, ours-n2v3d, ours-default::
+dipy-nlm, dipy-nlm-b2, bm4d-est, bm4d-true, careamics-n2v3d, ours-n2v2d, ours-n2v3d, ours-blindspot,
+ours-default (pretrained R2R). ``--device`` picks where DeepDenoise's methods run (auto: a GPU if any)::
 
     python bench/benchmark_denoise.py --shared ../shared/data --repeats 3
     python bench/benchmark_denoise.py --crop 48 --budget-seconds 5 --careamics-budget-seconds 15 --repeats 1
@@ -67,6 +68,8 @@ from DeepDenoiseLib.denoise.pipeline import denoise_volume  # noqa: E402
 
 DEFAULT_KEY = "ours-default"
 REFERENCE_KEY = "bm4d-true"
+#: The classical filters a user runs without knowing the noise level (issue 12's CPU target).
+CLASSICAL_ESTIMATED_KEYS = ("dipy-nlm-b2", "bm4d-est")
 # Import name -> what to pip install.
 PACKAGES = {"skimage": "scikit-image", "dipy": "dipy", "bm4d": "bm4d"}
 
@@ -158,7 +161,7 @@ class Careamics:
 def methods(args: argparse.Namespace, clean: np.ndarray) -> list[MethodSpec]:
     """Every row of the table, in order; ``clean`` (the full clean volume) gives BM4D the true Poisson gain."""
     budget = args.budget_seconds
-    training = {"budget_seconds": budget}
+    training = {"budget_seconds": budget, "device": args.device}
     careamics = CareamicsSettings(args.careamics_budget_seconds, threads=args.threads)
 
     def true_gain(variant: Variant) -> float:
@@ -204,9 +207,15 @@ def methods(args: argparse.Namespace, clean: np.ndarray) -> list[MethodSpec]:
             kind="learned",
         ),
         MethodSpec(
-            DEFAULT_KEY,
-            f"DeepDenoise blind-spot N2V + fusion, default ({budget:.0f} s training)",
+            "ours-blindspot",
+            f"DeepDenoise blind-spot N2V + fusion (the default before R2R; {budget:.0f} s training)",
             deepdenoise("blindspot", {"training": training}),
+            kind="learned",
+        ),
+        MethodSpec(
+            DEFAULT_KEY,
+            f"DeepDenoise pretrained R2R, default (at most {budget:.0f} s training, stops when it stops improving)",
+            deepdenoise("r2r", {"training": training}),
             kind="default",
         ),
     ]
@@ -243,6 +252,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--careamics-venv", type=Path, default=DEFAULT_VENV, help="CAREamics' environment (made on first use)")
     parser.add_argument("--crop", type=int, help="score the central N^3 block only (a quick check of every method)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch, dipy and CAREamics")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="where DeepDenoise's methods run")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "denoise.json", help="every run, as JSON")
     args = parser.parse_args(argv)
     if args.levels:
@@ -339,6 +349,7 @@ def write_json(args: argparse.Namespace, rows: list[dict[str, Any]], not_run: li
     """Writes the settings, the rows and what did not run, atomically (a temporary file renamed)."""
     settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
     settings["torch_threads"] = torch.get_num_threads()
+    settings["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     args.json.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.json.with_name(f".{args.json.name}.tmp")
     record = {"settings": settings, "rows": rows, "not_run": not_run}
@@ -367,6 +378,13 @@ def print_table(rows: list[dict[str, Any]], variants: list[Variant], specs: list
             gaps.append("—")
     if any(gap != "—" for gap in gaps):
         print("| gap to BM4D true sigma (default minus BM4D) | " + " | ".join(gaps) + " | |")
+    margins = []
+    for v in variants:
+        ours = found.get((DEFAULT_KEY, v.name))
+        classical = [found[(key, v.name)] for key in CLASSICAL_ESTIMATED_KEYS if (key, v.name) in found]
+        margins.append(f"{ours['psnr'] - max(row['psnr'] for row in classical):+.2f} dB" if ours and classical else "—")
+    if any(margin != "—" for margin in margins):
+        print("| margin over the best of dipy NL-means (b2) and BM4D (estimated sigma) | " + " | ".join(margins) + " | |")
 
 
 def print_not_run(not_run: list[dict[str, str]]) -> None:

@@ -36,12 +36,17 @@ class TrainingLimits:
     """When training stops: after ``max_steps`` steps, or when ``budget_seconds`` of wall-clock time
     have passed (None: no budget) and at least ``min_steps`` steps are made (a budget that runs out
     earlier is stretched to them; 0: stop at the budget). Every ``steps_per_epoch`` steps the
-    validation loss is measured and the best weights kept (None: no validation, the last weights)."""
+    validation loss is measured and the best weights kept (None: no validation, the last weights).
+    ``patience``: stop early once that many validations in a row found no better weights (None:
+    never); ``validate_first``: score the starting weights too, so that a pretrained network is kept
+    when training does not improve on it."""
 
     max_steps: int
     budget_seconds: Optional[float] = None
     min_steps: int = 0
     steps_per_epoch: Optional[int] = None
+    patience: Optional[int] = None
+    validate_first: bool = False
 
     @classmethod
     def in_epochs(cls, epochs: int, steps_per_epoch: int, budget_seconds: Optional[float], min_steps: int) -> TrainingLimits:
@@ -61,6 +66,7 @@ class TrainingHistory:
     step_losses: list[float] = field(default_factory=list)
     validation_loss: list[float] = field(default_factory=list)
     best_validation_loss: Optional[float] = None
+    initial_validation_loss: Optional[float] = None
     stopped_by: str = ""
 
 
@@ -133,6 +139,10 @@ def fit(
     extended = False
     history = TrainingHistory()
     best_state = None
+    stale_validations = 0
+    if limits.validate_first and validation_loss is not None:
+        history.initial_validation_loss = history.best_validation_loss = validation_loss()
+        best_state = copy.deepcopy(network.state_dict()) if history.initial_validation_loss is not None else None
     start = time.perf_counter()
     report(progress, ProgressEvent("training", 0.0, message=f"{label}starting", eta_seconds=budget))
 
@@ -163,14 +173,26 @@ def fit(
             if history.best_validation_loss is None or epoch_validation_loss < history.best_validation_loss:
                 history.best_validation_loss = epoch_validation_loss
                 best_state = copy.deepcopy(network.state_dict())
+                stale_validations = 0
+            else:
+                stale_validations += 1
         if len(epoch_losses) < steps_per_epoch:
+            break
+        if limits.patience is not None and stale_validations >= limits.patience:
+            history.stopped_by = "patience"
+            report(
+                progress,
+                ProgressEvent("training", 1.0, message=f"{label}the validation loss stopped improving after {history.steps} steps"),
+            )
             break
 
     history.seconds = time.perf_counter() - start
-    if history.steps >= limits.max_steps:
-        history.stopped_by = "epochs" if limits.steps_per_epoch else "steps"
-    else:
-        history.stopped_by = "min_steps" if extended else "budget"
+    if not history.stopped_by:
+        history.stopped_by = (
+            ("epochs" if limits.steps_per_epoch else "steps")
+            if history.steps >= limits.max_steps
+            else ("min_steps" if extended else "budget")
+        )
     if best_state is not None:
         network.load_state_dict(best_state)
     recalibrate_batch_norm(network, draw_batch, network_input or (lambda batch: batch))

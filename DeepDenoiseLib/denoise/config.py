@@ -28,10 +28,14 @@ from DeepDenoiseLib.core.settings import (
     setting,
 )
 from DeepDenoiseLib.denoise.method_rules import (
+    INITIALISATIONS,
     METHODS,
     PAIRED_METHODS,
     check_dimensions,
+    check_initialisation,
     check_method_settings,
+    check_network_width,
+    check_patch_size,
     check_struct_axis,
 )
 
@@ -41,6 +45,8 @@ NOISE2NOISE_INPUTS = ("each", "mean")
 DIMENSIONS = ("2d", "3d")
 NORMS = ("batch", "instance", "group", "none")
 SLICE_AXES = ("auto", "k", "kji")
+#: The step floor of the methods that train a network from random weights (TrainingConfig).
+NETWORK_FROM_SCRATCH_MIN_STEPS = 1000
 REPLACEMENTS = ("uniform", "median")
 AXES = ("x", "y", "z")
 NOISE_MODELS = ("gaussian", "rician", "poisson", "speckle")
@@ -55,6 +61,7 @@ PREDICTION_COMMANDS = TRAINING_COMMANDS + ("apply",)
 #: The panel's words for the methods: the library's default method first, then the other
 #: single-volume methods, then those that learn from pairs of volumes.
 METHOD_NAMES = {
+    "Pretrained R2R": "r2r",
     "Blind-spot N2V": "blindspot",
     "N2V": "n2v",
     "N2V2": "n2v2",
@@ -81,7 +88,8 @@ class ModelConfig(Section):
     blind-spot prediction alone. ``blurpool``/``top_skip`` give N2V2's UNet. ``architecture``
     (paired methods only): ``unet`` (residual: it learns the correction to its input), or ``dae``, a
     denoising autoencoder: the same encoder and decoder without any skip connection or residual
-    path, so every output passes through the bottleneck."""
+    path, so every output passes through the bottleneck. ``init`` (method r2r): start from the
+    pretrained prior (``auto``/``prior``; its network has a fixed size) or from ``random`` weights."""
 
     SECTION: ClassVar[str] = "model"
 
@@ -99,6 +107,11 @@ class ModelConfig(Section):
     norm: str = setting("batch", choices=NORMS)
     blurpool: bool = setting(False)
     top_skip: bool = setting(True)
+    init: str = setting(
+        "auto",
+        choices=INITIALISATIONS,
+        flags=[Flag("--init", "r2r: start from the pretrained prior (auto, prior) or from random weights", SINGLE_VOLUME_COMMANDS)],
+    )
     architecture: str = setting(
         "unet",
         choices=ARCHITECTURES,
@@ -132,10 +145,12 @@ class MaskingConfig(Section):
 @dataclass
 class TrainingConfig(Section):
     """Training. It stops at whichever comes first of ``max_epochs`` and ``budget_seconds`` (users
-    think in minutes, so the budget is the usual limit), but a budget that runs out before
-    ``min_steps`` steps is extended to them: fewer leave the network under-trained (the default's
-    result at 10 % Rician noise on the benchmark volume: 21.4 dB after 300 steps, 24.2 after 600,
-    26.5 after 1000, 28.0 after 1500; bench/benchmark_steps.py). The paired methods also take the
+    think in minutes, so the budget is the usual limit) or, with ``patience``, once the held-out loss
+    has not improved for that many epochs; a budget that runs out before ``min_steps`` steps is
+    extended to them. Method r2r starts from a pretrained network, so it needs no floor and stops
+    early (these are the table's defaults); the methods that train from random weights take a floor
+    of 1000 steps and no early stop (DenoiseConfig.for_method): fewer steps leave them under-trained
+    (bench/benchmark_steps.py). The paired methods also take the
     reconstruction ``loss`` (``l2`` learns the mean of the targets, ``l1`` their median) and, for
     ``supervised``, an ``adversarial_weight`` (0 = off): a patch discriminator's loss is added, scaled
     so that its gradient at the network's output layer is this fraction of the reconstruction loss's
@@ -162,18 +177,30 @@ class TrainingConfig(Section):
         panel=Panel("budgetMinutes", unit=MINUTES, low=0.05, high=1440.0),
     )
     min_steps: int = setting(
-        1000,
+        0,
         low=0,
         high=10_000_000,
         flags=[
             Flag(
                 "--min-steps",
-                "train at least this many steps even past the budget (default 1000; 0: stop at the budget)",
+                "train at least this many steps even past the budget (default: 0 for r2r, 1000 for the other methods; 0: stop at the budget)",
                 TRAINING_COMMANDS,
             )
         ],
     )
     validation_fraction: float = setting(0.1, low=0.0, high=0.5)
+    patience: Optional[int] = setting(
+        6,
+        low=1,
+        high=100000,
+        flags=[
+            Flag(
+                "--patience",
+                "stop once the held-out loss has not improved for this many epochs (default: 6 for r2r; the other methods never stop early)",
+                SINGLE_VOLUME_COMMANDS,
+            )
+        ],
+    )
     seed: int = setting(
         0, flags=[Flag("--seed", "random seed", TRAINING_COMMANDS)], panel=Panel("seed", low=0, high=2**31 - 1, shared=True)
     )
@@ -266,8 +293,10 @@ class NoiseConfig(Section):
 
 @dataclass
 class DenoiseConfig(Configuration):
-    """One denoising run. ``method`` picks how the network learns. From the noisy volume alone (a
-    Noise2Void flavour): ``blindspot`` (the default) builds the blind spot into the network and
+    """One denoising run. ``method`` picks how the network learns. From the noisy volume alone:
+    ``r2r`` (the default) starts from a pretrained noise-conditioned network and trains it further on
+    the volume with the Recorrupted-to-Recorrupted loss (r2r_training.py); the Noise2Void flavours
+    train from random weights: ``blindspot`` builds the blind spot into the network and
     learns from every voxel (Laine et al. 2019); ``n2v``, ``n2v2`` and ``structn2v`` hide voxels by
     masking (Krull et al. 2019, Höck et al. 2022, Broaddus et al. 2020). From pairs of volumes:
     ``noise2noise`` maps one noisy acquisition to another of the same anatomy (Lehtinen et al.
@@ -275,12 +304,12 @@ class DenoiseConfig(Configuration):
     settings do not apply to them."""
 
     method: str = setting(
-        "blindspot",
+        "r2r",
         choices=METHODS,
         flags=[
             Flag(
                 "--method",
-                "Noise2Void flavour (default {default})",
+                "how the network learns from the noisy volume (default {default})",
                 SINGLE_VOLUME_COMMANDS,
                 choices=tuple(method for method in METHODS if method not in PAIRED_METHODS),
             )
@@ -302,27 +331,46 @@ class DenoiseConfig(Configuration):
 
     def check_rules(self) -> None:
         check_dimensions(self.method, self.model.dimensions)
+        check_network_width(self.model.depth, self.model.base_channels)
+        check_patch_size(self.training.patch_size, self.model.depth)
+        defaults = ModelConfig()
+        changed = [
+            field.name for field in dataclasses.fields(ModelConfig) if getattr(self.model, field.name) != getattr(defaults, field.name)
+        ]
+        check_initialisation(self.method, self.model.init, changed)
         check_struct_axis(self.method, self.masking.struct_axis)
         architecture, loss, adversarial_weight = self.model.architecture, self.training.loss, self.training.adversarial_weight
         check_method_settings(self.method, self.masking == MaskingConfig(), architecture, loss, adversarial_weight)
 
     @classmethod
     def for_method(cls, method: str, **overrides: Any) -> DenoiseConfig:
-        """The defaults for ``method``: N2V2 adds blur-pool, drops the top skip and uses median
-        replacement; structN2V masks a line along ``x`` unless told otherwise; the paired methods
-        (``noise2noise``, ``supervised``) take the plain defaults."""
+        """The defaults for ``method``: the table's defaults are the default method's (r2r); the
+        methods that train from random weights instead train at least ``NETWORK_FROM_SCRATCH_MIN_STEPS``
+        steps and never stop early; N2V2 adds blur-pool, drops the top skip and uses median
+        replacement; structN2V masks a line along ``x`` unless told otherwise."""
         choice("method", method, METHODS)
         model = ModelConfig()
         masking = MaskingConfig()
+        training: dict[str, Any] = {}
+        if method != "r2r":
+            training = {"min_steps": NETWORK_FROM_SCRATCH_MIN_STEPS, "patience": None}
         if method == "n2v2":
             model = dataclasses.replace(model, blurpool=True, top_skip=False)
             masking = dataclasses.replace(masking, replacement="median")
         if method == "structn2v":
             masking = dataclasses.replace(masking, struct_axis="x", struct_half_length=2)
-        data = {"method": method, "model": dataclasses.asdict(model), "masking": dataclasses.asdict(masking)}
+        data = {"method": method, "model": dataclasses.asdict(model), "masking": dataclasses.asdict(masking), "training": training}
         return cls.from_dict(deep_merge(data, overrides))
 
 
-#: The settings :meth:`DenoiseConfig.for_method` decides for a method (masking style, N2V2's layers),
-#: which a change of method on the command line resets.
-METHOD_DECIDES = ("model.blurpool", "model.top_skip", "masking.replacement", "masking.struct_axis", "masking.struct_half_length")
+#: The settings :meth:`DenoiseConfig.for_method` decides for a method (masking style, N2V2's layers,
+#: the step floor and early stopping), which a change of method on the command line resets.
+METHOD_DECIDES = (
+    "model.blurpool",
+    "model.top_skip",
+    "masking.replacement",
+    "masking.struct_axis",
+    "masking.struct_half_length",
+    "training.min_steps",
+    "training.patience",
+)

@@ -22,6 +22,7 @@ from DeepDenoiseLib.denoise.config import PredictionConfig
 from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.patches import context_stack, oriented, restored
 from DeepDenoiseLib.nets.blindspot import BlindSpotNet, posterior
+from DeepDenoiseLib.nets.conditioned import NoiseConditionedUNet
 from DeepDenoiseLib.nets.unet import UNet, required_multiple
 
 
@@ -51,9 +52,13 @@ def _network_fn(model: TrainedModel, multiple: tuple[int, ...]) -> Callable[[np.
         if any(pad):
             mode = pad_mode or ("reflect" if all(p < s for p, s in zip(pad[1::2], reversed(spatial))) else "replicate")
             tensor = F.pad(tensor, pad, mode=mode)
-        output = network(tensor)
-        if model.noise_variance is not None:
-            output = posterior(output, tensor[:, 0], model.noise_variance)[0][:, None]
+        if isinstance(network, NoiseConditionedUNet):
+            assert model.noise_variance is not None, "a noise-conditioned network needs the noise level"
+            output = network(tensor, model.noise_variance**0.5)
+        else:
+            output = network(tensor)
+            if model.noise_variance is not None:
+                output = posterior(output, tensor[:, 0], model.noise_variance)[0][:, None]
         crop = (slice(None), slice(0, 1)) + tuple(slice(0, s) for s in spatial)
         return output[crop].float().cpu().numpy()
 

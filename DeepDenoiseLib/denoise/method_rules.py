@@ -1,7 +1,11 @@
 """The rules that tie one denoising setting to another, each in one function that the configuration,
 the command line, the Python API and the Slicer panel all call, each in its own words.
 
-- Blind-spot N2V is 2D (:func:`check_dimensions`).
+- Blind-spot N2V and R2R are 2D (:func:`check_dimensions`).
+- A network's bottleneck stays within :data:`MAX_WIDEST_CHANNELS` (:func:`check_network_width`),
+  and its training patch passes through all its levels (:func:`check_patch_size`).
+- R2R started from the pretrained prior keeps the prior's architecture, and only R2R has a starting
+  point to choose (:func:`check_initialisation`).
 - The paired methods mask nothing, and the settings of one family of methods are refused in the
   other (:func:`check_method_settings`); the panel leaves a setting out for the methods that do not
   take it (:data:`METHODS_TAKING`) and locks it for those it changes nothing for (:data:`METHODS_USING`).
@@ -13,13 +17,16 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-METHODS = ("blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised")
+METHODS = ("r2r", "blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised")
 #: Methods that learn from pairs of volumes (an input and its target) rather than from one noisy volume.
 PAIRED_METHODS = ("noise2noise", "supervised")
 #: Methods whose network is 2D only (3D context comes from neighbouring slices as channels).
-METHODS_2D_ONLY = ("blindspot",)
-#: Methods that learn from one noisy volume; of these, those that hide voxels by masking (the
-#: blind-spot network, like the paired methods, masks nothing).
+METHODS_2D_ONLY = ("r2r", "blindspot")
+#: Where a network starts: ``auto`` (the pretrained prior for method r2r, random weights for the
+#: others), the ``prior`` shipped with the package (r2r only), or ``random`` weights.
+INITIALISATIONS = ("auto", "prior", "random")
+#: Methods that learn from one noisy volume; of these, those that hide voxels by masking (R2R and the
+#: blind-spot network, like the paired methods, mask nothing).
 SINGLE_VOLUME_METHODS = tuple(method for method in METHODS if method not in PAIRED_METHODS)
 MASKING_METHODS = tuple(method for method in SINGLE_VOLUME_METHODS if method not in METHODS_2D_ONLY)
 #: The settings that only some methods take, and those methods: the configuration refuses them for
@@ -44,6 +51,30 @@ def check_dimensions(method: str, dimensions: str, label: Callable[[str], str] =
         )
 
 
+#: The widest layer a network may have (``base_channels * 2**depth`` at its bottleneck): wider ones do
+#: not fit a laptop's memory in 3D and take hours per epoch on a CPU, for no measured gain.
+MAX_WIDEST_CHANNELS = 1024
+
+
+def check_network_width(depth: int, base_channels: int) -> None:
+    """Refuses a network whose bottleneck would be wider than :data:`MAX_WIDEST_CHANNELS`."""
+    widest = base_channels * 2**depth
+    if widest > MAX_WIDEST_CHANNELS:
+        raise ValueError(
+            f"model.base_channels {base_channels} with model.depth {depth} makes a bottleneck of {widest} channels, "
+            f"more than {MAX_WIDEST_CHANNELS}: lower one of them (e.g. base_channels {MAX_WIDEST_CHANNELS // 2**depth} at this depth)"
+        )
+
+
+def check_patch_size(patch_size: int, depth: int) -> None:
+    """Each level of a network halves its patch: a patch smaller than ``2**depth`` cannot pass through."""
+    if patch_size < 2**depth:
+        raise ValueError(
+            f"training.patch_size {patch_size} is too small for model.depth {depth}: each of its levels halves the patch, "
+            f"so it needs at least {2**depth} voxels; raise training.patch_size or lower model.depth"
+        )
+
+
 def check_method_settings(method: str, default_masking: bool, architecture: str, loss: str, adversarial_weight: float) -> None:
     """Settings of one family of methods are refused in the other, rather than silently ignored:
     masking (``default_masking``: the masking settings are at their defaults) for the paired methods;
@@ -63,6 +94,31 @@ def check_method_settings(method: str, default_masking: bool, architecture: str,
         raise ValueError(
             "the adversarial loss teaches the network what clean volumes look like, so it needs clean "
             "targets: use training.adversarial_weight with method supervised only (0 turns it off)"
+        )
+
+
+def check_initialisation(method: str, init: str, changed_model_settings: list[str]) -> None:
+    """Only method r2r has a pretrained prior to start from (``init`` auto or prior; auto means the
+    prior for r2r and random weights for the others). R2R's network is always bias-free without
+    normalisation, and started from the prior it has the prior's shape: ``changed_model_settings``
+    (the model settings set away from their defaults) must not include what it does not use."""
+    if init == "prior" and method != "r2r":
+        raise ValueError(f"model.init 'prior': only method r2r has a pretrained prior; method '{method}' starts from random weights")
+    if method != "r2r":
+        return
+    fixed = ["norm", "blurpool", "top_skip", "noise_fusion"]
+    if init != "random":
+        fixed += ["depth", "base_channels", "context_slices"]
+    refused = [f"model.{name}" for name in changed_model_settings if name in fixed]
+    if refused:
+        where = (
+            "its network is bias-free without normalisation"
+            if init == "random"
+            else "it starts from the pretrained prior, whose network is fixed"
+        )
+        raise ValueError(
+            f"method r2r does not take {', '.join(refused)}: {where}; leave them at their defaults"
+            + ("" if init == "random" else ", or set model.init to 'random' to train a network of another size from scratch")
         )
 
 

@@ -12,15 +12,19 @@ import torch
 from DeepDenoiseLib.core.training_loop import TrainingHistory
 from DeepDenoiseLib.denoise.config import PAIRED_METHODS, DenoiseConfig
 from DeepDenoiseLib.denoise.patches import PatchGeometry, fit_patch
+from DeepDenoiseLib.denoise.prior import PriorArchitecture
 from DeepDenoiseLib.nets.blindspot import BlindSpotNet
+from DeepDenoiseLib.nets.conditioned import NoiseConditionedUNet
 from DeepDenoiseLib.nets.unet import UNet, plan_pool_z, required_multiple
 
-Network = Union[UNet, BlindSpotNet]
+Network = Union[UNet, BlindSpotNet, NoiseConditionedUNet]
 
 
 @dataclass
 class TrainedModel:
-    """A trained network with what inference needs to use it the same way."""
+    """A trained network with what inference needs to use it the same way. ``noise_variance`` (in
+    the normalised units) is the noise level a network needs to be told: the blind-spot network's
+    fusion step, or the noise-conditioned network's input (None for the others)."""
 
     network: Network
     device: torch.device
@@ -71,6 +75,13 @@ def build_network(
     if len(slice_axes) > 1:
         smallest = min(volume_shape)
         volume_shape = (smallest, smallest, smallest)
+    if config.method == "r2r":
+        prior_shape = config.model.init != "random"
+        architecture = PriorArchitecture() if prior_shape else PriorArchitecture(model.context_slices, model.depth, model.base_channels)
+        spatial = fit_patch(
+            config.training.patch_size, volume_shape, required_multiple(2, architecture.depth), 2, architecture.depth, shown_shape
+        )
+        return architecture.build(), PatchGeometry(spatial=spatial, context_slices=architecture.context_slices)
     if config.method == "blindspot":
         spatial = fit_patch(config.training.patch_size, volume_shape, required_multiple(2, model.depth), 2, model.depth, shown_shape)
         geometry = PatchGeometry(spatial=spatial, context_slices=model.context_slices)

@@ -133,7 +133,7 @@ def _poisson_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform
     transformed = anscombe_forward(array, gain, read_sigma)
     # The transform gives unit variance when the parameters are right; measuring it keeps fusion honest
     # when the estimate is off.
-    sigma = estimate_noise_sigma(transformed, mask=_foreground(array))
+    sigma = estimate_noise_sigma(transformed, mask=foreground(array))
     return NoiseTransform(
         "poisson",
         sigma,
@@ -150,12 +150,12 @@ def _speckle_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform
     if positive.size == 0:
         raise InputError("the volume has no positive intensity to model speckle on")
     floor = float(np.percentile(positive, 1.0))
-    foreground = _foreground(array)
+    foreground_voxels = foreground(array)
     if config.sigma is not None:
         looks = 1.0 / config.sigma**2
         log_sigma = speckle_log_sigma(looks)
     else:
-        log_sigma = estimate_noise_sigma(speckle_log_forward(array, floor), mask=foreground)
+        log_sigma = estimate_noise_sigma(speckle_log_forward(array, floor), mask=foreground_voxels)
         looks = speckle_looks_from_log_sigma(log_sigma)
     return NoiseTransform(
         "speckle",
@@ -174,10 +174,12 @@ def _foreground_sigma(array: np.ndarray) -> float:
     return float(estimate_foreground_noise_sigma(array, FOREGROUND_FRACTION))
 
 
-def _foreground(array: np.ndarray) -> Optional[np.ndarray]:
+def foreground(array: np.ndarray) -> Optional[np.ndarray]:
+    """Where the (smoothed) signal exceeds ``FOREGROUND_FRACTION`` of the bright end: tissue rather
+    than background; None when that is under 1 % of the volume."""
     smoothed = ndimage.uniform_filter(np.asarray(array, dtype=np.float32), size=5)
-    foreground = smoothed > FOREGROUND_FRACTION * float(np.percentile(array, 99.5))
-    return foreground if foreground.mean() >= 0.01 else None
+    selected = smoothed > FOREGROUND_FRACTION * float(np.percentile(array, 99.5))
+    return selected if selected.mean() >= 0.01 else None
 
 
 def _identity(values: np.ndarray) -> np.ndarray:

@@ -48,6 +48,11 @@ def fit_patch(
     for extent, step in zip(extents, multiple):
         size = min(requested, extent)
         size -= size % step
+        if size < step and extent >= step:
+            raise ValueError(
+                f"training.patch_size {requested} is too small for this network: it needs at least {step} voxels; "
+                "raise training.patch_size or lower model.depth"
+            )
         if size < step:
             shown = "x".join(map(str, shown_shape or volume_shape))
             deepest = extent.bit_length() - 1  # floor(log2(extent)); 0 for a single voxel

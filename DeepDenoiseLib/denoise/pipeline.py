@@ -1,5 +1,5 @@
-"""The self-supervised denoising run end to end, in memory: check the input, normalise, train
-Noise2Void, predict, invert.
+"""The self-supervised denoising run end to end, in memory: check the input, normalise, train (R2R
+from the pretrained prior, or a Noise2Void flavour), predict, invert, and check the result.
 
 :func:`denoise_volume` works on a :class:`Volume` (what scripts call); :func:`denoise_series` does the
 same for a 4D series ``[t, k, j, i]`` with one model for all frames; :func:`apply_trained_model` skips
@@ -20,7 +20,7 @@ import numpy as np
 from DeepDenoiseLib.core.device import fallback_warnings
 from DeepDenoiseLib.core.metrics import estimate_foreground_noise_sigma
 from DeepDenoiseLib.core.normalization import PercentileNormalizer
-from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled
+from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.core.validation import (
     InputError,
     VolumeCheck,
@@ -35,13 +35,15 @@ from DeepDenoiseLib.denoise.n2v_training import train_noise2void
 from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.noise2noise import noise2noise_series
 from DeepDenoiseLib.denoise.noise_models import NoiseTransform, fit_noise_model
+from DeepDenoiseLib.denoise.r2r_training import SelfCheck, train_r2r
 from DeepDenoiseLib.denoise.result import DenoiseResult
+from DeepDenoiseLib.denoise.self_check import ErrorEstimate, check_error_estimate, check_residual
 
 logger = logging.getLogger(__name__)
 
 #: Methods that train one self-supervised model on the noisy data itself: on a series, one model
 #: learns from patches of every frame.
-SHARED_MODEL_SERIES_METHODS = ("blindspot", "n2v", "n2v2", "structn2v")
+SHARED_MODEL_SERIES_METHODS = ("r2r", "blindspot", "n2v", "n2v2", "structn2v")
 
 
 def denoise_volume(
@@ -50,7 +52,8 @@ def denoise_volume(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> DenoiseResult:
-    """Trains Noise2Void on ``volume`` itself and returns it denoised, on exactly the same grid.
+    """Trains on ``volume`` itself (by default R2R from the pretrained prior) and returns it
+    denoised, on exactly the same grid.
 
     A constant volume comes back unchanged with a warning in ``summary["warnings"]``. With the
     ``rician`` noise model the result is corrected for the Rician bias of magnitude images.
@@ -164,18 +167,37 @@ def _run(
     prepared = _prepare(array, config)
     summary["warnings"] += prepared.noise.warnings
     normalized_sigma = prepared.noise_sigma / prepared.normalizer.scale
+    r2r_check: Optional[SelfCheck] = None
     if trained is None:
         spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
-        model = train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma)
+        if config.method == "r2r":
+            model, r2r_check = train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma)
+        else:
+            model = train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma)
     else:
         # The fusion step weighs each voxel's own value by this volume's noise level, not the training volume's.
         variance = None if trained.noise_variance is None else normalized_sigma**2
         model = dataclasses.replace(trained, noise_variance=variance)
     check_cancelled(cancel)
     predict_start = time.perf_counter()
-    denoised, spread = _predict(model, prepared, config, progress, cancel)
+    denoised, spread, checked_output = _predict(model, prepared, config, progress, cancel)
     check_result(array, denoised, "the denoised volume")
     summary["warnings"] += fallback_warnings(config.training.device, model.device)
+    residual_check = check_residual(array, denoised, prepared.noise)
+    report(progress, ProgressEvent("predicting", 1.0, message="checking the result"))
+    error_check = _error_estimate(model, prepared, config, normalized_sigma, checked_output, cancel)
+    summary["self_check"] = {
+        **error_check.to_summary(),
+        "residual_to_noise": residual_check.to_summary()["residual_to_noise"],
+        **({"r2r": r2r_check.to_summary()} if r2r_check else {}),
+    }
+    failure = _self_check_failure(residual_check.passed, error_check.passed, r2r_check)
+    summary["self_check"]["passed"] = failure is None
+    if failure:
+        summary["warnings"].append(failure)
+        logger.warning(failure)
+        denoised = array.copy()
+        spread = None if spread is None else np.zeros_like(spread)
     residual = (array - denoised).astype(np.float32)
     uncertainty = None if spread is None else volume.with_array(spread)
     if trained is None:
@@ -204,6 +226,44 @@ def _run(
     return result
 
 
+def _error_estimate(
+    model: TrainedModel,
+    prepared: _Prepared,
+    config: DenoiseConfig,
+    sigma: float,
+    checked_output: np.ndarray,
+    cancel: Optional[CancelToken],
+) -> ErrorEstimate:
+    """SURE's estimate of the result's error on the volume (the middle frame of a series), in the
+    normalised stabilised domain where the network works and the noise sigma is ``sigma``;
+    ``checked_output`` is the network's prediction there."""
+    normalized = prepared.normalized if prepared.normalized.ndim == 3 else prepared.normalized[len(prepared.normalized) // 2]
+    return check_error_estimate(
+        lambda values: predict_volume(model, values, config.prediction, None, cancel).denoised, normalized, sigma, output=checked_output
+    )
+
+
+def _self_check_failure(residual_passed: bool, error_passed: bool, r2r_check: Optional[SelfCheck]) -> Optional[str]:
+    """What to tell the user when the run's own checks reject its result (None when they pass)."""
+    advice = "check the noise model (CT and other signed data: gaussian), or try a longer budget or another method"
+    if r2r_check is not None and not r2r_check.passed:
+        return (
+            "self-check failed: on held-out patches the trained network did not beat returning its input, so the input "
+            f"is returned unchanged; {advice}"
+        )
+    if not error_passed:
+        return (
+            "self-check failed: the estimated error of the result (SURE, from the noise level) is no lower than the "
+            f"input's, so the input is returned unchanged; {advice}"
+        )
+    if not residual_passed:
+        return (
+            "self-check failed: the network removed much more than the noise from the tissue (structure, not just noise), "
+            "so the input is returned unchanged; try a longer budget, the default method, or a noise model that fits the data"
+        )
+    return None
+
+
 def _noise_sigma(denoised: np.ndarray) -> float:
     if denoised.ndim == 4:
         return float(np.median([estimate_foreground_noise_sigma(frame) for frame in denoised]))
@@ -216,21 +276,25 @@ def _predict(
     config: DenoiseConfig,
     progress: Optional[ProgressCallback],
     cancel: Optional[CancelToken],
-) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """The denoised volume (or series, frame by frame) in the input's units, and the TTA spread."""
+) -> tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
+    """The denoised volume (or series, frame by frame) in the input's units, the TTA spread, and the
+    network's prediction of the (middle) frame in the normalised domain, which the self-check judges."""
     frames = prepared.normalized if prepared.normalized.ndim == 4 else prepared.normalized[np.newaxis]
     denoised = np.empty(frames.shape, dtype=np.float32)
     spread = np.empty(frames.shape, dtype=np.float32) if config.prediction.tta else None
+    checked = frames[len(frames) // 2]
     for index, frame in enumerate(frames):
         frame_progress = _frame_progress(progress, index, len(frames)) if len(frames) > 1 else progress
         prediction = predict_volume(model, frame, config.prediction, frame_progress, cancel)
+        if index == len(frames) // 2:
+            checked = prediction.denoised
         stabilised = prepared.normalizer.inverse(prediction.denoised)
         denoised[index] = prepared.noise.inverse(stabilised)
         if spread is not None and prediction.spread is not None:
             spread[index] = prepared.noise.inverse_spread(stabilised, prediction.spread * np.float32(prepared.normalizer.scale))
     if prepared.normalized.ndim == 3:
-        return denoised[0], None if spread is None else spread[0]
-    return denoised, spread
+        return denoised[0], None if spread is None else spread[0], checked
+    return denoised, spread, checked
 
 
 def _frame_progress(progress: Optional[ProgressCallback], index: int, count: int) -> Optional[ProgressCallback]:

@@ -42,16 +42,17 @@ def _norm(kind: str, spatial_dims: int, channels: int) -> nn.Module:
 
 
 class ConvBlock(nn.Module):
-    """Two 3x3(x3) convolutions, each followed by normalisation and a leaky ReLU."""
+    """Two 3x3(x3) convolutions, each followed by normalisation and a leaky ReLU (``bias=False``:
+    convolutions without additive terms)."""
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, norm: str) -> None:
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, bias: bool = True) -> None:
         super().__init__()
         conv = _conv(spatial_dims)
         self.layers = nn.Sequential(
-            conv(in_channels, out_channels, 3, padding=1),
+            conv(in_channels, out_channels, 3, padding=1, bias=bias),
             _norm(norm, spatial_dims, out_channels),
             nn.LeakyReLU(0.1, inplace=True),
-            conv(out_channels, out_channels, 3, padding=1),
+            conv(out_channels, out_channels, 3, padding=1, bias=bias),
             _norm(norm, spatial_dims, out_channels),
             nn.LeakyReLU(0.1, inplace=True),
         )
@@ -165,7 +166,9 @@ class UNet(nn.Module):
     :func:`required_multiple` says by how much. ``residual_blocks`` swaps the plain convolution
     blocks for :class:`ResidualBlock`; ``time_embedding`` (which needs them) makes ``forward`` take
     the diffusion step of each batch item; ``attention`` adds :class:`SelfAttention` after the
-    bottleneck.
+    bottleneck. ``bias=False`` (with ``norm="none"``) leaves no additive term anywhere: the network is
+    then positively homogeneous, ``f(a * x) = a * f(x)`` for ``a > 0``, so a denoiser trained on one
+    intensity scale and noise level works at any other (bias-free CNNs, Mohan et al. 2020).
     """
 
     def __init__(
@@ -184,12 +187,15 @@ class UNet(nn.Module):
         residual_blocks: bool = False,
         time_embedding: bool = False,
         attention: bool = False,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         if time_embedding and not residual_blocks:
             raise ValueError("a time embedding needs residual_blocks (plain convolution blocks take none)")
+        if not bias and (residual_blocks or norm != "none"):
+            raise ValueError("a bias-free UNet takes plain convolution blocks without normalisation (norm 'none')")
         self.spatial_dims = spatial_dims
         self.depth = depth
         self.top_skip = top_skip
@@ -206,7 +212,7 @@ class UNet(nn.Module):
         def block(block_in: int, block_out: int) -> nn.Module:
             if residual_blocks:
                 return ResidualBlock(spatial_dims, block_in, block_out, norm, embedding_channels)
-            return ConvBlock(spatial_dims, block_in, block_out, norm)
+            return ConvBlock(spatial_dims, block_in, block_out, norm, bias)
 
         self.encoders = nn.ModuleList()
         self.downsamples = nn.ModuleList()
@@ -221,10 +227,11 @@ class UNet(nn.Module):
         for level in reversed(range(depth)):
             skip = channels[level] if self._has_skip(level) else 0
             self.decoders.append(block(channels[level + 1] + skip, channels[level]))
-        self.head = _conv(spatial_dims)(channels[0], out_channels, 1)
+        self.head = _conv(spatial_dims)(channels[0], out_channels, 1, bias=bias)
         if residual:
             nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]  # the head has a bias
+            if self.head.bias is not None:
+                nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor, timesteps: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``timesteps`` (one per batch item) is required by, and only by, a time-embedded network."""

@@ -46,11 +46,10 @@ def noisy_volume(node_class: str = "vtkMRMLScalarVolumeNode") -> Any:
 
 
 def tiny_config() -> DenoiseConfig:
-    """The default method, tiny and brief, with test-time augmentation for the uncertainty output.
-    Patches of 16 suit the blind-spot network's two poolings (sides divisible by 4)."""
+    """The default method (R2R from the shipped prior, whose network size is fixed), brief, with
+    test-time augmentation for the uncertainty output. Patches of 16 suit its two poolings."""
     return DenoiseConfig.for_method(
         DenoiseConfig.method,
-        model={"base_channels": 8},
         training={"budget_seconds": 2.0, "patch_size": 16, "batch_size": 4, "steps_per_epoch": 5, "max_epochs": 1},
         prediction={"tta": True},
     )

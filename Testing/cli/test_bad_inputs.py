@@ -45,8 +45,8 @@ def mri_like(shape=SHAPE, seed: int = 0) -> np.ndarray:
 @pytest.fixture()
 def folder(tmp_path: Path) -> Path:
     write_volume(Volume(mri_like(), spacing=(0.8, 0.8, 2.0)), tmp_path / "in.nii.gz")
-    tiny_config("n2v").save(tmp_path / "tiny.json")
-    tiny_config("n2v", prediction={"tta": True}).save(tmp_path / "tiny_tta.json")
+    tiny_config("r2r").save(tmp_path / "tiny.json")
+    tiny_config("r2r", prediction={"tta": True}).save(tmp_path / "tiny_tta.json")
     return tmp_path
 
 
@@ -107,7 +107,7 @@ def test_a_late_write_failure_keeps_the_input_and_earlier_outputs(folder, capsys
 def test_apply_and_superres_keep_earlier_files_when_a_write_fails(folder, capsys, monkeypatch) -> None:
     from DeepDenoiseLib.denoise.pipeline import denoise_volume
 
-    config = tiny_config("n2v", prediction={"tta": True})
+    config = tiny_config("r2r", prediction={"tta": True})
     model = folder / "m.safetensors"
     denoise_volume(read_volume(folder / "in.nii.gz"), config).save_model(model)
     for name in ("out.nrrd", "res.nrrd", "spread.nrrd", "fine.nii.gz", "fine_spread.nii.gz"):
@@ -182,7 +182,7 @@ def test_a_signal_while_writing_leaves_all_outputs_or_none_and_exits_130(folder,
     if command == "apply":
         from DeepDenoiseLib.denoise.pipeline import denoise_volume
 
-        denoise_volume(read_volume(folder / "in.nii.gz"), tiny_config("n2v")).save_model(folder / "m.safetensors")
+        denoise_volume(read_volume(folder / "in.nii.gz"), tiny_config("r2r")).save_model(folder / "m.safetensors")
         args = ["apply", str(folder / "m.safetensors"), str(folder / "in.nii.gz"), str(folder / "out.nii.gz")]
     else:
         args = ["denoise", str(folder / "in.nii.gz"), str(folder / "out.nii.gz"), "--config", str(folder / "tiny.json")]
@@ -500,7 +500,7 @@ def test_the_dicom_series_chosen_among_several_is_named_with_how_to_choose_anoth
     main_uid, other_uid = "1.2.826.0.1.3680043.2.1125.50", "1.2.826.0.1.3680043.2.1125.51"
     write_dicom_series(series, mri_like().astype(np.int16), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), main_uid)
     write_dicom_series(series, mri_like(seed=3).astype(np.int16)[:3], (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), other_uid)
-    tiny_config("n2v").save(tmp_path / "tiny.json")
+    tiny_config("r2r").save(tmp_path / "tiny.json")
     code, events, err = run(["denoise", series, tmp_path / "o.nii.gz", "--config", tmp_path / "tiny.json"], capsys)
     assert code == cli.EXIT_OK, err
     (warning,) = [w for w in events[-1].summary["warnings"] if "DICOM series" in w]
@@ -599,7 +599,7 @@ def test_the_gaussian_model_keeps_negative_intensities(folder, capsys) -> None:
 def test_an_all_negative_series_is_refused_under_rician(tmp_path, capsys) -> None:
     series = np.stack([mri_like(seed=s) - 5000.0 for s in range(3)])
     write_volume(Volume(series), tmp_path / "negative.nii.gz")
-    tiny_config("n2v").save(tmp_path / "tiny.json")
+    tiny_config("r2r").save(tmp_path / "tiny.json")
     code, events, _ = run(["denoise", tmp_path / "negative.nii.gz", tmp_path / "o.nii.gz", "--config", tmp_path / "tiny.json"], capsys)
     assert code == cli.EXIT_BAD_INPUT and "100 %" in events[-1].message and "rician" in events[-1].message
 

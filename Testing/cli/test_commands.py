@@ -17,7 +17,7 @@ from DeepDenoiseLib.cli import commands as cli
 from DeepDenoiseLib.core.progress import STAGES, ProgressEvent
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_volume, write_volume
-from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.config import NETWORK_FROM_SCRATCH_MIN_STEPS, DenoiseConfig
 from Testing.support import REPO
 from Testing.support.phantoms import noisy_phantom, single_thread, tiny_config  # noqa: F401
 
@@ -162,7 +162,12 @@ def test_a_configuration_round_trips_through_json_and_its_file(method: str, tmp_
 
 
 def test_each_method_comes_with_its_own_defaults() -> None:
-    assert DenoiseConfig().method == "blindspot"
+    default = DenoiseConfig()
+    assert default.method == "r2r" and default.model.init == "auto"
+    assert default.training.min_steps == 0 and default.training.patience is not None  # started from the prior: stops early
+    for method in ("blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised"):  # from random weights
+        config = DenoiseConfig.for_method(method)
+        assert config.training.min_steps == NETWORK_FROM_SCRATCH_MIN_STEPS and config.training.patience is None
     n2v2 = DenoiseConfig.for_method("n2v2")
     assert n2v2.model.blurpool and not n2v2.model.top_skip and n2v2.masking.replacement == "median"
     struct = DenoiseConfig.for_method("structn2v")

@@ -11,7 +11,9 @@ import pytest
 
 from DeepDenoiseLib import load_model
 from DeepDenoiseLib.core.volume import Volume
+from DeepDenoiseLib.denoise import pipeline
 from DeepDenoiseLib.denoise.model_record import read_model_record
+from DeepDenoiseLib.denoise.self_check import ResidualCheck
 from Testing.support import TESTING
 from Testing.support.phantoms import single_thread  # noqa: F401
 
@@ -25,5 +27,18 @@ def test_a_model_saved_before_the_restructure_loads_and_denoises_as_it_did(name)
     record = read_model_record(path)
     assert "DeepDenoiseLib" not in str(record)  # no module paths in the record
     saved = load_model(path, device="cpu")
-    result = saved.apply(Volume(EXPECTED["input"], spacing=(0.9, 0.8, 2.5)))
+    with pytest.MonkeyPatch.context() as patch:  # the network's output, before the self-check judges it
+        patch.setattr(pipeline, "check_residual", lambda *args: ResidualCheck(1.0, True))
+        result = saved.apply(Volume(EXPECTED["input"], spacing=(0.9, 0.8, 2.5)))
     np.testing.assert_allclose(result.denoised.array, EXPECTED[name], rtol=1e-5, atol=1e-6)
+
+
+def test_the_self_check_now_refuses_what_the_legacy_n2v_3d_model_returned() -> None:
+    """That model (4 training steps, before batch-norm recalibration) returned a volume mostly 0:
+    applied now, its result is judged as structure removed, and the input comes back with a warning."""
+    noisy = EXPECTED["input"]
+    result = load_model(DATA / "legacy_n2v_3d.safetensors", device="cpu").apply(Volume(noisy, spacing=(0.9, 0.8, 2.5)))
+    assert result.summary["self_check"]["passed"] is False
+    assert any("self-check failed" in warning for warning in result.summary["warnings"])
+    np.testing.assert_array_equal(result.denoised.array, noisy.astype(np.float32))
+    assert not np.any(result.residual.array)

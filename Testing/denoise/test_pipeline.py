@@ -33,8 +33,8 @@ def phantom_volume(shape=(8, 24, 28), dtype=np.float32, seed: int = 0) -> Volume
 @pytest.mark.parametrize(
     "method, sections, dtype",
     [
-        ("n2v", {}, np.float32),
-        ("blindspot", {}, np.int16),  # the default method, its noise estimate and Rician correction
+        ("r2r", {}, np.float32),  # the default method, from the pretrained prior
+        ("blindspot", {}, np.int16),  # its noise estimate, fusion and Rician correction
         ("n2v2", {"model": {"dimensions": "3d"}, "training": {"patch_size": 8}}, np.float64),
     ],
 )

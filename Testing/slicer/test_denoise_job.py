@@ -185,8 +185,8 @@ def test_job_refuses_bad_nodes_before_starting_anything(scene, tmp_path):
 
 @pytest.mark.parametrize(
     "method, model",
-    [("blindspot", {}), ("n2v", {"dimensions": "3d"})],
-    ids=["blindspot-2d", "n2v-3d"],
+    [("r2r", {}), ("blindspot", {"base_channels": 4})],
+    ids=["r2r-default", "blindspot-2d"],
 )
 def test_real_cli_denoises_a_tiny_volume_with_residual_and_uncertainty(scene, tmp_path, method, model):
     pytest.importorskip("torch")
@@ -195,11 +195,11 @@ def test_real_cli_denoises_a_tiny_volume_with_residual_and_uncertainty(scene, tm
     clean = 100.0 * ((k - 12) ** 2 + (j - 12) ** 2 + (i - 12) ** 2 < 49)
     noisy = (clean + rng.normal(0.0, 20.0, clean.shape)).astype(np.float32)
     node = add_volume(scene, "tiny", noisy, spacing=(0.9, 0.9, 1.4), origin=(3.0, -4.0, 5.0), directions=OBLIQUE)
-    # Tiny and brief; patches of 16 suit both networks' two poolings (the blind-spot one needs sides
-    # divisible by 4). One thread keeps the time steady on a busy two-core machine.
+    # Tiny and brief (R2R keeps the pretrained prior's network); patches of 16 suit both networks' two
+    # poolings. One thread keeps the time steady on a busy two-core machine.
     config = DenoiseConfig.for_method(
         method,
-        model={"base_channels": 4, **model},
+        model=model,
         training={"budget_seconds": 2.0, "patch_size": 16, "batch_size": 4, "steps_per_epoch": 5, "max_epochs": 1, "threads": 1},
         prediction={"tile_size": 24, "tile_overlap": 4, "tta": True},
         noise={"model": "gaussian"},

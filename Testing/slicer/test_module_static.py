@@ -232,7 +232,7 @@ def test_the_parameter_node_class_carries_slicers_validators_and_the_defaults():
     hints = typing.get_type_hints(built, include_extras=True)
     assert set(hints) == set(FIELDS)
     assert hints["inputVolume"] is node_class and not hasattr(built, "inputVolume")
-    assert hints["method"].__metadata__ == (("Choice", tuple(FIELDS["method"].choices)),) and built.method == "Blind-spot N2V"
+    assert hints["method"].__metadata__ == (("Choice", tuple(FIELDS["method"].choices)),) and built.method == "Pretrained R2R"
     assert hints["budgetMinutes"].__metadata__ == (("WithinRange", 0.05, 1440.0),) and built.budgetMinutes == 4.0
     assert hints["saveModel"] is bool and built.saveModel is False and built.denoiseSequence is True
     assert (
@@ -533,7 +533,7 @@ def test_a_frame_in_view_offers_its_whole_sequence():
     checkbox = widget.ui.denoiseSequenceCheckBox
     assert checkbox.visible is True and checkbox.text == "Denoise every frame of 'fMRI' (4 frames, one model)"
     assert widget.ui.sequenceOutputsLabel.visible is True and widget.ui.outputSelector.enabled is False
-    assert widget._parameterNode.saveModelName == "fMRI Blind-spot N2V"
+    assert widget._parameterNode.saveModelName == "fMRI Pretrained R2R"
     widget._parameterNode.denoiseSequence = False
     widget._updateGui()
     assert widget.ui.sequenceOutputsLabel.visible is False and widget.ui.outputSelector.enabled is True
@@ -579,7 +579,7 @@ def test_help_text_describes_every_method_and_every_noise_model():
     text = help_text()
     for name in FIELDS["method"].choices:
         assert f"<b>{name}</b>" in text, f"the help text does not describe {name}"
-    assert text.index("<b>Blind-spot N2V</b> (default)") < text.index("<b>N2V</b>")
+    assert text.index("<b>Pretrained R2R</b> (default)") < text.index("<b>Blind-spot N2V</b>") < text.index("<b>N2V</b>")
     for words in ("Rician for MRI", "Poisson for PET", "speckle for ultrasound", "variance-stabilising", "uncertainty"):
         assert words in text, words
 

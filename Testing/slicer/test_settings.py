@@ -47,7 +47,7 @@ def test_panel_settings_become_a_validated_config():
 
 def test_panel_defaults_are_the_library_defaults():
     settings = PanelSettings()
-    assert settings.method == next(iter(METHOD_NAMES)) == "Blind-spot N2V"  # the default comes first
+    assert settings.method == next(iter(METHOD_NAMES)) == "Pretrained R2R"  # the default comes first
     assert settings.to_config() == DenoiseConfig()  # every panel setting, noise model included
 
 

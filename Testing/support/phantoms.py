@@ -50,11 +50,12 @@ def noisy_phantom(shape: tuple[int, int, int] = (32, 64, 64), sigma: float = 0.1
 
 
 def tiny_config_dict(method: str = "n2v", **sections: dict) -> dict:
-    """Settings for a fast, deterministic CPU run on one thread (merge over ``DenoiseConfig.for_method``)."""
+    """Settings for a fast, deterministic CPU run on one thread (merge over ``DenoiseConfig.for_method``).
+    Method r2r keeps the pretrained prior's network (its size is fixed); the others get a tiny one."""
     from DeepDenoiseLib.core.settings import deep_merge
 
     base = {
-        "model": {"depth": 1, "base_channels": 4, "context_slices": 1},
+        "model": {} if method == "r2r" else {"depth": 1, "base_channels": 4, "context_slices": 1},
         "training": {
             "patch_size": 16,
             "batch_size": 2,

@@ -1,0 +1,164 @@
+"""Method ``r2r``: a noise-conditioned 2.5D UNet, started from the shipped prior (prior.py) or from
+random weights, trained on the noisy volume itself with the Recorrupted-to-Recorrupted loss
+(Pang et al., CVPR 2021), in the one training loop (core/training_loop.py).
+
+R2R needs only the noise sigma. From the noisy ``y`` and fresh Gaussian ``z`` it makes an input
+``y + alpha * sigma * z`` and a target ``y - sigma * z / alpha``, whose noises are independent, so
+the expected loss is the supervised loss at noise level ``sigma * sqrt(1 + alpha**2)`` plus a
+constant: the network learns the clean volume without ever seeing it, at every voxel of every
+patch. The network is told the input's noise level, so at prediction it is told the volume's own.
+
+The loss on fixed held-out patches estimates the mean squared error against the clean volume up to a
+known constant. That makes the self-check honest: the identity (returning the recorrupted input)
+scores ``sigma**2 * (alpha + 1/alpha)**2``, and a network that does not beat it is not used. Training
+starts from the prior's score (the prior is kept when training does not improve on it) and stops
+when the held-out loss stops improving (``training.patience``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, report
+from DeepDenoiseLib.core.training_loop import TrainingLimits, cosine_decay, fit, seeded_run, set_learning_rate
+from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.networks import TrainedModel, build_network, resolve_slice_axes
+from DeepDenoiseLib.denoise.patches import VALIDATION_PATCHES, PatchSampler
+from DeepDenoiseLib.denoise.prior import load_prior
+from DeepDenoiseLib.nets.conditioned import NoiseConditionedUNet
+
+#: The recorruption strength: the input gets ``alpha * sigma`` more noise, the target's noise grows
+#: to ``sigma * sqrt(1 + 1 / alpha**2)``. 0.5 is the R2R paper's choice for Gaussian noise.
+ALPHA = 0.5
+#: A network must beat the identity's held-out loss by this share to pass the self-check.
+SELF_CHECK_MARGIN = 0.01
+
+
+@dataclass
+class SelfCheck:
+    """The held-out R2R losses of the identity and of the network kept, and what they say: the
+    estimated reduction of the squared error at the recorrupted noise level (in dB; None when the
+    estimate is not meaningful), and whether the network passed."""
+
+    identity_loss: float
+    network_loss: float
+    estimated_gain_db: Optional[float]
+    passed: bool
+
+    def to_summary(self) -> dict[str, object]:
+        gain = None if self.estimated_gain_db is None else round(self.estimated_gain_db, 2)
+        return {"passed": self.passed, "estimated_gain_db": gain, "identity_loss": self.identity_loss, "network_loss": self.network_loss}
+
+
+def recorrupted_pair(batch: torch.Tensor, sigma: float, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """R2R's input (every channel recorrupted) and target (the centre slice) from noisy patches."""
+    return batch + ALPHA * sigma * noise, batch[:, 0] - sigma * noise[:, 0] / ALPHA
+
+
+def input_noise_level(sigma: float) -> float:
+    """The noise level of a recorrupted input, which the network is told during training."""
+    return sigma * math.sqrt(1.0 + ALPHA**2)
+
+
+def r2r_loss(network: NoiseConditionedUNet, batch: torch.Tensor, sigma: float, noise: torch.Tensor) -> torch.Tensor:
+    recorrupted, target = recorrupted_pair(batch, sigma, noise)
+    return torch.mean((network(recorrupted, input_noise_level(sigma))[:, 0] - target) ** 2)
+
+
+def identity_loss(batch: torch.Tensor, sigma: float, noise: torch.Tensor) -> float:
+    recorrupted, target = recorrupted_pair(batch, sigma, noise)
+    return float(torch.mean((recorrupted[:, 0] - target) ** 2))
+
+
+def estimated_gain_db(identity: float, network: float, sigma: float) -> Optional[float]:
+    """How much lower the network's squared error is than the identity's, from the held-out losses:
+    each is the error plus the target noise's variance ``sigma**2 * (1 + 1 / alpha**2)``."""
+    target_variance = sigma**2 * (1.0 + 1.0 / ALPHA**2)
+    error_identity, error_network = identity - target_variance, network - target_variance
+    if error_identity <= 0 or error_network <= 0:
+        return None
+    return 10.0 * math.log10(error_identity / error_network)
+
+
+def train_r2r(
+    volume: np.ndarray,
+    config: DenoiseConfig,
+    spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    noise_sigma: Optional[float] = None,
+) -> tuple[TrainedModel, SelfCheck]:
+    """Trains on ``volume`` (normalised; ``[k, j, i]``, or a series ``[t, k, j, i]`` sharing one
+    model) with the noise sigma ``noise_sigma`` in the normalised units, and returns the model kept
+    with its self-check."""
+    if noise_sigma is None or not noise_sigma > 0:
+        raise ValueError("method r2r needs the noise sigma (estimated or given)")
+    sigma = float(noise_sigma)
+    training = config.training
+    rng, generator, device = seeded_run(training.seed, training.threads, training.device)
+    volume_shape: tuple[int, int, int] = tuple(int(n) for n in volume.shape[-3:])  # type: ignore[assignment]
+    slice_axes = resolve_slice_axes(config, volume_shape, spacing_zyx)
+    network, geometry = build_network(config, volume_shape, spacing_zyx, slice_axes)
+    assert isinstance(network, NoiseConditionedUNet)
+    if config.model.init != "random":  # auto and prior: R2R starts from the shipped prior
+        report(progress, ProgressEvent("training", 0.0, message="loading the pretrained prior"))
+        network.load_state_dict(load_prior().state)
+    network.to(device)
+    sampler = PatchSampler(volume, geometry, training.validation_fraction, rng, slice_axes)
+    validation = torch.from_numpy(sampler.validation_batch(VALIDATION_PATCHES)).to(device)
+    if validation.shape[0] == 0:  # no slab could be held out: score fresh training patches instead
+        validation = torch.from_numpy(sampler.training_batch(VALIDATION_PATCHES)).to(device)
+    validation_noise = torch.randn(validation.shape, generator=generator).to(device)
+    optimizer = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
+
+    def draw_batch() -> torch.Tensor:
+        return torch.from_numpy(sampler.training_batch(training.batch_size)).to(device)
+
+    def train_step(batch: torch.Tensor, learning_rate: float) -> float:
+        set_learning_rate(optimizer, learning_rate)
+        noise = torch.randn(batch.shape, generator=generator).to(device)
+        loss = r2r_loss(network, batch, sigma, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def validation_loss() -> float:
+        network.eval()
+        losses = [
+            float(r2r_loss(network, validation[start : start + 4], sigma, validation_noise[start : start + 4]))
+            * validation[start : start + 4].shape[0]
+            for start in range(0, validation.shape[0], 4)
+        ]
+        network.train()
+        return sum(losses) / validation.shape[0]
+
+    limits = TrainingLimits(
+        training.max_epochs * training.steps_per_epoch,
+        training.budget_seconds,
+        training.min_steps,
+        training.steps_per_epoch,
+        patience=training.patience,
+        validate_first=True,
+    )
+    history = fit(network, limits, draw_batch, train_step, cosine_decay(training.learning_rate), validation_loss, progress, cancel)
+    identity = identity_loss(validation, sigma, validation_noise)
+    kept = history.best_validation_loss if history.best_validation_loss is not None else validation_loss()
+    check = SelfCheck(identity, kept, estimated_gain_db(identity, kept, sigma), kept < (1.0 - SELF_CHECK_MARGIN) * identity)
+    model = TrainedModel(
+        network=network,
+        device=device,
+        geometry=geometry,
+        history=history,
+        noise_variance=sigma**2,
+        slice_axes=slice_axes,
+        volume_shape=volume_shape,
+        spacing_zyx=tuple(float(s) for s in spacing_zyx),  # type: ignore[arg-type]
+    )
+    return model, check
