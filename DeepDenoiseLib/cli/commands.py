@@ -1,8 +1,9 @@
 """The ``deepdenoise`` command line: ``denoise`` a volume file (or a 4D series), ``apply`` a saved model
 to another one, list the saved ``models``, run the ``demo`` on the bundled sample, denoise two
 acquisitions or a 4D series with Noise2Noise (``n2n``), train on (noisy, clean) pairs and apply the
-model (``supervised``), or make a volume finer along one axis (``superres``, see superres.py). The
-flags of the settings come from the settings tables (flags.py).
+model (``supervised``), make a volume finer along one axis (``superres``, see superres.py), or denoise
+a cohort on Dask (``batch``, see batch.py). The flags of the settings come from the settings tables
+(flags.py).
 
 ``--progress json`` prints one JSON progress event per line on stdout (see core/progress.py) so another
 process can follow the run; the last line is a ``done`` event with the summary or an ``error`` event.
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from DeepDenoiseLib.cli.batch import add_batch_parser, run_batch
 from DeepDenoiseLib.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_output_flags(paired)
         _add_training_parser(paired, command, "training")
     add_superres_parser(commands)
+    add_batch_parser(commands)
     return parser
 
 
@@ -228,6 +231,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.command == "models":
                 _list_models(args)
                 return EXIT_OK
+            if args.command == "batch":
+                return run_batch(args)  # its own exit code: 0 every scan done, 1 some failed, 130 cancelled
             summary = _COMMANDS[args.command](args, progress)
         except (InputError, FileNotFoundError, ValueError) as error:
             return fail(args.progress, f"{error}", EXIT_BAD_INPUT)
