@@ -108,7 +108,7 @@ def run_batch(args: argparse.Namespace) -> int:
 def _refuse_training_settings(args: argparse.Namespace) -> None:
     """With --model the model's own settings are used: only the flags of ``apply`` (and --force) may be given."""
     allowed = {row.path for _, row in flag_rows(DenoiseConfig, "apply")} | {"allow_label_map"}
-    given = sorted(
+    given = list(
         flag.name
         for flag, row in flag_rows(DenoiseConfig, FLAGS_OF)
         if row.path not in allowed and getattr(args, flag.dest, None) is not None

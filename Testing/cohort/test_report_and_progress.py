@@ -15,14 +15,18 @@ from DeepDenoiseLib.cohort.report import COLUMNS, CohortReport, ScanRow, read_re
 
 def rows() -> list[ScanRow]:
     return [
-        ScanRow("/in/a.nii", "/out/a.nii", "done", seconds=3.5, device="cpu", worker="0", noise_sigma_before=0.1, noise_sigma_after=math.nan),
+        ScanRow(
+            "/in/a.nii", "/out/a.nii", "done", seconds=3.5, device="cpu", worker="0", noise_sigma_before=0.1, noise_sigma_after=math.nan
+        ),
         ScanRow("/in/b.nii", "/out/b.nii", "failed", "could not read 'b.nii'", seconds=0.2, worker="1"),
         ScanRow("/in/c.nii", "/out/c.nii", "skipped"),
     ]
 
 
 def test_the_report_is_written_as_csv_and_json_with_a_row_per_scan(tmp_path) -> None:
-    report = CohortReport(rows(), tmp_path, "per-scan", "2 workers on the CPU, 1 torch thread each", 12.345, ["'x.nii': not a BIDS file name"])
+    report = CohortReport(
+        rows(), tmp_path, "per-scan", "2 workers on the CPU, 1 torch thread each", 12.345, ["'x.nii': not a BIDS file name"]
+    )
     csv_path, json_path = report.write()
     assert (csv_path, json_path) == (tmp_path / "deepdenoise_report.csv", tmp_path / "deepdenoise_report.json")
     table = list(csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))))

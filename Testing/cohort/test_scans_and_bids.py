@@ -36,7 +36,10 @@ def test_a_folder_yields_every_volume_file_and_dicom_series_folder_sorted_and_re
 def test_a_pattern_selects_by_the_path_relative_to_the_folder(tmp_path) -> None:
     for name in ("s1/sub-01_T1w.nii.gz", "s1/sub-01_T2w.nii.gz", "s2/sub-02_T1w.nii.gz"):
         touch(tmp_path / name)
-    assert [str(s.relative) for s in find_scans([tmp_path], pattern="*_T1w.nii.gz").scans] == ["s1/sub-01_T1w.nii.gz", "s2/sub-02_T1w.nii.gz"]
+    assert [str(s.relative) for s in find_scans([tmp_path], pattern="*_T1w.nii.gz").scans] == [
+        "s1/sub-01_T1w.nii.gz",
+        "s2/sub-02_T1w.nii.gz",
+    ]
     assert [str(s.relative) for s in find_scans([tmp_path], pattern="s2/*").scans] == ["s2/sub-02_T1w.nii.gz"]
 
 
@@ -84,12 +87,17 @@ def test_a_bids_dataset_yields_its_images_and_passes_over_the_rest_saying_why(tm
     touch(root / "derivatives" / "x" / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
     touch(root / "sourcedata" / "sub-01_T1w.nii.gz")
     found = find_bids_scans(root)
-    assert [str(scan.relative) for scan in found.scans] == ["sub-01/anat/sub-01_T1w.nii.gz", "sub-02/ses-1/func/sub-02_ses-1_task-rest_bold.nii"]
+    assert [str(scan.relative) for scan in found.scans] == [
+        "sub-01/anat/sub-01_T1w.nii.gz",
+        "sub-02/ses-1/func/sub-02_ses-1_task-rest_bold.nii",
+    ]
     passed = "\n".join(found.passed_over)
     assert len(found.passed_over) == 3
     assert "sub-01_acq-x..y_T1w.nii.gz': not a BIDS file name" in passed
     assert "sub-02_ses-2_T1w.nii.gz': its session" in passed and "sub-03/anat/sub-01_T1w.nii.gz': its subject" in passed
-    assert [str(s.relative) for s in find_bids_scans(root, pattern="*_bold.nii").scans] == ["sub-02/ses-1/func/sub-02_ses-1_task-rest_bold.nii"]
+    assert [str(s.relative) for s in find_bids_scans(root, pattern="*_bold.nii").scans] == [
+        "sub-02/ses-1/func/sub-02_ses-1_task-rest_bold.nii"
+    ]
 
 
 def test_the_derivative_dataset_description_says_what_made_it_from_what(tmp_path) -> None:
