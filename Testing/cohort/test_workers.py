@@ -4,6 +4,8 @@ the machines the tests run on)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from DeepDenoiseLib.cohort.workers import WorkerPlan, plan_workers, visible_gpus
@@ -42,3 +44,22 @@ def test_visible_gpus_follow_cuda_visible_devices_else_nvidia_smi() -> None:
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,-1,1"}, never) == ["0"]
     assert visible_gpus({}, lambda: "0\n1\n") == ["0", "1"]
     assert visible_gpus({}, lambda: None) == [] and visible_gpus({}, lambda: "No devices were found\n") == []
+
+
+def test_gpu_workers_each_see_only_their_own_device() -> None:
+    """The embedded cluster of a GPU plan (no GPU is needed to start it: the workers only get the
+    variable); each worker also goes without Dask's MALLOC_TRIM_THRESHOLD_."""
+    pytest.importorskip("distributed")
+    from distributed import Client
+
+    from DeepDenoiseLib.cohort.cluster import start_local_cluster
+
+    environment = dict(os.environ)  # Dask's nanny sets variables in this process when it starts workers
+    try:
+        with start_local_cluster(WorkerPlan(2, 1, ("0", "1"))) as cluster, Client(cluster) as client:
+            seen = client.run(lambda: (os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("MALLOC_TRIM_THRESHOLD_")))
+            names = sorted(worker["name"] for worker in client.scheduler_info()["workers"].values())
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+    assert sorted(seen.values()) == [("0", None), ("1", None)] and names == ["gpu-0", "gpu-1"]
