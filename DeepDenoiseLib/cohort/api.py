@@ -115,6 +115,8 @@ def batch_denoise(
     started = time.perf_counter()
     if sum((per_scan, model is not None, train_scan is not None)) > 1:
         raise ValueError("choose one way to learn: per_scan (--per-scan), model (--model) or train_scan (--train-scan)")
+    if scheduler is not None and workers is not None:
+        raise ValueError("workers (--workers) sizes the embedded cluster; an existing cluster (scheduler, --scheduler) has its own workers")
     if model is None and (tta is not None or device is not None):
         raise ValueError("tta and device override a given model's settings; without a model, set them in config")
     config = config or DenoiseConfig()

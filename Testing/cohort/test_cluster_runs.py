@@ -143,6 +143,13 @@ def test_a_bids_tree_becomes_a_derivative_dataset_with_the_entities_and_folders_
     assert any("acq-a..b" in warning and "not a BIDS file name" in warning for warning in report.warnings)
 
 
+def test_workers_are_refused_for_an_existing_cluster_before_connecting(tmp_path) -> None:
+    write_cohort(tmp_path / "in", ("b.nii.gz",), corrupt=False)
+    with pytest.raises(ValueError, match="sizes the embedded cluster"):
+        batch_denoise([tmp_path / "in"], tmp_path / "out", quick_config(), workers=2, scheduler="tcp://127.0.0.1:9")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_scan_whose_worker_dies_is_failed_and_the_cohort_goes_on(tmp_path, client) -> None:
     paths = write_cohort(tmp_path / "in", ("b.nii.gz",))
     (tmp_path / "out").mkdir()
