@@ -48,6 +48,8 @@ _EXPORTS = {
     "superres_volume": "superres.pipeline",
     "superres_file": "superres.pipeline",
     "SuperResResult": "superres.pipeline",
+    "batch_denoise": "cohort.api",
+    "CohortReport": "cohort.report",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

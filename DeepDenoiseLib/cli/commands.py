@@ -1,8 +1,9 @@
 """The ``deepdenoise`` command line: ``denoise`` a volume file (or a 4D series), ``apply`` a saved model
 to another one, list the saved ``models``, run the ``demo`` on the bundled sample, denoise two
 acquisitions or a 4D series with Noise2Noise (``n2n``), train on (noisy, clean) pairs and apply the
-model (``supervised``), or make a volume finer along one axis (``superres``, see superres.py). The
-flags of the settings come from the settings tables (flags.py).
+model (``supervised``), make a volume finer along one axis (``superres``, see superres.py), or denoise
+a cohort on Dask (``batch``, see batch.py). The flags of the settings come from the settings tables
+(flags.py).
 
 ``--progress json`` prints one JSON progress event per line on stdout (see core/progress.py) so another
 process can follow the run; the last line is a ``done`` event with the summary or an ``error`` event.
@@ -18,17 +19,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from DeepDenoiseLib.cli.flags import add_setting_flags, setting_overrides
+from DeepDenoiseLib.cli.batch import add_batch_parser, run_batch
+from DeepDenoiseLib.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    add_progress_flag,
+    config_from_args,
+    fail,
+    reporter,
+)
+from DeepDenoiseLib.cli.flags import add_setting_flags
 from DeepDenoiseLib.cli.superres import add_superres_parser, run_superres
 from DeepDenoiseLib.core import interrupts
-from DeepDenoiseLib.core.progress import Cancelled, JsonLinesReporter, ProgressCallback, ProgressEvent, TextProgressBar
-from DeepDenoiseLib.core.settings import deep_merge
+from DeepDenoiseLib.core.progress import Cancelled, ProgressCallback
 from DeepDenoiseLib.core.validation import InputError, ResultError
-from DeepDenoiseLib.denoise.config import METHOD_DECIDES, DenoiseConfig
+from DeepDenoiseLib.denoise.config import DenoiseConfig
 from DeepDenoiseLib.denoise.model_folder import MODELS_FOLDER_VARIABLE, default_model_folder, list_models, resolve_model_path
 from DeepDenoiseLib.denoise.model_record import MODEL_EXTENSION
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _add_training_parser(parser: argparse.ArgumentParser, command: str, title: str) -> None:
@@ -36,16 +45,12 @@ def _add_training_parser(parser: argparse.ArgumentParser, command: str, title: s
     group = parser.add_argument_group(f"{title} (each overrides the --config file)")
     group.add_argument("--config", type=Path, help="a JSON run configuration (see DenoiseConfig)")
     add_setting_flags(group, DenoiseConfig, command)
-    _add_progress_flag(parser)
+    add_progress_flag(parser)
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--residual", type=Path, help="also write input minus output here")
     parser.add_argument("--uncertainty", type=Path, help="also write the per-voxel spread across TTA (needs --tta)")
-
-
-def _add_progress_flag(parser: argparse.ArgumentParser, default: str = "bar", help: str = "how to report progress") -> None:
-    parser.add_argument("--progress", choices=("bar", "json", "none"), default=default, help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,10 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_flags(apply)
     add_setting_flags(apply, DenoiseConfig, "apply")
     apply.add_argument("--force", action="store_true", help="let an output replace the input file")
-    _add_progress_flag(apply)
+    add_progress_flag(apply)
     models = commands.add_parser("models", help="list the models saved in the per-user model folder")
     models.add_argument("--folder", type=Path, help=f"another folder (default: ${MODELS_FOLDER_VARIABLE}, else the per-user folder)")
-    _add_progress_flag(models, default="none", help=argparse.SUPPRESS)
+    add_progress_flag(models, default="none", help=argparse.SUPPRESS)
     demo = commands.add_parser("demo", help="denoise the bundled sample and score it against its clean truth")
     demo.add_argument("--output-dir", type=Path, default=Path("demo_output"), help="where results go (default demo_output)")
     _add_training_parser(demo, "demo", "method")
@@ -98,32 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_output_flags(paired)
         _add_training_parser(paired, command, "training")
     add_superres_parser(commands)
+    add_batch_parser(commands)
     return parser
-
-
-def config_from_args(args: argparse.Namespace) -> DenoiseConfig:
-    """The run configuration: the --config file (or the method's defaults), then each flag given. A
-    method given with a --config file of another method takes the new method's own defaults for
-    what a method decides (DenoiseConfig.for_method), and the file's other settings."""
-    if args.config is not None:
-        base = DenoiseConfig.load(args.config).to_dict()
-        if args.method is not None and args.method != base["method"]:
-            kept = {key: value for key, value in base.items() if key != "method"}
-            for path in METHOD_DECIDES:
-                section, name = path.split(".")
-                kept[section] = {key: value for key, value in kept[section].items() if key != name}
-            base = deep_merge(DenoiseConfig.for_method(args.method).to_dict(), kept)
-    else:
-        base = DenoiseConfig.for_method(args.method or DenoiseConfig.method).to_dict()
-    return DenoiseConfig.from_dict(deep_merge(base, setting_overrides(args, DenoiseConfig, args.command, skip=("method",))))
-
-
-def _reporter(kind: str) -> Optional[ProgressCallback]:
-    if kind == "json":
-        return JsonLinesReporter(sys.stdout)
-    if kind == "bar":
-        return TextProgressBar(sys.stderr)
-    return None
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -243,33 +224,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
-    progress = _reporter(args.progress)
+    progress = reporter(args.progress)
     # SIGTERM (a scheduler, Slicer's Cancel) ends a run as Ctrl-C does: all outputs or none, exit 130.
     with interrupts.command_signals():
         try:
             if args.command == "models":
                 _list_models(args)
                 return EXIT_OK
+            if args.command == "batch":
+                return run_batch(args)  # its own exit code: 0 every scan done, 1 some failed, 130 cancelled
             summary = _COMMANDS[args.command](args, progress)
         except (InputError, FileNotFoundError, ValueError) as error:
-            return _fail(args.progress, f"{error}", EXIT_BAD_INPUT)
+            return fail(args.progress, f"{error}", EXIT_BAD_INPUT)
         except (KeyboardInterrupt, Cancelled) as error:
             how = f" ({error.args[0]})" if isinstance(error, interrupts.Interrupted) else ""
-            return _fail(args.progress, f"cancelled{how}; no output was written", EXIT_INTERRUPTED)
+            return fail(args.progress, f"cancelled{how}; no output was written", EXIT_INTERRUPTED)
         except ResultError as error:
-            return _fail(args.progress, f"{error}", EXIT_FAILED)
+            return fail(args.progress, f"{error}", EXIT_FAILED)
         except Exception as error:  # noqa: BLE001 - every failure must reach the user as one clear line
-            return _fail(args.progress, f"{type(error).__name__}: {error}", EXIT_FAILED)
+            return fail(args.progress, f"{type(error).__name__}: {error}", EXIT_FAILED)
         if args.progress != "json":
             _print_summary(summary)
         return EXIT_OK
-
-
-def _fail(progress_kind: str, message: str, code: int) -> int:
-    if progress_kind == "json":
-        JsonLinesReporter(sys.stdout)(ProgressEvent("error", 0.0, message=message))
-    print(f"deepdenoise: error: {message}", file=sys.stderr)
-    return code
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ CATALOG_KEYS = {
 }  # fmt: skip
 # Imported by the library but provided by Slicer, by the PyTorch extension, or only needed outside Slicer.
 NOT_PIP_INSTALLED_IN_SLICER = {"numpy", "SimpleITK", "torch", "slicer", "vtk", "qt", "psutil", "matplotlib", "PyTorchUtils"}
+# Cohorts (deepdenoise batch, DeepDenoiseLib/cohort) need Dask; the panel does not run them, so the
+# worker's requirements do not install it (batch_denoise in Slicer's console: pip_install it first).
+NOT_PIP_INSTALLED_IN_SLICER |= {"dask", "distributed"}
 
 
 def cmake_commands(text: str, name: str) -> list[list[str]]:
