@@ -1,12 +1,14 @@
-"""Benchmark: how the default method's quality depends on the number of training steps.
+"""Benchmark: how a method's quality depends on the number of training steps and the learning rate.
 
-The default trains for a time budget, so the number of steps it makes depends on the machine; this
-script fixes the step count instead (no time budget, so the runs are the same on any machine) and
-scores the result (PSNR dB / SSIM) in the brain mask of the shared volume. It is the evidence behind
-``training.min_steps``. Prints a Markdown table (rows: steps, columns: variants) and writes
-bench/results/steps.json::
+Methods train for a time budget, so the number of steps they make depends on the machine; this
+script fixes the step count instead (no time budget and no early stop, so the runs are the same on
+any machine) and scores the result (PSNR dB / SSIM) in the brain mask of the shared volume, or of its
+central ``--crop``-voxel block. It is the evidence behind ``training.min_steps`` (blind-spot N2V) and
+R2R's learning rate. Prints a Markdown table (rows: steps and learning rate, columns: variants) and
+writes bench/results/steps.json::
 
-    python bench/benchmark_steps.py --shared ../shared/data --variants rician10 --steps 300 600 1000 1500
+    python bench/benchmark_steps.py --method blindspot --variants rician10 --steps 300 600 1000 1500
+    python bench/benchmark_steps.py --method r2r --crop 64 --steps 600 --learning-rates 0.001 0.0003
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
-from bench.variants import VARIANTS, load_bench_data, make_noisy  # noqa: E402
+from bench.variants import VARIANTS, centre_block, centre_crop, load_bench_data, make_noisy  # noqa: E402
 from DeepDenoiseLib.core.metrics import psnr, ssim  # noqa: E402
 from DeepDenoiseLib.denoise.config import DenoiseConfig, TrainingConfig  # noqa: E402
 from DeepDenoiseLib.denoise.pipeline import denoise_volume  # noqa: E402
@@ -34,7 +36,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--variants", nargs="+", default=["rician10"], choices=list(VARIANTS))
+    parser.add_argument("--method", default=DenoiseConfig.method, help="the method to train (default: the default method)")
     parser.add_argument("--steps", nargs="+", type=int, default=[300, 600, 1000, 1500])
+    parser.add_argument("--learning-rates", nargs="+", type=float, help="learning rates to compare (default: the method's own)")
+    parser.add_argument("--crop", type=int, help="score the central N^3 block only (a faster study)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="several seeds: the median is reported")
     parser.add_argument("--output", type=Path, default=Path("bench/results/steps.json"))
     args = parser.parse_args()
@@ -49,51 +54,66 @@ def main() -> None:
     args = parse_args()
     data = load_bench_data(args.shared)
     rows: list[dict[str, Any]] = []
+    rates = args.learning_rates or [DenoiseConfig.for_method(args.method).training.learning_rate]
+    clean, mask = data.clean.array, data.mask
+    block = centre_block(clean.shape, args.crop) if args.crop else None
+    if block is not None:
+        clean, mask = clean[block], mask[block]
     for name in args.variants:
         variant = VARIANTS[name]
         noisy = make_noisy(variant, data.clean, args.shared)
+        if args.crop:
+            noisy = centre_crop(noisy, args.crop)
         rows.append(
             {
                 "variant": name,
                 "steps": 0,
+                "learning_rate": None,
                 "seed": None,
-                "psnr": psnr(data.clean.array, noisy.array, 1.0, data.mask),
-                "ssim": ssim(data.clean.array, noisy.array, 1.0, mask=data.mask),
+                "psnr": psnr(clean, noisy.array, 1.0, mask),
+                "ssim": ssim(clean, noisy.array, 1.0, mask=mask),
             }
         )
         for steps in args.steps:
-            for seed in args.seeds:
-                config = DenoiseConfig.for_method(
-                    "blindspot",
-                    training={"seed": seed, "budget_seconds": None, "max_epochs": steps // TrainingConfig.steps_per_epoch},
-                    noise={"model": variant.model},
-                )
-                start = time.perf_counter()
-                result = denoise_volume(noisy, config)
-                row = {
-                    "variant": name,
-                    "steps": result.summary["training_steps"],
-                    "seed": seed,
-                    "psnr": psnr(data.clean.array, result.denoised.array, 1.0, data.mask),
-                    "ssim": ssim(data.clean.array, result.denoised.array, 1.0, mask=data.mask),
-                    "seconds": time.perf_counter() - start,
-                }
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+            for rate in rates:
+                for seed in args.seeds:
+                    training = {
+                        "seed": seed,
+                        "budget_seconds": None,
+                        "max_epochs": steps // TrainingConfig.steps_per_epoch,
+                        "patience": None,
+                        "learning_rate": rate,
+                    }
+                    config = DenoiseConfig.for_method(args.method, training=training, noise={"model": variant.model})
+                    start = time.perf_counter()
+                    result = denoise_volume(noisy, config)
+                    row = {
+                        "variant": name,
+                        "steps": result.summary["training_steps"],
+                        "learning_rate": rate,
+                        "seed": seed,
+                        "psnr": psnr(clean, result.denoised.array, 1.0, mask),
+                        "ssim": ssim(clean, result.denoised.array, 1.0, mask=mask),
+                        "seconds": time.perf_counter() - start,
+                        "self_check": result.summary.get("self_check"),
+                    }
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
 
     print()
-    print("| training steps | " + " | ".join(VARIANTS[name].title for name in args.variants) + " | wall s (median) |")
-    print("|---|" + "---|" * len(args.variants) + "---|")
-    for steps in [0] + args.steps:
+    print(f"method {args.method}" + (f", central {args.crop}^3 block" if args.crop else ""))
+    print("| training steps | learning rate | " + " | ".join(VARIANTS[name].title for name in args.variants) + " | wall s (median) |")
+    print("|---|---|" + "---|" * len(args.variants) + "---|")
+    for steps, rate in [(0, None)] + [(steps, rate) for steps in args.steps for rate in rates]:
         cells = []
         for name in args.variants:
-            picked = [row for row in rows if row["variant"] == name and row["steps"] == steps]
+            picked = [row for row in rows if row["variant"] == name and row["steps"] == steps and row["learning_rate"] == rate]
             psnr_db = statistics.median(row["psnr"] for row in picked)
             cells.append(f"{psnr_db:.2f} / {statistics.median(row['ssim'] for row in picked):.3f}")
-        timed = [row["seconds"] for row in rows if row["steps"] == steps and "seconds" in row]
+        timed = [row["seconds"] for row in rows if row["steps"] == steps and row["learning_rate"] == rate and "seconds" in row]
         label = "noisy input" if steps == 0 else str(steps)
         wall = f"{statistics.median(timed):.0f}" if timed else "—"
-        print(f"| {label} | " + " | ".join(cells) + f" | {wall} |")
+        print(f"| {label} | {'—' if rate is None else rate} | " + " | ".join(cells) + f" | {wall} |")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"arguments": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2) + "\n")
 

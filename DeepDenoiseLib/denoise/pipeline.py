@@ -207,6 +207,8 @@ def _run(
             stopped_by=model.history.stopped_by,
             best_validation_loss=model.history.best_validation_loss,
         )
+        if model.history.initial_validation_loss is not None:  # the pretrained prior's score, before any step
+            summary["initial_validation_loss"] = model.history.initial_validation_loss
     else:
         summary.update(training_seconds=0.0, training_steps=0)
     summary.update(

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from DeepDenoiseLib.core.progress import warning_sentences
 from DeepDenoiseLib.core.validation import InputError
-from DeepDenoiseLib.denoise.config import METHOD_NAMES
+from DeepDenoiseLib.denoise.config import METHOD_NAMES, DenoiseConfig
 from DeepDenoiseLib.denoise.method_rules import check_uncertainty_request
 from DeepDenoiseLib.denoise.model_folder import ModelInfo, check_model_name, is_model_name
 from DeepDenoiseLib.denoise.model_record import MODEL_EXTENSION
@@ -144,9 +144,12 @@ def trains_paired(state: Any) -> bool:
 
 
 def parameters_for_method(method: str) -> dict[str, Any]:
-    """What choosing ``method`` in the panel sets with it: 2D for a 2D-only method; no model saving
-    for a paired method, which keeps none."""
+    """What choosing ``method`` in the panel sets with it: the method's own learning rate (R2R
+    fine-tunes its prior more gently than the others learn from scratch); 2D for a 2D-only method;
+    no model saving for a paired method, which keeps none."""
     updates: dict[str, Any] = {}
+    if method in METHOD_NAMES:
+        updates["learningRate"] = DenoiseConfig.for_method(METHOD_NAMES[method]).training.learning_rate
     if method in PANEL_METHODS_2D_ONLY:
         updates["dimensions"] = "2D"
     if method in PANEL_PAIRED_METHODS:

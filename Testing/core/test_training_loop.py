@@ -1,6 +1,7 @@
 """The one training loop (DeepDenoiseLib.core.training_loop): a budget that runs out early is stretched
-to the floor of steps, the floor never exceeds the step limit nor holds back a fast machine, and the
-learning-rate schedules decay smoothly whichever limit is in charge."""
+to the floor of steps, the floor never exceeds the step limit nor holds back a fast machine, the
+learning-rate schedules decay smoothly whichever limit is in charge, and early stopping keeps the best
+weights, the starting ones included."""
 
 from __future__ import annotations
 
@@ -72,3 +73,34 @@ def test_a_late_decay_holds_the_rate_then_falls_to_its_floor() -> None:
     assert learning_rate(0.0) == learning_rate(0.7) == 2e-3
     assert learning_rate(0.85) == pytest.approx(2e-3 * (0.05 + 0.95 * 0.5))
     assert learning_rate(1.0) == pytest.approx(1e-4) and learning_rate(2.0) == pytest.approx(1e-4)
+
+
+def _scored_fit(scores: list[float], patience: int, validate_first: bool) -> tuple[object, torch.nn.Linear]:
+    """``fit`` on a one-weight network whose weight counts the steps made, validated with ``scores``
+    in turn (the first is the starting weights' when ``validate_first``), 5 steps per epoch."""
+    network = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(network.weight)
+    remaining = list(scores)
+
+    def train_step(batch: torch.Tensor, learning_rate: float) -> float:
+        with torch.no_grad():
+            network.weight += 1.0
+        return 1.0
+
+    limits = TrainingLimits(1000, None, 0, 5, patience=patience, validate_first=validate_first)
+    history = fit(network, limits, lambda: torch.zeros(1), train_step, cosine_decay(1e-3), lambda: remaining.pop(0))
+    return history, network
+
+
+def test_patience_stops_once_the_validation_loss_has_not_improved_for_that_many_epochs() -> None:
+    history, network = _scored_fit([5.0, 4.0, 4.5, 4.2, 3.0, 3.5, 3.6, 3.9, 9.0], patience=3, validate_first=False)
+    # two stale epochs (4.5, 4.2) do not stop it; best after epoch 5 (3.0); epochs 6, 7 and 8 are no
+    # better: it stops after 8 epochs and keeps epoch 5's weights
+    assert history.stopped_by == "patience" and history.steps == 40
+    assert history.best_validation_loss == 3.0 and float(network.weight) == 25.0
+
+
+def test_validating_the_starting_weights_keeps_them_when_training_never_improves_on_them() -> None:
+    history, network = _scored_fit([1.0, 2.0, 3.0, 4.0], patience=3, validate_first=True)
+    assert history.initial_validation_loss == history.best_validation_loss == 1.0
+    assert history.stopped_by == "patience" and history.steps == 15 and float(network.weight) == 0.0

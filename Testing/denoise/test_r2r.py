@@ -116,6 +116,7 @@ def test_the_default_run_starts_from_the_prior_and_beats_its_input_after_a_few_s
     result = denoise_volume(Volume(noisy), config)
     check = result.summary["self_check"]
     assert check["passed"] and check["r2r"]["passed"] and result.summary["warnings"] == []
+    assert result.summary["initial_validation_loss"] >= result.summary["best_validation_loss"]  # the prior was scored first
     gain = psnr(clean, result.denoised.array, data_range=1.0) - psnr(clean, noisy, data_range=1.0)
     assert gain > 4.0, gain  # four training steps: the prior does the denoising
     assert 0.0 < check["estimated_gain_db"] < gain + 1.0  # SURE's estimate, without the clean volume
@@ -133,7 +134,7 @@ def test_a_random_start_is_refused_a_prior_only_setting_and_the_prior_refuses_a_
     with pytest.raises(ValueError, match="only method r2r has a pretrained prior"):
         DenoiseConfig.for_method("n2v", model={"init": "prior"})
     with pytest.raises(ValueError, match="model.norm"):
-        DenoiseConfig.for_method("r2r", model={"init": "random", "norm": "batch"})
+        DenoiseConfig.for_method("r2r", model={"init": "random", "norm": "group"})
     random_start = DenoiseConfig.for_method("r2r", model={"init": "random", "base_channels": 8, "depth": 1})
     assert random_start.model.base_channels == 8
 

@@ -323,9 +323,10 @@ def test_paired_methods_show_their_volumes_and_settings_and_keep_no_model(scene)
     # Ticked (a saved scene), saving stays editable so that it can be unticked; the name stays locked.
     ticked = enabled_settings(panel_state(method=NOISE2NOISE, saveModel=True))
     assert ticked["saveModel"] is True and ticked["saveModelName"] is False
-    assert parameters_for_method(NOISE2NOISE) == {"saveModel": False}
-    assert parameters_for_method(PANEL_METHODS_2D_ONLY[0]) == {"dimensions": "2D"}
-    assert parameters_for_method("N2V") == {}
+    assert parameters_for_method(NOISE2NOISE) == {"saveModel": False, "learningRate": 1e-3}
+    assert parameters_for_method(PANEL_METHODS_2D_ONLY[0]) == {"dimensions": "2D", "learningRate": 3e-4}  # R2R fine-tunes gently
+    assert parameters_for_method("N2V") == {"learningRate": 1e-3}
+    assert parameters_for_method("a method from the future") == {}
 
 
 def test_paired_runs_take_their_volumes_or_say_which_are_missing(scene, tmp_path) -> None:

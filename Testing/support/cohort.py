@@ -48,7 +48,7 @@ def slow_config():
     """The default method training for a minute (cancelled long before it ends)."""
     from DeepDenoiseLib.denoise.config import DenoiseConfig
 
-    return tiny_config(DenoiseConfig.method, training={"max_epochs": 100000, "budget_seconds": 60.0, "min_steps": 0})
+    return tiny_config(DenoiseConfig.method, training={"max_epochs": 100000, "budget_seconds": 60.0, "min_steps": 0, "patience": None})
 
 
 def files_under(folder: Path) -> list[str]:
