@@ -647,7 +647,7 @@ def test_a_constant_or_non_finite_result_is_refused() -> None:
 def test_the_cli_exits_1_and_writes_nothing_when_the_result_is_constant(folder, capsys, monkeypatch) -> None:
     from DeepDenoiseLib.denoise import pipeline
 
-    monkeypatch.setattr(pipeline, "_predict", lambda model, prepared, *args: (np.zeros_like(prepared.array), None))
+    monkeypatch.setattr(pipeline, "_predict", lambda model, prepared, *args: (np.zeros_like(prepared.array), None, prepared.normalized))
     before = contents(folder)
     code, events, _ = run(["denoise", folder / "in.nii.gz", folder / "o.nii.gz", "--config", folder / "tiny.json"], capsys)
     assert code == cli.EXIT_FAILED and "constant (every voxel 0)" in events[-1].message
@@ -731,7 +731,7 @@ def test_superres_messages_do_not_point_to_options_it_lacks(tmp_path, capsys) ->
                 "at least 4 voxels; set model.depth to 1"
             ),
         ),
-        ((20, 24, 24), {"model": {"depth": 5}}, "the volume (20x24x24 voxels, k x j x i)"),
+        ((20, 24, 24), {"model": {"depth": 5}, "training": {"patch_size": 32}}, "the volume (20x24x24 voxels, k x j x i)"),
         ((30, 1, 24), {"model": {"depth": 1}}, "too few for a network of any depth"),
     ],
 )

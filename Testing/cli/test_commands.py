@@ -175,6 +175,19 @@ def test_each_method_comes_with_its_own_defaults() -> None:
 
 
 @pytest.mark.parametrize(
+    "method, model, training, words",
+    [
+        ("n2v", {"depth": 5, "base_channels": 64}, {}, "bottleneck of 2048 channels, more than 1024"),
+        ("n2v", {"depth": 4}, {"patch_size": 8}, "training.patch_size 8 is too small for model.depth 4"),
+        ("blindspot", {"dimensions": "3d"}, {}, "2D method"),
+    ],
+)
+def test_networks_that_cannot_work_are_refused_before_any_volume_is_read(method, model, training, words) -> None:
+    with pytest.raises(ValueError, match=words):
+        DenoiseConfig.for_method(method, model=model, training=training)
+
+
+@pytest.mark.parametrize(
     "data, name",
     [
         ({"methd": "n2v"}, "methd"),

@@ -38,7 +38,10 @@ def phantom_volume(shape=(8, 24, 28), dtype=np.float32, seed: int = 0) -> Volume
         ("n2v2", {"model": {"dimensions": "3d"}, "training": {"patch_size": 8}}, np.float64),
     ],
 )
-def test_denoise_volume_keeps_the_geometry_and_returns_input_minus_output(method, sections, dtype) -> None:
+def test_denoise_volume_keeps_the_geometry_and_returns_input_minus_output(method, sections, dtype, monkeypatch) -> None:
+    # Four training steps: what the network returns, which the self-check may judge no better than the
+    # input and replace by it (the self-check has its own tests: test_r2r.py, test_settings_sweep.py).
+    monkeypatch.setattr("DeepDenoiseLib.denoise.pipeline._self_check_failure", lambda *args: None)
     volume = phantom_volume(dtype=dtype)
     original = volume.array.copy()
     result = denoise_volume(volume, tiny_config(method, **sections))
