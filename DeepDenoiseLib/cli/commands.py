@@ -132,11 +132,11 @@ def _run_denoise(args: argparse.Namespace, progress: Optional[ProgressCallback])
     from DeepDenoiseLib.core.volume_io import read_header
     from DeepDenoiseLib.denoise.files import denoise_file
 
-    try:  # a 4D input takes the series default (MP-PCA) unless a method is chosen
-        series = len(read_header(args.input)) == 4
+    try:  # a 4D input of enough frames takes the series default (MP-PCA) unless a method is chosen
+        shape = read_header(args.input)
     except (OSError, ValueError):
-        series = False  # denoise_file says what is wrong with the input
-    config = config_from_args(args, series=series)
+        shape = ()  # denoise_file says what is wrong with the input
+    config = config_from_args(args, series=len(shape) == 4, frames=shape[0] if len(shape) == 4 else None)
     save_model_path = None if args.save_model is None else resolve_model_path(args.save_model, for_writing=True)
     return denoise_file(
         args.input, args.output, config, args.residual, args.uncertainty, progress=progress,

@@ -44,7 +44,7 @@ def denoise_file(
 
     A 4D file (NIfTI series) is denoised with :func:`denoise_series` and written back as a series
     with the same geometry, time spacing and frame count. Without ``config`` the default method is
-    the input's: MP-PCA for a series, R2R for one volume. With ``save_model_path`` the trained model
+    the input's: MP-PCA for a series of at least 10 frames, R2R for one volume or a shorter series. With ``save_model_path`` the trained model
     is saved there too (model_file.py), to denoise other volumes with :func:`apply_file`; MP-PCA
     trains none, and is refused with it.
     """
@@ -55,7 +55,7 @@ def denoise_file(
         save_model_path = model_destination(save_model_path)
     check_outputs(input_path, output_path, residual_path, uncertainty_path, force, save_model_path)
     volume = load_volume(input_path, progress)
-    config = config or DenoiseConfig.for_method(default_method(volume.is_4d))
+    config = config or DenoiseConfig.for_method(default_method(volume.is_4d, len(volume.array)))
     if save_model_path is not None:
         check_saves_model(config.method)
     run = denoise_series if volume.is_4d else denoise_volume

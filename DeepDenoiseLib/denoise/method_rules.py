@@ -14,7 +14,8 @@ the command line, the Python API and the Slicer panel all call, each in its own 
 - MP-PCA (``mppca``) denoises a 4D series only, of at least :data:`MPPCA_MIN_FRAMES` frames, and
   trains no model to save (:func:`check_series_method`, :func:`check_saves_model`); its patch
   settings (``series.*``) apply to it alone (:func:`check_series_settings`). It is the default for a
-  series (:func:`default_method`); the default for one volume stays ``r2r``.
+  series of at least that many frames (:func:`default_method`); the default for one volume, and for a
+  shorter series, stays ``r2r``.
 """
 
 from __future__ import annotations
@@ -155,9 +156,13 @@ def check_uncertainty_request(wanted: bool, test_time_augmentation: bool, turn_o
         )
 
 
-def default_method(series: bool) -> str:
-    """The method a run takes when none was chosen: MP-PCA for a 4D series, R2R for one volume."""
-    return SERIES_DEFAULT_METHOD if series else VOLUME_DEFAULT_METHOD
+def default_method(series: bool, frames: Optional[int] = None) -> str:
+    """The method a run takes when none was chosen: MP-PCA for a 4D series (of ``frames``, when
+    known, at least :data:`MPPCA_MIN_FRAMES`: a shorter one takes the volume default, frame by
+    frame), R2R for one volume."""
+    if series and (frames is None or frames >= MPPCA_MIN_FRAMES):
+        return SERIES_DEFAULT_METHOD
+    return VOLUME_DEFAULT_METHOD
 
 
 def check_series_method(method: str, frames: Optional[int]) -> None:

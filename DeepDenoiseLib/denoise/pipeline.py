@@ -33,7 +33,7 @@ from DeepDenoiseLib.core.validation import (
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.denoise.config import PAIRED_METHODS, DenoiseConfig
 from DeepDenoiseLib.denoise.inference import predict_volume
-from DeepDenoiseLib.denoise.method_rules import SERIES_DEFAULT_METHOD, SERIES_ONLY_METHODS, check_series_method
+from DeepDenoiseLib.denoise.method_rules import SERIES_ONLY_METHODS, check_series_method, default_method
 from DeepDenoiseLib.denoise.mppca import ignored_settings_warning, mppca_series
 from DeepDenoiseLib.denoise.n2v_training import train_noise2void
 from DeepDenoiseLib.denoise.networks import TrainedModel
@@ -77,7 +77,7 @@ def denoise_series(
     """Denoises a 4D series ``[t, k, j, i]`` (fMRI, dynamic scans) and returns a series on the same grid.
 
     Without ``config``, by MP-PCA (method ``mppca``: local PCA across all frames, mppca.py), which
-    needs at least 10 frames. A ``config`` of a network method trains ONE model on patches drawn from
+    needs at least 10 frames (a shorter series takes R2R, frame by frame). A ``config`` of a network method trains ONE model on patches drawn from
     every frame, then predicts frame by frame: the training time does not grow with the frame count.
     Normalisation is fitted on the whole series; the noise sigma is the median of the frames'
     estimates (or ``noise.sigma``). ``summary`` adds ``frames`` (and ``mppca`` for that method);
@@ -87,7 +87,7 @@ def denoise_series(
     >>> result = denoise_series(series)  # MP-PCA
     >>> result = denoise_series(series, DenoiseConfig.for_method("blindspot", training={"budget_seconds": 300}))
     """
-    config = config or DenoiseConfig.for_method(SERIES_DEFAULT_METHOD)
+    config = config or DenoiseConfig.for_method(default_method(series=True, frames=len(volume.array)))
     if config.method in SHARED_MODEL_SERIES_METHODS + SERIES_ONLY_METHODS:
         return _run(volume, config, progress, cancel, trained=None, series=True)
     if config.method == "noise2noise":

@@ -32,15 +32,15 @@ from DeepDenoiseLib.superres.config import SuperResConfig
 logger = logging.getLogger("DeepDenoise")
 
 
-def denoise_config(parameters: Any, series: bool = False) -> DenoiseConfig:
+def denoise_config(parameters: Any, series: bool = False, frames: Optional[int] = None) -> DenoiseConfig:
     """The DenoiseConfig for a DenoiseConfig, a PanelSettings, a dict of its names (``{"method":
     "N2V2", "budgetMinutes": 2}``; missing ones take their defaults), a parameter node, or None
-    (defaults). For a ``series`` (a sequence), None or a dict without a method takes the series
-    default, MP-PCA. Raises ValueError for settings that do not go together (a 2D-only method in 3D)."""
+    (defaults). For a ``series`` (a sequence) of at least 10 ``frames``, None or a dict without a
+    method takes the series default, MP-PCA. Raises ValueError for settings that do not go together (a 2D-only method in 3D)."""
     if isinstance(parameters, DenoiseConfig):
         return parameters
     if series and (parameters is None or (isinstance(parameters, Mapping) and "method" not in parameters)):
-        label = next(name for name, value in METHOD_NAMES.items() if value == default_method(series=True))
+        label = next(name for name, value in METHOD_NAMES.items() if value == default_method(True, frames))
         parameters = {**(parameters or {}), "method": label}
     return _settings(PanelSettings, parameters).to_config()
 
@@ -190,7 +190,9 @@ class ModuleLogic:
         """
         if self.isRunning:
             raise RuntimeError("A denoising run is in progress; cancel it first.")
-        config = self.configFromParameters(parameters, series=bool(inputVolume is not None and inputVolume.IsA("vtkMRMLSequenceNode")))
+        sequence = inputVolume is not None and inputVolume.IsA("vtkMRMLSequenceNode")
+        frames = inputVolume.GetNumberOfDataNodes() if sequence else None
+        config = self.configFromParameters(parameters, series=bool(sequence), frames=frames)
         job = make_job(
             inputVolume,
             config,

@@ -1,8 +1,8 @@
 """What the panel shows for the parameter node's state, decided outside Qt so that the module's widget
 only applies it: which controls of both sections are enabled and visible, the whole-sequence option,
-the save-as name to suggest, and the method that follows the input: a frame of a sequence, denoised
-whole, switches the default method (Pretrained R2R) to the series default (MP-PCA), and a plain
-volume switches MP-PCA back, as the library's defaults do (method_rules.default_method).
+the save-as name to suggest, and the method that follows the input: a frame of a sequence (of at
+least 10 frames), denoised whole, switches the default method (Pretrained R2R) to the series default
+(MP-PCA), and a plain volume switches MP-PCA back, as the library's defaults do (method_rules.default_method).
 
 >>> view = panel_view(parameterNode, previous_suggestion="", was_series=False)
 >>> for name, enabled in view.enabled.items(): widgets[name].enabled = enabled
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from DeepDenoiseLib.denoise.method_rules import default_method
 from DeepDenoiseLib.slicer.panel import (
     SERIES_DEFAULT,
     VOLUME_DEFAULT,
@@ -52,9 +53,11 @@ def panel_view(state: Any, previous_suggestion: str, was_series: bool = False) -
     suggested last, which follows the input and the method until the user types a name of their own;
     ``was_series`` whether the previous view's run denoised a sequence (the method follows the input
     only when that changes, so a method chosen for a sequence stays)."""
-    series = sequence_to_run(state) is not None
+    sequence = sequence_to_run(state)
+    series = sequence is not None
     method = state.method
-    if series and not was_series and method == VOLUME_DEFAULT:
+    long_enough = sequence is not None and default_method(True, sequence.GetNumberOfDataNodes()) == "mppca"
+    if long_enough and not was_series and method == VOLUME_DEFAULT:
         method = SERIES_DEFAULT
     elif not series and method == SERIES_DEFAULT:
         method = VOLUME_DEFAULT

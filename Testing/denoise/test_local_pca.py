@@ -16,6 +16,7 @@ from bench.series_generator import event_kept, make_series, series_psnr, time_co
 from DeepDenoiseLib.cli import commands as cli
 from DeepDenoiseLib.cli.commands import build_parser
 from DeepDenoiseLib.cli.common import config_from_args
+from DeepDenoiseLib.core.metrics import mean_image_mask, temporal_snr
 from DeepDenoiseLib.core.progress import Cancelled, CancelToken, ProgressEvent
 from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.core.volume import Volume
@@ -144,9 +145,12 @@ def test_cancel_stops_the_local_pca() -> None:
 
 def test_the_default_method_follows_the_input() -> None:
     assert default_method(series=True) == "mppca" and default_method(series=False) == "r2r" == DenoiseConfig().method
+    # A series too short for the Marchenko-Pastur fit takes the volume default, frame by frame.
+    assert default_method(True, MPPCA_MIN_FRAMES) == "mppca" and default_method(True, MPPCA_MIN_FRAMES - 1) == "r2r"
     parser = build_parser()
     assert config_from_args(parser.parse_args(["denoise", "a.nii", "b.nii"]), series=True).method == "mppca"
     assert config_from_args(parser.parse_args(["denoise", "a.nii", "b.nii"]), series=False).method == "r2r"
+    assert config_from_args(parser.parse_args(["denoise", "a.nii", "b.nii"]), series=True, frames=2).method == "r2r"
     chosen = config_from_args(parser.parse_args(["denoise", "a.nii", "b.nii", "--method", "blindspot"]), series=True)
     assert chosen.method == "blindspot"
     flags = config_from_args(parser.parse_args(["denoise", "a.nii", "b.nii", "--patch-radius", "3", "--wiener"]), series=True)
@@ -159,7 +163,7 @@ def test_refusals_say_what_to_do(tmp_path: Path) -> None:
         denoise_volume(volume, DenoiseConfig.for_method("mppca"))
     few = Volume(np.stack([anatomy() + 0.01 * t for t in range(MPPCA_MIN_FRAMES - 1)]))
     with pytest.raises(ValueError, match=f"at least {MPPCA_MIN_FRAMES} frames.*this series has {MPPCA_MIN_FRAMES - 1}"):
-        denoise_series(few)
+        denoise_series(few, DenoiseConfig.for_method("mppca"))
     nan = np.stack([anatomy() + 0.01 * t for t in range(12)])
     nan[5, 3, 4, 5] = np.nan
     with pytest.raises(InputError, match="NaN"):
@@ -199,10 +203,39 @@ def test_cli_default_on_a_4d_file_is_mppca_keeping_grid_frames_and_time_step(tmp
     cases = [
         (["denoise", str(source), str(tmp_path / "x.nii"), "--save-model", "fmri"], "trains no network, so there is no model to save"),
         (["denoise", str(one), str(tmp_path / "y.nii"), "--method", "mppca"], "denoises 4D series only"),
-        (["denoise", str(short), str(tmp_path / "z.nii")], "needs at least 10 frames"),
+        (["denoise", str(short), str(tmp_path / "z.nii"), "--method", "mppca"], "needs at least 10 frames"),
     ]
     for argv, words in cases:
         code = cli.main(argv + ["--progress", "json"])
         event = ProgressEvent.from_json(capsys.readouterr().out.splitlines()[-1])
         assert code == cli.EXIT_BAD_INPUT and event.stage == "error" and words in event.message, event.message
     assert not any((tmp_path / name).exists() for name in ("x.nii", "y.nii", "z.nii"))
+
+
+def test_a_real_fmri_run_gets_mp_pca_by_default_with_a_residual_white_in_time(tmp_path: Path, capsys) -> None:
+    """nibabel's functional.nii (20 frames of 17x21x3) through the command line's default: no truth, so
+    the no-reference measures: temporal SNR rises, and the residual is close to white in time (lag-1
+    autocorrelation near -1/frames, as for demeaned white noise) and its spread does not follow the anatomy."""
+    nibabel = pytest.importorskip("nibabel")
+    source = Path(nibabel.__file__).parent / "tests" / "data" / "functional.nii"
+    if not source.is_file():
+        pytest.skip("nibabel's test data lacks functional.nii (some packagers strip nibabel/tests/data)")
+    output, residual = tmp_path / "out.nii.gz", tmp_path / "removed.nii.gz"
+    code = cli.main(["denoise", str(source), str(output), "--residual", str(residual), "--progress", "json"])
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_OK, captured.err
+    summary = ProgressEvent.from_json(captured.out.splitlines()[-1]).summary
+    assert summary["method"] == "mppca" and summary["self_check"]["passed"]
+    original, denoised = nibabel.load(source), nibabel.load(output)
+    assert denoised.shape == original.shape
+    np.testing.assert_allclose(denoised.header.get_zooms(), original.header.get_zooms(), rtol=1e-6)  # time step included
+    before = np.asarray(original.get_fdata()).transpose(3, 2, 1, 0)
+    after = np.asarray(denoised.get_fdata()).transpose(3, 2, 1, 0)
+    removed = np.asarray(nibabel.load(residual).get_fdata()).transpose(3, 2, 1, 0)
+    brain = mean_image_mask(before)
+    assert temporal_snr(after, brain) > 1.3 * temporal_snr(before, brain)
+    courses = removed[:, brain] - removed[:, brain].mean(axis=0)
+    lag_one = np.mean((courses[1:] * courses[:-1]).sum(axis=0) / (courses**2).sum(axis=0))
+    assert abs(lag_one) < 0.2, lag_one
+    anatomy_following = np.corrcoef(removed.std(axis=0)[brain], before.mean(axis=0)[brain])[0, 1]
+    assert abs(anatomy_following) < 0.3, anatomy_following

@@ -527,7 +527,7 @@ def test_a_frame_in_view_offers_its_whole_sequence():
 
     scene = slicer_scene.headless_scene()
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "fMRI")
-    for index in range(4):
+    for index in range(12):
         frame = slicer_scene.slicer.vtkMRMLScalarVolumeNode()
         slicer_scene.slicer.util.updateVolumeFromArray(frame, np.zeros((3, 4, 5), np.float32))
         sequence.SetDataNodeAtValue(frame, str(index))
@@ -535,7 +535,7 @@ def test_a_frame_in_view_offers_its_whole_sequence():
     widget = fake_widget(inputVolume=proxy)
     widget._updateGui()
     checkbox = widget.ui.denoiseSequenceCheckBox
-    assert checkbox.visible is True and checkbox.text == "Denoise every frame of 'fMRI' (4 frames, together)"
+    assert checkbox.visible is True and checkbox.text == "Denoise every frame of 'fMRI' (12 frames, together)"
     assert widget.ui.sequenceOutputsLabel.visible is True and widget.ui.outputSelector.enabled is False
     # A whole sequence takes the series default, MP-PCA, which keeps no model; a plain volume takes R2R back.
     assert widget._parameterNode.method == "MP-PCA (series)" and widget._parameterNode.saveModel is False

@@ -237,7 +237,9 @@ def test_a_sequence_takes_mp_pca_by_default_and_a_volume_refuses_it(scene) -> No
     from DeepDenoiseLib.slicer.logic import denoise_config
     from DeepDenoiseLib.slicer.panel_view import panel_view
 
-    sequence, proxy = add_sequence(scene, "fMRI")
+    _, short = add_sequence(scene, "short", frame_count=9)  # too short for MP-PCA: the default stays
+    assert panel_view(panel_state(inputVolume=short), "", was_series=False).parameters == {}
+    sequence, proxy = add_sequence(scene, "fMRI", frame_count=12)
     state = panel_state(inputVolume=proxy, saveModel=True)
     view = panel_view(state, "", was_series=False)
     assert view.series and view.parameters == {"method": "MP-PCA (series)", "saveModel": False, "testTimeAugmentation": False}
@@ -256,7 +258,8 @@ def test_a_sequence_takes_mp_pca_by_default_and_a_volume_refuses_it(scene) -> No
     assert panel_view(state, "", was_series=True).parameters == {"method": "Pretrained R2R", "dimensions": "2D"}
     assert summary_text({"frames": 12, "method": "mppca"}) == "12 frames, MP-PCA."
     # Scripts: a sequence without a method in the parameters takes MP-PCA too.
-    assert denoise_config(None, series=True).method == "mppca" and denoise_config(None).method == "r2r"
+    assert denoise_config(None, series=True, frames=12).method == "mppca" and denoise_config(None).method == "r2r"
+    assert denoise_config(None, series=True, frames=9).method == "r2r"
     assert denoise_config({"method": "N2V"}, series=True).method == "n2v"
 
 
