@@ -242,7 +242,8 @@ def test_a_sequence_takes_mp_pca_by_default_and_a_volume_refuses_it(scene) -> No
     sequence, proxy = add_sequence(scene, "fMRI", frame_count=12)
     state = panel_state(inputVolume=proxy, saveModel=True)
     view = panel_view(state, "", was_series=False)
-    assert view.series and view.parameters == {"method": "MP-PCA (series)", "saveModel": False, "testTimeAugmentation": False}
+    assert view.series and view.parameters == {"method": "MP-PCA (series)", **parameters_for_method("MP-PCA (series)")}
+    assert view.parameters["saveModel"] is False and view.parameters["testTimeAugmentation"] is False
     for name, value in view.parameters.items():
         setattr(state, name, value)
     run = plan_run(state)
@@ -255,7 +256,7 @@ def test_a_sequence_takes_mp_pca_by_default_and_a_volume_refuses_it(scene) -> No
     state = panel_state(inputVolume=volume, method="MP-PCA (series)")
     with pytest.raises(InputError, match="MP-PCA \\(series\\) denoises a whole sequence"):
         plan_run(state)
-    assert panel_view(state, "", was_series=True).parameters == {"method": "Pretrained R2R", "dimensions": "2D"}
+    assert panel_view(state, "", was_series=True).parameters == {"method": "Pretrained R2R", **parameters_for_method("Pretrained R2R")}
     assert summary_text({"frames": 12, "method": "mppca"}) == "12 frames, MP-PCA."
     # Scripts: a sequence without a method in the parameters takes MP-PCA too.
     assert denoise_config(None, series=True, frames=12).method == "mppca" and denoise_config(None).method == "r2r"
