@@ -97,6 +97,9 @@ class DeepDenoise(ScriptedLoadableModule):
             "artefacts.</li>"
             "<li><b>structN2V</b>: hides a short line of voxels instead of one, for noise correlated along "
             "an axis (streaks).</li>"
+            "<li><b>MP-PCA (series)</b> (default for a sequence): no network; local PCA across all frames "
+            "with the Marchenko-Pastur noise threshold, as dipy's mppca. Sequences only (at least 10 frames); "
+            "it keeps no model.</li>"
             "<li><b>Noise2Noise</b>: learns to predict one acquisition from another of the same anatomy "
             "(a <i>second acquisition</i> on the same grid; for a sequence, neighbouring frames).</li>"
             "<li><b>Supervised</b>: learns from a <i>training noisy volume</i> and its clean partner (e.g. "
@@ -180,6 +183,7 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._settingLabels = {}
         self._modelChoices = []
         self._suggestedModelName = ""
+        self._seriesRun = False
         self._run = None
         self._superresRun = None
 
@@ -282,7 +286,10 @@ class DeepDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             section.enabled = not running
         parameters = self._parameterNode
         if parameters:
-            view = panel_view(parameters, self._suggestedModelName)
+            view = panel_view(parameters, self._suggestedModelName, self._seriesRun)
+            self._seriesRun = view.series
+            for name, value in view.parameters.items():  # the method follows the input: MP-PCA for a sequence
+                setattr(parameters, name, value)
             for name, isEnabled in view.enabled.items():
                 self._settingWidgets[name].enabled = isEnabled
             for name, isVisible in view.visible.items():

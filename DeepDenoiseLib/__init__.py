@@ -23,6 +23,7 @@ _EXPORTS = {
     "MaskingConfig": "denoise.config",
     "TrainingConfig": "denoise.config",
     "PredictionConfig": "denoise.config",
+    "SeriesConfig": "denoise.series_config",
     "NormalizationConfig": "core.normalization",
     "CancelToken": "core.progress",
     "Cancelled": "core.progress",

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_summary(summary: dict[str, Any]) -> None:
     if "model" in summary:
         work = f"model {summary['model']} on {summary.get('device', '-')}"
+    elif summary.get("method") == "mppca":
+        work = f"MP-PCA on {summary.get('device', '-')}, no training"
     else:
         steps = summary.get("training_steps", 0)
         work = f"training {summary.get('training_seconds', 0):.1f} s, {steps} steps on {summary.get('device', '-')}"
@@ -127,9 +129,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _run_denoise(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
+    from DeepDenoiseLib.core.volume_io import read_header
     from DeepDenoiseLib.denoise.files import denoise_file
 
-    config = config_from_args(args)
+    try:  # a 4D input of enough frames takes the series default (MP-PCA) unless a method is chosen
+        shape = read_header(args.input)
+    except (OSError, ValueError):
+        shape = ()  # denoise_file says what is wrong with the input
+    config = config_from_args(args, series=len(shape) == 4, frames=shape[0] if len(shape) == 4 else None)
     save_model_path = None if args.save_model is None else resolve_model_path(args.save_model, for_writing=True)
     return denoise_file(
         args.input, args.output, config, args.residual, args.uncertainty, progress=progress,

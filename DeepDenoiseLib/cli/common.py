@@ -15,15 +15,20 @@ from DeepDenoiseLib.cli.flags import setting_overrides
 from DeepDenoiseLib.core.progress import JsonLinesReporter, ProgressCallback, ProgressEvent, TextProgressBar
 from DeepDenoiseLib.core.settings import deep_merge
 from DeepDenoiseLib.denoise.config import METHOD_DECIDES, DenoiseConfig
+from DeepDenoiseLib.denoise.method_rules import default_method
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def config_from_args(args: argparse.Namespace, command: Optional[str] = None) -> DenoiseConfig:
+def config_from_args(
+    args: argparse.Namespace, command: Optional[str] = None, series: bool = False, frames: Optional[int] = None
+) -> DenoiseConfig:
     """The run configuration: the --config file (or the method's defaults), then each flag given
     (the flags ``command`` offers; default: the sub-command run). A method given with a --config
     file of another method takes the new method's own defaults for what a method decides
-    (DenoiseConfig.for_method), and the file's other settings."""
+    (DenoiseConfig.for_method), and the file's other settings. With neither a --method nor a
+    --config, the method is the default for the input: MP-PCA for a 4D ``series`` (of at least 10
+    ``frames`` when known), else R2R."""
     if args.config is not None:
         base = DenoiseConfig.load(args.config).to_dict()
         if args.method is not None and args.method != base["method"]:
@@ -33,7 +38,7 @@ def config_from_args(args: argparse.Namespace, command: Optional[str] = None) ->
                 kept[section] = {key: value for key, value in kept[section].items() if key != name}
             base = deep_merge(DenoiseConfig.for_method(args.method).to_dict(), kept)
     else:
-        base = DenoiseConfig.for_method(args.method or DenoiseConfig.method).to_dict()
+        base = DenoiseConfig.for_method(args.method or default_method(series, frames)).to_dict()
     overrides = setting_overrides(args, DenoiseConfig, command or args.command, skip=("method",))
     return DenoiseConfig.from_dict(deep_merge(base, overrides))
 

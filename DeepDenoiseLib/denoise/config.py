@@ -31,13 +31,16 @@ from DeepDenoiseLib.denoise.method_rules import (
     INITIALISATIONS,
     METHODS,
     PAIRED_METHODS,
+    SERIES_ONLY_METHODS,
     check_dimensions,
     check_initialisation,
     check_method_settings,
     check_network_width,
     check_patch_size,
+    check_series_settings,
     check_struct_axis,
 )
+from DeepDenoiseLib.denoise.series_config import SeriesConfig
 
 ARCHITECTURES = ("unet", "dae")
 LOSSES = ("l2", "l1")
@@ -69,6 +72,7 @@ METHOD_NAMES = {
     "N2V": "n2v",
     "N2V2": "n2v2",
     "structN2V": "structn2v",
+    "MP-PCA (series)": "mppca",
     "Noise2Noise": "noise2noise",
     "Supervised": "supervised",
 }
@@ -304,7 +308,8 @@ class DenoiseConfig(Configuration):
     masking (Krull et al. 2019, Höck et al. 2022, Broaddus et al. 2020). From pairs of volumes:
     ``noise2noise`` maps one noisy acquisition to another of the same anatomy (Lehtinen et al.
     2018), ``supervised`` maps noisy volumes to clean ones; these mask nothing, so the masking
-    settings do not apply to them."""
+    settings do not apply to them. For a 4D series only: ``mppca``, local PCA across frames with
+    the Marchenko–Pastur threshold (local_pca.py, settings in ``series``), the default there."""
 
     method: str = setting(
         "r2r",
@@ -312,7 +317,7 @@ class DenoiseConfig(Configuration):
         flags=[
             Flag(
                 "--method",
-                "how the network learns from the noisy volume (default {default})",
+                "how to denoise: a network that learns from the noisy volume (default {default}), or mppca for a 4D series (its default)",
                 SINGLE_VOLUME_COMMANDS,
                 choices=tuple(method for method in METHODS if method not in PAIRED_METHODS),
             )
@@ -325,6 +330,7 @@ class DenoiseConfig(Configuration):
     prediction: PredictionConfig = field(default_factory=PredictionConfig)
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    series: SeriesConfig = field(default_factory=SeriesConfig)
     allow_label_map: bool = setting(
         False,
         flags=[
@@ -344,6 +350,7 @@ class DenoiseConfig(Configuration):
         check_struct_axis(self.method, self.masking.struct_axis)
         architecture, loss, adversarial_weight = self.model.architecture, self.training.loss, self.training.adversarial_weight
         check_method_settings(self.method, self.masking == MaskingConfig(), architecture, loss, adversarial_weight)
+        check_series_settings(self.method, self.series == SeriesConfig(), self.prediction.tta)
 
     @classmethod
     def for_method(cls, method: str, **overrides: Any) -> DenoiseConfig:
@@ -355,7 +362,7 @@ class DenoiseConfig(Configuration):
         model = ModelConfig()
         masking = MaskingConfig()
         training: dict[str, Any] = {}
-        if method != "r2r":
+        if method not in ("r2r",) + SERIES_ONLY_METHODS:  # mppca trains nothing
             training = {"min_steps": NETWORK_FROM_SCRATCH_MIN_STEPS, "patience": None, "learning_rate": NETWORK_FROM_SCRATCH_LEARNING_RATE}
         if method == "n2v2":
             model = dataclasses.replace(model, blurpool=True, top_skip=False)
@@ -367,7 +374,8 @@ class DenoiseConfig(Configuration):
 
 
 #: The settings :meth:`DenoiseConfig.for_method` decides for a method (masking style, N2V2's layers,
-#: the step floor, early stopping and the learning rate), which a change of method on the command line resets.
+#: the step floor, early stopping and the learning rate) and MP-PCA's own settings, which a change of
+#: method on the command line resets.
 METHOD_DECIDES = (
     "model.blurpool",
     "model.top_skip",
@@ -377,4 +385,7 @@ METHOD_DECIDES = (
     "training.min_steps",
     "training.patience",
     "training.learning_rate",
+    "series.patch_radius",
+    "series.patch_stride",
+    "series.wiener",
 )

@@ -19,7 +19,7 @@ from DeepDenoiseLib.core.validation import InputError, check_voxel_count
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_header
 from DeepDenoiseLib.denoise.config import DenoiseConfig
-from DeepDenoiseLib.denoise.method_rules import check_uncertainty_request
+from DeepDenoiseLib.denoise.method_rules import check_saves_model, check_uncertainty_request, default_method
 from DeepDenoiseLib.denoise.model_file import model_destination, model_writer
 from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.noise2noise import noise2noise_series, noise2noise_volumes
@@ -43,15 +43,21 @@ def denoise_file(
     """Reads ``input_path``, denoises it and writes the outputs; returns the run's summary.
 
     A 4D file (NIfTI series) is denoised with :func:`denoise_series` and written back as a series
-    with the same geometry, time spacing and frame count. With ``save_model_path`` the trained model
-    is saved there too (model_file.py), to denoise other volumes with :func:`apply_file`.
+    with the same geometry, time spacing and frame count. Without ``config`` the default method is
+    the input's: MP-PCA for a series of at least 10 frames, R2R for one volume or a shorter series. With ``save_model_path`` the trained model
+    is saved there too (model_file.py), to denoise other volumes with :func:`apply_file`; MP-PCA
+    trains none, and is refused with it.
     """
-    config = config or DenoiseConfig()
-    _check_uncertainty_request(uncertainty_path, config)
+    _check_uncertainty_request(uncertainty_path, config or DenoiseConfig())
     if save_model_path is not None:
+        if config is not None:
+            check_saves_model(config.method)
         save_model_path = model_destination(save_model_path)
     check_outputs(input_path, output_path, residual_path, uncertainty_path, force, save_model_path)
     volume = load_volume(input_path, progress)
+    config = config or DenoiseConfig.for_method(default_method(volume.is_4d, len(volume.array)))
+    if save_model_path is not None:
+        check_saves_model(config.method)
     run = denoise_series if volume.is_4d else denoise_volume
     result = run(volume, config, progress, cancel)
     model = None

@@ -11,23 +11,36 @@ the command line, the Python API and the Slicer panel all call, each in its own 
   take it (:data:`METHODS_TAKING`) and locks it for those it changes nothing for (:data:`METHODS_USING`).
 - structN2V needs the axis of its line mask (:func:`check_struct_axis`).
 - An uncertainty output needs test-time augmentation (:func:`check_uncertainty_request`).
+- MP-PCA (``mppca``) denoises a 4D series only, of at least :data:`MPPCA_MIN_FRAMES` frames, and
+  trains no model to save (:func:`check_series_method`, :func:`check_saves_model`); its patch
+  settings (``series.*``) apply to it alone (:func:`check_series_settings`). It is the default for a
+  series of at least that many frames (:func:`default_method`); the default for one volume, and for a
+  shorter series, stays ``r2r``.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Optional
 
-METHODS = ("r2r", "blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised")
+METHODS = ("r2r", "blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised", "mppca")
 #: Methods that learn from pairs of volumes (an input and its target) rather than from one noisy volume.
 PAIRED_METHODS = ("noise2noise", "supervised")
+#: Methods that denoise a whole 4D series at once (no network: nothing trains, nothing to save).
+SERIES_ONLY_METHODS = ("mppca",)
+#: The method a run takes when none is chosen: for one volume, and for a 4D series.
+VOLUME_DEFAULT_METHOD = "r2r"
+SERIES_DEFAULT_METHOD = "mppca"
+#: MP-PCA splits each patch's eigenvalues into a noise bulk and signal; with fewer frames than this the
+#: bulk has too few eigenvalues to fit the Marchenko–Pastur law.
+MPPCA_MIN_FRAMES = 10
 #: Methods whose network is 2D only (3D context comes from neighbouring slices as channels).
 METHODS_2D_ONLY = ("r2r", "blindspot")
 #: Where a network starts: ``auto`` (the pretrained prior for method r2r, random weights for the
 #: others), the ``prior`` shipped with the package (r2r only), or ``random`` weights.
 INITIALISATIONS = ("auto", "prior", "random")
-#: Methods that learn from one noisy volume; of these, those that hide voxels by masking (R2R and the
-#: blind-spot network, like the paired methods, mask nothing).
-SINGLE_VOLUME_METHODS = tuple(method for method in METHODS if method not in PAIRED_METHODS)
+#: The network methods that learn from one noisy volume; of these, those that hide voxels by masking
+#: (R2R and the blind-spot network, like the paired methods, mask nothing).
+SINGLE_VOLUME_METHODS = tuple(method for method in METHODS if method not in PAIRED_METHODS + SERIES_ONLY_METHODS)
 MASKING_METHODS = tuple(method for method in SINGLE_VOLUME_METHODS if method not in METHODS_2D_ONLY)
 #: The settings that only some methods take, and those methods: the configuration refuses them for
 #: the others (check_method_settings), and the panel leaves them out of the others' configurations.
@@ -86,6 +99,11 @@ def check_method_settings(method: str, default_masking: bool, architecture: str,
             f"method '{method}' learns from pairs of volumes and masks nothing: leave the masking "
             "settings at their defaults (they apply to n2v, n2v2 and structn2v)"
         )
+    if method in SERIES_ONLY_METHODS and not default_masking:
+        raise ValueError(
+            f"method '{method}' trains no network and masks nothing: leave the masking settings at their defaults "
+            "(they apply to n2v, n2v2 and structn2v)"
+        )
     if not paired and architecture != "unet":
         raise ValueError(f"model.architecture '{architecture}' needs targets to learn from: use it with method noise2noise or supervised")
     if not paired and loss != "l2":
@@ -135,4 +153,55 @@ def check_uncertainty_request(wanted: bool, test_time_augmentation: bool, turn_o
         raise ValueError(
             f"the uncertainty output is the spread across test-time augmentations: turn test-time augmentation on "
             f"({turn_on}), or {leave_out}"
+        )
+
+
+def default_method(series: bool, frames: Optional[int] = None) -> str:
+    """The method a run takes when none was chosen: MP-PCA for a 4D series (of ``frames``, when
+    known, at least :data:`MPPCA_MIN_FRAMES`: a shorter one takes the volume default, frame by
+    frame), R2R for one volume."""
+    if series and (frames is None or frames >= MPPCA_MIN_FRAMES):
+        return SERIES_DEFAULT_METHOD
+    return VOLUME_DEFAULT_METHOD
+
+
+def check_series_method(method: str, frames: Optional[int]) -> None:
+    """MP-PCA needs a 4D series (``frames`` None: one 3D volume) of at least :data:`MPPCA_MIN_FRAMES`
+    frames: it finds the noise in how the frames vary together."""
+    if method not in SERIES_ONLY_METHODS:
+        return
+    if frames is None:
+        raise ValueError(
+            f"method '{method}' (local PCA across frames) denoises 4D series only; this input is one 3D volume: "
+            f"use another method (the default for one volume is {VOLUME_DEFAULT_METHOD})"
+        )
+    if frames < MPPCA_MIN_FRAMES:
+        raise ValueError(
+            f"method '{method}' needs at least {MPPCA_MIN_FRAMES} frames to tell noise from signal (the "
+            f"Marchenko–Pastur fit of each patch's eigenvalues); this series has {frames}: choose a network method "
+            f"(e.g. {VOLUME_DEFAULT_METHOD} or blindspot), which denoises frame by frame"
+        )
+
+
+def check_saves_model(method: str) -> None:
+    """Only a method that trains a network has a model to save."""
+    if method in SERIES_ONLY_METHODS:
+        raise ValueError(
+            f"method '{method}' trains no network, so there is no model to save: leave out --save-model "
+            "(save_model_path), or choose a network method to train one"
+        )
+
+
+def check_series_settings(method: str, default_series_settings: bool, test_time_augmentation: bool = False) -> None:
+    """The local PCA's patch settings (``series.*``) are refused for the methods that do not use them,
+    and test-time augmentation (a network's) for MP-PCA."""
+    if method in SERIES_ONLY_METHODS and test_time_augmentation:
+        raise ValueError(
+            f"method '{method}' has no test-time augmentation, so no uncertainty output either: turn prediction.tta "
+            "off (leave out --tta), or choose a network method"
+        )
+    if method not in SERIES_ONLY_METHODS and not default_series_settings:
+        raise ValueError(
+            f"the series.* settings (patch radius, stride, Wiener pass) apply to method mppca only; method '{method}' "
+            "is a network: leave them at their defaults"
         )

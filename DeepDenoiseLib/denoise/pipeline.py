@@ -1,8 +1,10 @@
 """The self-supervised denoising run end to end, in memory: check the input, normalise, train (R2R
-from the pretrained prior, or a Noise2Void flavour), predict, invert, and check the result.
+from the pretrained prior, or a Noise2Void flavour), predict, invert, and check the result. On a 4D
+series, method ``mppca`` (the series default) takes the place of training and prediction
+(mppca.py); everything around it is the same.
 
 :func:`denoise_volume` works on a :class:`Volume` (what scripts call); :func:`denoise_series` does the
-same for a 4D series ``[t, k, j, i]`` with one model for all frames; :func:`apply_trained_model` skips
+same for a 4D series ``[t, k, j, i]``, by MP-PCA or with one network for all frames; :func:`apply_trained_model` skips
 the training and uses a model trained before (a saved model file). The runs on files, which the
 command line and the Slicer worker make, are files.py's.
 """
@@ -31,6 +33,8 @@ from DeepDenoiseLib.core.validation import (
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.denoise.config import PAIRED_METHODS, DenoiseConfig
 from DeepDenoiseLib.denoise.inference import predict_volume
+from DeepDenoiseLib.denoise.method_rules import SERIES_ONLY_METHODS, check_series_method, default_method
+from DeepDenoiseLib.denoise.mppca import ignored_settings_warning, mppca_series
 from DeepDenoiseLib.denoise.n2v_training import train_noise2void
 from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.noise2noise import noise2noise_series
@@ -72,20 +76,24 @@ def denoise_series(
 ) -> DenoiseResult:
     """Denoises a 4D series ``[t, k, j, i]`` (fMRI, dynamic scans) and returns a series on the same grid.
 
-    The Noise2Void family trains ONE model on patches drawn from every frame, then predicts frame by
-    frame: the training time does not grow with the frame count. Normalisation is fitted on the
-    whole series; the noise sigma is the median of the frames' estimates (or ``noise.sigma``).
-    ``summary`` adds ``frames``; ``metadata`` (time spacing and origin) is kept.
+    Without ``config``, by MP-PCA (method ``mppca``: local PCA across all frames, mppca.py), which
+    needs at least 10 frames (a shorter series takes R2R, frame by frame). A ``config`` of a network method trains ONE model on patches drawn from
+    every frame, then predicts frame by frame: the training time does not grow with the frame count.
+    Normalisation is fitted on the whole series; the noise sigma is the median of the frames'
+    estimates (or ``noise.sigma``). ``summary`` adds ``frames`` (and ``mppca`` for that method);
+    ``metadata`` (time spacing and origin) is kept.
 
     >>> series = read_volume("bold.nii.gz", allow_4d=True)
+    >>> result = denoise_series(series)  # MP-PCA
     >>> result = denoise_series(series, DenoiseConfig.for_method("blindspot", training={"budget_seconds": 300}))
     """
-    config = config or DenoiseConfig()
-    if config.method in SHARED_MODEL_SERIES_METHODS:
+    config = config or DenoiseConfig.for_method(default_method(series=True, frames=len(volume.array)))
+    if config.method in SHARED_MODEL_SERIES_METHODS + SERIES_ONLY_METHODS:
         return _run(volume, config, progress, cancel, trained=None, series=True)
     if config.method == "noise2noise":
         return noise2noise_series(volume, config, progress, cancel)
-    raise InputError(f"method {config.method!r} cannot denoise a 4D series; use one of {', '.join(SHARED_MODEL_SERIES_METHODS)}")
+    methods = ", ".join(SERIES_ONLY_METHODS + SHARED_MODEL_SERIES_METHODS)
+    raise InputError(f"method {config.method!r} cannot denoise a 4D series; use one of {methods}")
 
 
 def apply_trained_model(
@@ -147,6 +155,7 @@ def _run(
         )
     start = time.perf_counter()
     check = _check(volume, config, series)
+    check_series_method(config.method, int(np.shape(volume.array)[0]) if series else None)
     for warning in check.warnings:
         logger.warning(warning)
     array = np.asarray(volume.array, dtype=np.float32)
@@ -168,24 +177,27 @@ def _run(
     summary["warnings"] += prepared.noise.warnings
     normalized_sigma = prepared.noise_sigma / prepared.normalizer.scale
     r2r_check: Optional[SelfCheck] = None
-    if trained is None:
-        spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
-        if config.method == "r2r":
-            model, r2r_check = train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma)
-        else:
-            model = train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma)
+    model: Optional[TrainedModel] = None
+    if config.method in SERIES_ONLY_METHODS:
+        predict_start = time.perf_counter()
+        outcome = mppca_series(prepared.normalized, config, normalized_sigma, progress, cancel)
+        denoised = prepared.noise.inverse(prepared.normalizer.inverse(outcome.denoised)).astype(np.float32)
+        spread, device, error_check = None, outcome.device, outcome.error_check
+        outcome.figures["local_sigma_median"] *= prepared.normalizer.scale
+        summary["mppca"] = outcome.figures
+        summary["warnings"] += ignored_settings_warning(config)
     else:
-        # The fusion step weighs each voxel's own value by this volume's noise level, not the training volume's.
-        variance = None if trained.noise_variance is None else normalized_sigma**2
-        model = dataclasses.replace(trained, noise_variance=variance)
-    check_cancelled(cancel)
-    predict_start = time.perf_counter()
-    denoised, spread, checked_output = _predict(model, prepared, config, progress, cancel)
+        model, r2r_check = _model(volume, config, prepared, normalized_sigma, trained, progress, cancel)
+        check_cancelled(cancel)
+        predict_start = time.perf_counter()
+        denoised, spread, checked_output = _predict(model, prepared, config, progress, cancel)
+        device = model.device
     check_result(array, denoised, "the denoised volume")
-    summary["warnings"] += fallback_warnings(config.training.device, model.device)
+    summary["warnings"] += fallback_warnings(config.training.device, device)
     residual_check = check_residual(array, denoised, prepared.noise)
-    report(progress, ProgressEvent("predicting", 1.0, message="checking the result"))
-    error_check = _error_estimate(model, prepared, config, normalized_sigma, checked_output, cancel)
+    if model is not None:
+        report(progress, ProgressEvent("predicting", 1.0, message="checking the result"))
+        error_check = _error_estimate(model, prepared, config, normalized_sigma, checked_output, cancel)
     summary["self_check"] = {
         **error_check.to_summary(),
         "residual_to_noise": residual_check.to_summary()["residual_to_noise"],
@@ -200,7 +212,7 @@ def _run(
         spread = None if spread is None else np.zeros_like(spread)
     residual = (array - denoised).astype(np.float32)
     uncertainty = None if spread is None else volume.with_array(spread)
-    if trained is None:
+    if trained is None and model is not None:
         summary.update(
             training_seconds=round(model.history.seconds, 2),
             training_steps=model.history.steps,
@@ -214,7 +226,7 @@ def _run(
     summary.update(
         seconds=round(time.perf_counter() - start, 2),
         prediction_seconds=round(time.perf_counter() - predict_start, 2),
-        device=str(model.device),
+        device=str(device),
         noise_model=config.noise.model,
         noise_parameters=prepared.noise.parameters,
         noise_sigma_fused=prepared.noise.sigma,
@@ -222,10 +234,32 @@ def _run(
         noise_sigma_after=_noise_sigma(denoised),
         residual_std=float(np.std(residual)),
     )
-    result = DenoiseResult(volume.with_array(denoised), volume.with_array(residual), uncertainty, summary, model.history)
+    history = None if model is None else model.history
+    result = DenoiseResult(volume.with_array(denoised), volume.with_array(residual), uncertainty, summary, history)
     if trained is None:
         result.model, result.normalizer, result.config = model, prepared.normalizer, config
     return result
+
+
+def _model(
+    volume: Volume,
+    config: DenoiseConfig,
+    prepared: _Prepared,
+    normalized_sigma: float,
+    trained: Optional[TrainedModel],
+    progress: Optional[ProgressCallback],
+    cancel: Optional[CancelToken],
+) -> tuple[TrainedModel, Optional[SelfCheck]]:
+    """The network that denoises: trained on the volume now (R2R's held-out check with it), or the
+    model trained before, told this volume's noise level."""
+    if trained is not None:
+        # The fusion step weighs each voxel's own value by this volume's noise level, not the training volume's.
+        variance = None if trained.noise_variance is None else normalized_sigma**2
+        return dataclasses.replace(trained, noise_variance=variance), None
+    spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
+    if config.method == "r2r":
+        return train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma)
+    return train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma), None
 
 
 def _error_estimate(

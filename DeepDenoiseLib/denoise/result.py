@@ -12,6 +12,7 @@ from DeepDenoiseLib.core.training_loop import TrainingHistory
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.denoise import model_file
 from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.method_rules import check_saves_model
 from DeepDenoiseLib.denoise.model_record import PathLike
 from DeepDenoiseLib.denoise.networks import TrainedModel
 
@@ -35,6 +36,8 @@ class DenoiseResult:
 
     def save_model(self, path: PathLike) -> Path:
         """Writes the trained model to ``path`` (a ``.safetensors`` file, see model_file.py)."""
+        if self.config is not None:
+            check_saves_model(self.config.method)
         if self.model is None or self.config is None:
             raise ValueError("this result has no trained model to save (nothing was trained: a constant volume, or a saved model applied)")
         return model_file.save_model(

@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.config import METHOD_NAMES, DenoiseConfig
+from DeepDenoiseLib.denoise.method_rules import default_method
 from DeepDenoiseLib.denoise.model_folder import ModelInfo, default_model_folder, list_models
 from DeepDenoiseLib.slicer.job_runner import CompletedCallback, JobRunner, ProgressCallback, Timer
 from DeepDenoiseLib.slicer.panel import summary_text
@@ -31,12 +32,16 @@ from DeepDenoiseLib.superres.config import SuperResConfig
 logger = logging.getLogger("DeepDenoise")
 
 
-def denoise_config(parameters: Any) -> DenoiseConfig:
+def denoise_config(parameters: Any, series: bool = False, frames: Optional[int] = None) -> DenoiseConfig:
     """The DenoiseConfig for a DenoiseConfig, a PanelSettings, a dict of its names (``{"method":
     "N2V2", "budgetMinutes": 2}``; missing ones take their defaults), a parameter node, or None
-    (defaults). Raises ValueError for settings that do not go together (a 2D-only method in 3D)."""
+    (defaults). For a ``series`` (a sequence) of at least 10 ``frames``, None or a dict without a
+    method takes the series default, MP-PCA. Raises ValueError for settings that do not go together (a 2D-only method in 3D)."""
     if isinstance(parameters, DenoiseConfig):
         return parameters
+    if series and (parameters is None or (isinstance(parameters, Mapping) and "method" not in parameters)):
+        label = next(name for name, value in METHOD_NAMES.items() if value == default_method(True, frames))
+        parameters = {**(parameters or {}), "method": label}
     return _settings(PanelSettings, parameters).to_config()
 
 
@@ -157,8 +162,9 @@ class ModuleLogic:
     ) -> Any:
         """Denoise ``inputVolume`` in a separate process. Works without the panel.
 
-        :param inputVolume: the noisy scalar volume, or a sequence of them (4D: one model for all
-            frames; the results are new sequences with their own browser, ``lastResult.browser_node``).
+        :param inputVolume: the noisy scalar volume, or a sequence of them (4D: MP-PCA unless the
+            parameters name a method, or one model for all frames; the results are new sequences with
+            their own browser, ``lastResult.browser_node``).
         :param outputVolume: the volume to fill; None creates one next to the input.
         :param parameters: a parameter node, a dict of its setting names (e.g. ``{"method": "N2V2",
             "budgetMinutes": 2}``), a PanelSettings or a full DenoiseConfig; None takes the defaults.
@@ -184,7 +190,9 @@ class ModuleLogic:
         """
         if self.isRunning:
             raise RuntimeError("A denoising run is in progress; cancel it first.")
-        config = self.configFromParameters(parameters)
+        sequence = inputVolume is not None and inputVolume.IsA("vtkMRMLSequenceNode")
+        frames = inputVolume.GetNumberOfDataNodes() if sequence else None
+        config = self.configFromParameters(parameters, series=bool(sequence), frames=frames)
         job = make_job(
             inputVolume,
             config,

@@ -42,6 +42,8 @@ PAIR_VOLUMES = ("secondVolume", "trainingNoisyVolume", "trainingCleanVolume")
 NOISE2NOISE, SUPERVISED = (
     next(name for name, value in METHOD_NAMES.items() if value == method) for method in ("noise2noise", "supervised")
 )
+#: The panel's names of the default method for one volume and for a sequence (MP-PCA, no network).
+VOLUME_DEFAULT, SERIES_DEFAULT = (next(name for name, value in METHOD_NAMES.items() if value == method) for method in ("r2r", "mppca"))
 #: The nodes a run on one volume fills; a sequence's results go to new sequences instead.
 OUTPUT_NODES = ("outputVolume", "residualVolume", "uncertaintyVolume")
 
@@ -120,7 +122,7 @@ def sequence_option_text(sequence: Any) -> str:
     """The label of the panel's "whole sequence" checkbox for ``sequence``."""
     count = sequence.GetNumberOfDataNodes()
     frames = "1 frame" if count == 1 else f"{count} frames"
-    return f"Denoise every frame of '{sequence.GetName()}' ({frames}, one model)"
+    return f"Denoise every frame of '{sequence.GetName()}' ({frames}, together)"
 
 
 def sequence_to_run(state: Any) -> Optional[Any]:
@@ -152,8 +154,10 @@ def parameters_for_method(method: str) -> dict[str, Any]:
         updates["learningRate"] = DenoiseConfig.for_method(METHOD_NAMES[method]).training.learning_rate
     if method in PANEL_METHODS_2D_ONLY:
         updates["dimensions"] = "2D"
-    if method in PANEL_PAIRED_METHODS:
+    if method in PANEL_PAIRED_METHODS or method == SERIES_DEFAULT:
         updates["saveModel"] = False
+    if method == SERIES_DEFAULT:
+        updates["testTimeAugmentation"] = False
     return updates
 
 
@@ -181,8 +185,8 @@ def enabled_settings(state: Any) -> dict[str, bool]:
     enabled["dimensions"] = training and not (state.method in PANEL_METHODS_2D_ONLY and state.dimensions == "2D")
     for name, methods in PANEL_METHODS_USING.items():  # the masked fraction, the architecture, the adversarial weight
         enabled[name] = training and state.method in methods
-    # Paired methods keep no model: saving stays editable only while ticked, so it can be unticked.
-    paired = trains_paired(state)
+    # Paired methods and MP-PCA keep no model: saving stays editable only while ticked, so it can be unticked.
+    paired = trains_paired(state) or state.method == SERIES_DEFAULT
     enabled["saveModel"] = training and (not paired or bool(state.saveModel))
     enabled["saveModelName"] = training and bool(state.saveModel) and not paired
     enabled["savedModel"] = not training
@@ -277,6 +281,10 @@ def plan_run(state: Any, models: Sequence[ModelInfo] = (), model_folder: Optiona
                 f"'Denoise every frame of '{frame_of.GetName()}'' to denoise all its frames with one model, "
                 "or clone the frame (right-click > Clone in the Data module) to denoise it alone."
             )
+        if state.method == SERIES_DEFAULT:
+            raise InputError(
+                f"{SERIES_DEFAULT} denoises a whole sequence: choose a frame of one and tick 'Denoise every frame', or another method."
+            )
     compute_uncertainty = bool(state.computeUncertainty)
     run = PanelRun(
         input_node=sequence if sequence is not None else node,
@@ -290,7 +298,7 @@ def plan_run(state: Any, models: Sequence[ModelInfo] = (), model_folder: Optiona
         run.uncertainty_node = state.uncertaintyVolume if compute_uncertainty else None
     if applies_saved_model(state):
         run.model_path = _saved_model_path(state.savedModel, models, model_folder)
-    elif trains_paired(state):
+    elif trains_paired(state) or state.method == SERIES_DEFAULT:
         _add_pair_volumes(run, state)
     elif state.saveModel:
         run.save_model_path, run.replaces_model = _save_destination(state.saveModelName, model_folder)
@@ -377,7 +385,7 @@ def summary_text(summary: Mapping[str, Any]) -> str:
     if "seconds" in summary:
         parts.append(f"Done in {summary['seconds']:.0f} s.")
     if "frames" in summary:
-        parts.append(f"{summary['frames']} frames, one model.")
+        parts.append(f"{summary['frames']} frames, " + ("MP-PCA." if summary.get("method") == "mppca" else "one model."))
     if summary.get("stopped_by") == "min_steps":
         parts.append(f"The time budget was stretched to train the minimum of {summary.get('training_steps')} steps.")
     before, after = summary.get("noise_sigma_before"), summary.get("noise_sigma_after")

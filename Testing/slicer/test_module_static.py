@@ -353,6 +353,7 @@ def fake_widget(models=(), **parameters) -> SimpleNamespace:
         _parameterNode=SimpleNamespace(**state),
         _modelChoices=[],
         _suggestedModelName="",
+        _seriesRun=False,
         _run=None,
         _superresRun=None,
     )
@@ -440,6 +441,9 @@ def test_choosing_a_2d_only_method_sets_2d_and_locks_it_while_it_holds():
         two_d_only = method in PANEL_METHODS_2D_ONLY
         assert widget._parameterNode.dimensions == ("2D" if two_d_only else "3D")
         widget._updateGui()
+        if method == "MP-PCA (series)":  # on a plain volume the panel takes the volume default back
+            assert widget._parameterNode.method == "Pretrained R2R" and widget._parameterNode.dimensions == "2D"
+            continue
         assert widget.ui.dimensionsComboBox.enabled is not two_d_only
         assert widget.ui.maskedFractionSpinBox.enabled is (method in PANEL_MASKING_METHODS)
         PanelSettings.from_parameters({"method": method, "dimensions": widget._parameterNode.dimensions}).to_config()
@@ -523,7 +527,7 @@ def test_a_frame_in_view_offers_its_whole_sequence():
 
     scene = slicer_scene.headless_scene()
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "fMRI")
-    for index in range(4):
+    for index in range(12):
         frame = slicer_scene.slicer.vtkMRMLScalarVolumeNode()
         slicer_scene.slicer.util.updateVolumeFromArray(frame, np.zeros((3, 4, 5), np.float32))
         sequence.SetDataNodeAtValue(frame, str(index))
@@ -531,12 +535,20 @@ def test_a_frame_in_view_offers_its_whole_sequence():
     widget = fake_widget(inputVolume=proxy)
     widget._updateGui()
     checkbox = widget.ui.denoiseSequenceCheckBox
-    assert checkbox.visible is True and checkbox.text == "Denoise every frame of 'fMRI' (4 frames, one model)"
+    assert checkbox.visible is True and checkbox.text == "Denoise every frame of 'fMRI' (12 frames, together)"
     assert widget.ui.sequenceOutputsLabel.visible is True and widget.ui.outputSelector.enabled is False
-    assert widget._parameterNode.saveModelName == "fMRI Pretrained R2R"
+    # A whole sequence takes the series default, MP-PCA, which keeps no model; a plain volume takes R2R back.
+    assert widget._parameterNode.method == "MP-PCA (series)" and widget._parameterNode.saveModel is False
+    assert widget._parameterNode.saveModelName == "fMRI MP-PCA _series_"
+    widget._parameterNode.method = "N2V"  # chosen for the sequence: it stays
+    widget._updateGui()
+    assert widget._parameterNode.method == "N2V"
     widget._parameterNode.denoiseSequence = False
     widget._updateGui()
     assert widget.ui.sequenceOutputsLabel.visible is False and widget.ui.outputSelector.enabled is True
+    widget._parameterNode.method = "MP-PCA (series)"
+    widget._updateGui()
+    assert widget._parameterNode.method == "Pretrained R2R"
 
 
 def test_apply_runs_what_the_library_plans():

@@ -81,9 +81,9 @@ def test_sequence_of_proxy_finds_the_sequence_a_frame_in_view_belongs_to(scene) 
     assert sequence_of_proxy(add_volume(scene, "plain", volume_array())) is None
     assert sequence_of_proxy(None) is None
     assert sequence_of_proxy(slicer.vtkMRMLScalarVolumeNode()) is None
-    assert sequence_option_text(sequence) == "Denoise every frame of 'fMRI' (3 frames, one model)"
+    assert sequence_option_text(sequence) == "Denoise every frame of 'fMRI' (3 frames, together)"
     single, _ = add_sequence(scene, "one", frame_count=1)
-    assert sequence_option_text(single) == "Denoise every frame of 'one' (1 frame, one model)"
+    assert sequence_option_text(single) == "Denoise every frame of 'one' (1 frame, together)"
 
 
 # --- Saved models and names ----------------------------------------------------------------------------
@@ -233,6 +233,37 @@ def test_a_frame_in_view_runs_its_whole_sequence_or_is_refused_with_advice(scene
         plan_run(state)
 
 
+def test_a_sequence_takes_mp_pca_by_default_and_a_volume_refuses_it(scene) -> None:
+    from DeepDenoiseLib.slicer.logic import denoise_config
+    from DeepDenoiseLib.slicer.panel_view import panel_view
+
+    _, short = add_sequence(scene, "short", frame_count=9)  # too short for MP-PCA: the default stays
+    assert panel_view(panel_state(inputVolume=short), "", was_series=False).parameters == {}
+    sequence, proxy = add_sequence(scene, "fMRI", frame_count=12)
+    state = panel_state(inputVolume=proxy, saveModel=True)
+    view = panel_view(state, "", was_series=False)
+    assert view.series and view.parameters == {"method": "MP-PCA (series)", **parameters_for_method("MP-PCA (series)")}
+    assert view.parameters["saveModel"] is False and view.parameters["testTimeAugmentation"] is False
+    for name, value in view.parameters.items():
+        setattr(state, name, value)
+    run = plan_run(state)
+    assert run.on_sequence and run.parameters.to_config().method == "mppca" and run.save_model_path is None
+    assert panel_view(state, view.suggestion, was_series=True).parameters == {}  # no change while it holds
+    state.saveModel = True
+    with pytest.raises(InputError, match="keeps no model"):
+        plan_run(state)
+    volume = add_volume(scene, "MRHead", volume_array())
+    state = panel_state(inputVolume=volume, method="MP-PCA (series)")
+    with pytest.raises(InputError, match="MP-PCA \\(series\\) denoises a whole sequence"):
+        plan_run(state)
+    assert panel_view(state, "", was_series=True).parameters == {"method": "Pretrained R2R", **parameters_for_method("Pretrained R2R")}
+    assert summary_text({"frames": 12, "method": "mppca"}) == "12 frames, MP-PCA."
+    # Scripts: a sequence without a method in the parameters takes MP-PCA too.
+    assert denoise_config(None, series=True, frames=12).method == "mppca" and denoise_config(None).method == "r2r"
+    assert denoise_config(None, series=True, frames=9).method == "r2r"
+    assert denoise_config({"method": "N2V"}, series=True).method == "n2v"
+
+
 def test_applying_a_saved_model_takes_its_file_and_only_device_and_tta(scene, tmp_path) -> None:
     node = add_volume(scene, "MRHead", volume_array())
     models = [info("brain", tmp_path, method="blindspot"), info("bad", tmp_path, problem="the weights' digest does not match")]
@@ -319,7 +350,7 @@ def test_paired_methods_show_their_volumes_and_settings_and_keep_no_model(scene)
         enabled = enabled_settings(panel_state(method=method))
         assert enabled["architecture"] is (method in (NOISE2NOISE, SUPERVISED))
         assert enabled["adversarialWeight"] is (method == SUPERVISED)
-        assert enabled["saveModel"] is (method not in (NOISE2NOISE, SUPERVISED))
+        assert enabled["saveModel"] is (method not in (NOISE2NOISE, SUPERVISED, "MP-PCA (series)"))  # MP-PCA keeps none either
     # Ticked (a saved scene), saving stays editable so that it can be unticked; the name stays locked.
     ticked = enabled_settings(panel_state(method=NOISE2NOISE, saveModel=True))
     assert ticked["saveModel"] is True and ticked["saveModelName"] is False

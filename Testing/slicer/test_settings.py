@@ -80,8 +80,8 @@ def test_every_method_and_dimension_maps_to_the_library_or_is_refused_clearly(na
     library = DenoiseConfig.for_method(METHOD_NAMES[name], model={"dimensions": DIMENSION_NAMES[dimensions]})
     assert config.method == METHOD_NAMES[name]
     assert config.model == library.model  # N2V2's blur-pool and missing top skip come with the method
-    # The paired methods mask nothing, and refuse masking settings: the masked fraction stays out.
-    masked_fraction = library.masking.masked_fraction if name in PANEL_PAIRED_METHODS else 0.03
+    # The paired methods and MP-PCA mask nothing, and refuse masking settings: the masked fraction stays out.
+    masked_fraction = library.masking.masked_fraction if name in PANEL_PAIRED_METHODS + ("MP-PCA (series)",) else 0.03
     assert config.masking == dataclasses.replace(library.masking, masked_fraction=masked_fraction)
 
 
