@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from DeepDenoiseLib.cli.common import EXIT_INTERRUPTED, add_progress_flag, config_from_args, fail
-from DeepDenoiseLib.cli.flags import add_setting_flags, flag_rows
+from DeepDenoiseLib.cli.flags import add_setting_flags, flag_rows, setting_overrides
 from DeepDenoiseLib.core.progress import Cancelled
 from DeepDenoiseLib.denoise.config import DenoiseConfig
 from DeepDenoiseLib.denoise.model_record import MODEL_EXTENSION
@@ -49,7 +49,13 @@ def add_batch_parser(commands: Any) -> argparse.ArgumentParser:
     learn.add_argument(
         "--model", metavar="MODEL", help=f"apply this saved model to every scan: a path ending in {MODEL_EXTENSION}, or a NAME"
     )
-    learn.add_argument("--train-scan", type=Path, metavar="PATH", help="the scan the shared model trains on (default: the first, sorted)")
+    learn.add_argument(
+        "--train-scan",
+        type=Path,
+        action="append",
+        metavar="PATH",
+        help="a scan the shared model learns from; repeat for several (default: up to 4 spread over the cohort)",
+    )
     parser.add_argument("--residual", action="store_true", help="also write each scan's input minus output beside it")
     parser.add_argument("--uncertainty", action="store_true", help="also write each scan's spread across TTA beside it (needs --tta)")
     parser.add_argument("--resume", action="store_true", help="skip the scans whose outputs an earlier run wrote")
@@ -90,8 +96,10 @@ def run_batch(args: argparse.Namespace) -> int:
                 args.inputs, args.output_dir, model=args.model, tta=args.tta, device=args.device, threads=args.threads, **common
             )
         else:
-            config = config_from_args(args, FLAGS_OF)
-            report = batch_denoise(args.inputs, args.output_dir, config, per_scan=args.per_scan, train_scan=args.train_scan, **common)
+            config, settings = _method(args)
+            report = batch_denoise(
+                args.inputs, args.output_dir, config, settings=settings, per_scan=args.per_scan, train_scans=args.train_scan or (), **common
+            )
     except (KeyboardInterrupt, Cancelled) as error:
         how = f" ({error.args[0]})" if error.args else ""
         if finished:
@@ -103,6 +111,14 @@ def run_batch(args: argparse.Namespace) -> int:
     if args.progress != "json":
         _print_summary(report.counts, report.rows, report.seconds, report.workers, str(report.csv_path))
     return report.exit_code
+
+
+def _method(args: argparse.Namespace) -> tuple[Optional[DenoiseConfig], Optional[dict[str, Any]]]:
+    """The cohort's configuration when a --method or a --config chooses one; else none, and the
+    settings the flags give, over each scan's default method (as ``denoise`` takes it)."""
+    if args.method is not None or args.config is not None:
+        return config_from_args(args, FLAGS_OF), None
+    return None, setting_overrides(args, DenoiseConfig, FLAGS_OF, skip=("method",))
 
 
 def _refuse_training_settings(args: argparse.Namespace) -> None:

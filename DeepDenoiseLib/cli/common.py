@@ -15,7 +15,6 @@ from DeepDenoiseLib.cli.flags import setting_overrides
 from DeepDenoiseLib.core.progress import JsonLinesReporter, ProgressCallback, ProgressEvent, TextProgressBar
 from DeepDenoiseLib.core.settings import deep_merge
 from DeepDenoiseLib.denoise.config import METHOD_DECIDES, DenoiseConfig
-from DeepDenoiseLib.denoise.method_rules import default_method
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -37,9 +36,11 @@ def config_from_args(
                 section, name = path.split(".")
                 kept[section] = {key: value for key, value in kept[section].items() if key != name}
             base = deep_merge(DenoiseConfig.for_method(args.method).to_dict(), kept)
-    else:
-        base = DenoiseConfig.for_method(args.method or default_method(series, frames)).to_dict()
     overrides = setting_overrides(args, DenoiseConfig, command or args.command, skip=("method",))
+    if args.config is None:
+        if args.method is None:
+            return DenoiseConfig.for_input(series, frames, overrides)
+        base = DenoiseConfig.for_method(args.method).to_dict()
     return DenoiseConfig.from_dict(deep_merge(base, overrides))
 
 

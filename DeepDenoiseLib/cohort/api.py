@@ -2,9 +2,12 @@
 ``deepdenoise batch`` runs; usable from any Python, the Slicer console included).
 
 Each scan is one task (task.py) on an embedded ``LocalCluster`` sized to the machine, or on an
-existing cluster (``scheduler``). Per scan (``per_scan``) every scan trains its own network; by
-default one shared model is trained on one scan and applied to the others (shared_model.py); with
-``model`` a saved model is applied to all. Every output is checked before any work starts; a scan
+existing cluster (``scheduler``). Each scan takes the method ``denoise`` would give it when no
+``config`` is given (MP-PCA for a 4D series of at least 10 frames, else R2R; ``settings`` over
+it). Per scan (``per_scan``) every scan trains its own network; by default one shared model learns
+from a sample of the scans and is applied to the others (shared_model.py), while the scans whose
+method trains no network (MP-PCA) are denoised on their own; with ``model`` a saved model is
+applied to all. Every output is checked before any work starts; a scan
 that fails is recorded and the others go on; ``resume`` skips the scans an earlier run completed.
 The report (report.py) is written in the output folder, a cancelled cohort's too (its unfinished
 scans say ``cancelled``), after which the interrupt or ``Cancelled`` is raised again.
@@ -20,7 +23,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -32,14 +35,15 @@ from DeepDenoiseLib.cohort.progress import CohortEvent, CohortProgress, CohortTa
 from DeepDenoiseLib.cohort.report import CohortReport, ScanRow, read_report_rows, text_writer
 from DeepDenoiseLib.cohort.resume import scans_to_skip
 from DeepDenoiseLib.cohort.scans import FoundScans, Scan, find_scans
-from DeepDenoiseLib.cohort.shared_model import shared_model_path, training_order
+from DeepDenoiseLib.cohort.shared_model import shared_model_path, training_sample, training_tries
 from DeepDenoiseLib.cohort.task import ScanJob
 from DeepDenoiseLib.cohort.workers import GPU_DEVICES, WorkerPlan, cpu_cores, plan_workers, visible_gpus
 from DeepDenoiseLib.core.atomic_write import write_files
 from DeepDenoiseLib.core.progress import CancelToken
 from DeepDenoiseLib.core.validation import InputError
+from DeepDenoiseLib.core.volume_io import read_header
 from DeepDenoiseLib.denoise.config import DenoiseConfig
-from DeepDenoiseLib.denoise.method_rules import check_uncertainty_request
+from DeepDenoiseLib.denoise.method_rules import SERIES_ONLY_METHODS, check_uncertainty_request, default_method
 from DeepDenoiseLib.denoise.model_folder import resolve_model_path
 from DeepDenoiseLib.denoise.model_record import read_model_record
 
@@ -54,14 +58,24 @@ class _Cohort:
 
     scans: list[Scan]
     plans: list[ScanOutputs]
-    job: ScanJob  # the fields every job shares (source and outputs are each scan's)
+    job: ScanJob  # the fields every job shares (source, outputs and configuration are each scan's)
+    configs: list[dict[str, Any]]
     rows: dict[int, ScanRow]
     tally: CohortTally
     cancel: Optional[CancelToken]
+    direct: frozenset[int] = frozenset()  # scans whose method trains no network: always denoised on their own
 
     def jobs(self, indices: Sequence[int], **changes: Any) -> list[ScanJob]:
-        source = {index: str(self.scans[index].source) for index in indices}
-        return [dataclasses.replace(self.job, source=source[index], outputs=self.plans[index], **changes) for index in indices]
+        return [
+            dataclasses.replace(
+                self.job,
+                source=str(self.scans[index].source),
+                outputs=self.plans[index],
+                config=self.configs[index],
+                **dict(changes, action="denoise") if index in self.direct else changes,
+            )
+            for index in indices
+        ]
 
     def run(self, client: Any, indices: Sequence[int], **changes: Any) -> EngineOutcome:
         labels = [str(self.scans[index].relative) for index in indices]
@@ -82,9 +96,10 @@ def batch_denoise(
     *,
     bids: bool = False,
     pattern: Optional[str] = None,
+    settings: Optional[Mapping[str, Any]] = None,
     per_scan: bool = False,
     model: Optional[PathLike] = None,
-    train_scan: Optional[PathLike] = None,
+    train_scans: Sequence[PathLike] = (),
     residual: bool = False,
     uncertainty: bool = False,
     tta: Optional[bool] = None,
@@ -101,10 +116,13 @@ def batch_denoise(
 
     ``inputs``: volume files and folders (searched with ``pattern``), or with ``bids`` the root of
     one BIDS dataset (``output_dir`` then defaults to its ``derivatives/deepdenoise``). ``config``:
-    the method, noise model, training and prediction settings. ``per_scan``: every scan trains its own
-    network; ``model`` (a path or a saved model's name): apply it to every scan, with ``tta`` and
-    ``device`` overriding its settings; neither: train one shared model on ``train_scan`` (default:
-    the first scan) and apply it to the others. ``residual``, ``uncertainty``: also write these
+    the method, noise model, training and prediction settings for every scan; without it each scan
+    takes its own default method (as ``denoise`` does: MP-PCA for a 4D series of at least 10
+    frames, else R2R) with ``settings`` (a nested mapping, as in a configuration file) over it.
+    ``per_scan``: every scan trains its own network; ``model`` (a path or a saved model's name):
+    apply it to every scan, with ``tta`` and ``device`` overriding its settings; neither: one
+    shared model learns from ``train_scans`` (default: a sample spread over the cohort) and is
+    applied to the others, and the scans whose method trains no network are denoised on their own. ``residual``, ``uncertainty``: also write these
     beside each output. ``workers``, ``threads``: the embedded cluster's worker processes and torch
     threads per worker (default: workers.py); ``scheduler``: an existing cluster's address, or a
     ``distributed.Client``. ``resume``: skip the scans an earlier run completed. ``force``: let an
@@ -113,50 +131,64 @@ def batch_denoise(
     arguments, inputs or output paths.
     """
     started = time.perf_counter()
-    if sum((per_scan, model is not None, train_scan is not None)) > 1:
-        raise ValueError("choose one way to learn: per_scan (--per-scan), model (--model) or train_scan (--train-scan)")
+    if sum((per_scan, model is not None, bool(train_scans))) > 1:
+        raise ValueError("choose one way to learn: per_scan (--per-scan), model (--model) or train_scans (--train-scan)")
+    if model is not None and settings:
+        raise ValueError("a given model (model, --model) denoises with its own settings; leave out settings")
+    if config is not None and settings:
+        raise ValueError("settings go over each scan's default method when no config is given; with a config, put them in it")
     if scheduler is not None and workers is not None:
         raise ValueError("workers (--workers) sizes the embedded cluster; an existing cluster (scheduler, --scheduler) has its own workers")
     if model is None and (tta is not None or device is not None):
         raise ValueError("tta and device override a given model's settings; without a model, set them in config")
-    config = config or DenoiseConfig()
     folder, found = _find(inputs, output_dir, bids, pattern)
     scans = found.scans
     plans = plan_outputs(scans, folder, bids, residual, uncertainty)
     mode = "per-scan" if per_scan else "model" if model is not None else "shared"
+    configs = [DenoiseConfig()] * len(scans) if mode == "model" else scan_configs(scans, config, settings)
+    config = configs[0]
     model_path = resolve_model_path(model) if model is not None else shared_model_path(folder) if mode == "shared" else None
-    _check_prediction(mode, model_path, tta, config, uncertainty)
-    order = (
-        training_order([scan.source for scan in scans], Path(train_scan) if train_scan is not None else None) if mode == "shared" else []
-    )
+    for each in {id(each): each for each in configs}.values():
+        _check_prediction(mode, model_path, tta, each, uncertainty)
+    direct = frozenset(index for index, each in enumerate(configs) if each.method in SERIES_ONLY_METHODS and mode != "model")
+    networked = [index for index in range(len(scans)) if index not in direct]
+    tries: list[list[int]] = []
+    if mode == "shared" and networked:
+        sample = training_sample([scan.source for scan in scans], networked, [Path(path) for path in train_scans])
+        tries = training_tries(sample, configs[sample[0]].method)
     previous = read_report_rows(folder) if resume else {}
     prepare_output_folders(scans, plans, folder, force, model_path if mode == "shared" else None)
     if bids:
         _describe_derivatives(Path(inputs[0]), folder)
     wanted_device = (device if mode == "model" else config.training.device) or "auto"
     plan = _plan(wanted_device, workers, threads or config.training.threads) if scheduler is None else None
+    shared_job = _shared_job(mode, config, model_path, tta, device, threads, plan, force)
     cohort = _Cohort(
         scans,
         plans,
-        _shared_job(mode, config, model_path, tta, device, threads, plan, force),
+        shared_job,
+        [_job_settings(each, shared_job) for each in configs],
         {},
         CohortTally(len(scans), progress),
         cancel,
+        direct,
     )
     skipped = scans_to_skip(plans, previous, [str(scan.source) for scan in scans])
-    model_ready = mode != "shared" or (resume and model_path is not None and model_path.is_file())
+    model_ready = mode != "shared" or not tries or (resume and model_path is not None and model_path.is_file())
     if not model_ready:
-        skipped = {index: row for index, row in skipped.items() if index not in order}
+        heads = {one[0] for one in tries}
+        skipped = {index: row for index, row in skipped.items() if index not in heads}
     cohort.rows.update(skipped)
     cohort.tally.skipped(len(skipped))
     interruption = None
     with cohort_client(scheduler, plan) as client:
         check_workers_import_library(client)
         todo = [index for index in range(len(scans)) if index not in skipped]
+        trained_on: list[int] = []
         if mode == "per-scan":
             interruption = cohort.run(client, todo, action="denoise").interruption
         else:
-            interruption = _shared(cohort, client, todo, [] if model_ready else [index for index in order if index in todo])
+            interruption, trained_on = _shared(cohort, client, todo, [] if model_ready else tries)
     report = CohortReport(
         [cohort.rows[index] for index in range(len(scans))],
         folder,
@@ -164,6 +196,7 @@ def batch_denoise(
         plan.describe() if plan is not None else f"the cluster at {getattr(scheduler, 'scheduler', scheduler)}",
         time.perf_counter() - started,
         found.passed_over,
+        _shared_model_record(model_path, [str(scans[index].source) for index in trained_on]) if mode == "shared" and trained_on else None,
     )
     report.write()
     summary = {"counts": report.counts, "report": str(report.csv_path), "seconds": round(report.seconds, 2), "mode": mode}
@@ -240,23 +273,78 @@ def _shared_job(
     )
 
 
-def _shared(cohort: _Cohort, client: Any, todo: list[int], training: list[int]) -> Optional[BaseException]:
-    """Trains the shared model on the first of ``training`` that succeeds (none: the model is there),
-    then applies it to the other scans of ``todo``."""
-    for index in training:
-        outcome = cohort.run(client, [index], action="train")
+def _shared(cohort: _Cohort, client: Any, todo: list[int], tries: list[list[int]]) -> tuple[Optional[BaseException], list[int]]:
+    """Trains the shared model on the first of ``tries`` whose first scan succeeds (none: the model
+    is there), denoising the scans that need no model beside it, then applies the model to the other
+    scans of ``todo``; returns the interruption, if any, and the scans the model learnt from."""
+    sources = [str(scan.source) for scan in cohort.scans]
+    on_their_own = [index for index in todo if index in cohort.direct]
+    trained_on: list[int] = []
+    for sample in tries:
+        head, companions = sample[0], tuple(sources[index] for index in sample[1:])
+        outcome = cohort.run(
+            client, [head] + [index for index in on_their_own if index not in cohort.rows], action="train", companions=companions
+        )
         if outcome.interruption is not None:
             cohort.give_up([other for other in todo if other not in cohort.rows], "cancelled", "not started")
-            return outcome.interruption
-        if cohort.rows[index].status == "done":
+            return outcome.interruption, trained_on
+        if cohort.rows[head].status == "done":
+            trained_on = sample
             break
     else:
-        if training:
-            tried = ", ".join(str(cohort.scans[index].relative) for index in training)
-            rest = [other for other in todo if other not in cohort.rows]
+        if tries:
+            tried = ", ".join(str(cohort.scans[one[0]].relative) for one in tries)
+            rest = [other for other in todo if other not in cohort.rows and other not in cohort.direct]
             cohort.give_up(rest, "failed", f"not denoised: the shared model could not be trained (tried {tried}; see their rows)")
-            return None
-    return cohort.run(client, [index for index in todo if index not in cohort.rows], action="apply").interruption
+    rest = [index for index in todo if index not in cohort.rows]
+    return cohort.run(client, rest, action="apply").interruption, trained_on
+
+
+def _shared_model_record(model_path: Optional[Path], trained_on: list[str]) -> dict[str, Any]:
+    """What the report says of the shared model: its file and the scans it learnt from (one that
+    could not be read is named in the first scan's row)."""
+    return {"path": str(model_path), "trained_on": trained_on}
+
+
+def scan_configs(scans: Sequence[Scan], config: Optional[DenoiseConfig], settings: Optional[Mapping[str, Any]]) -> list[DenoiseConfig]:
+    """Every scan's configuration: ``config`` for all, else the method ``denoise`` would give each
+    (from its header: MP-PCA for a 4D series of at least 10 frames, else R2R) with ``settings`` over
+    it. A setting that a method needed by some scan refuses is refused here, before any work."""
+    if config is not None:
+        return [config] * len(scans)
+    by_method: dict[str, DenoiseConfig] = {}
+    configs = []
+    for scan in scans:
+        shape = _header_shape(scan.source)
+        series = len(shape) == 4
+        method = default_method(series, shape[0] if series else None)
+        if method not in by_method:
+            try:
+                by_method[method] = DenoiseConfig.for_input(series, shape[0] if series else None, settings)
+            except ValueError as error:
+                raise ValueError(
+                    f"{error} (method {method} is the default for {scan.relative}; choose a --method for the cohort)"
+                ) from error
+        configs.append(by_method[method])
+    return configs
+
+
+def _header_shape(source: Path) -> tuple[int, ...]:
+    """The scan's array shape from its header; empty when it cannot be read (its task says why)."""
+    try:
+        return read_header(source)
+    except Exception:  # noqa: BLE001 - an unreadable scan fails in its own task, with its own message
+        return ()
+
+
+def _job_settings(config: DenoiseConfig, shared_job: ScanJob) -> dict[str, Any]:
+    """A scan's configuration as its job carries it, with the cohort's threads and device."""
+    settings = config.to_dict()
+    assert shared_job.config is not None
+    settings["training"]["threads"] = shared_job.config["training"]["threads"]
+    if config.training.device == "auto":
+        settings["training"]["device"] = shared_job.config["training"]["device"]
+    return settings
 
 
 def _describe_derivatives(source_root: Path, folder: Path) -> None:

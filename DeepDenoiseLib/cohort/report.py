@@ -63,7 +63,8 @@ COLUMNS = tuple(item.name for item in dataclasses.fields(ScanRow))
 @dataclass
 class CohortReport:
     """Every scan's row, and how the cohort ran: ``mode`` (``per-scan``, ``shared`` or ``model``),
-    the ``workers`` in words, the wall ``seconds``, and ``warnings`` (files passed over, ...)."""
+    the ``workers`` in words, the wall ``seconds``, ``warnings`` (files passed over, ...), and for a
+    shared model trained in this run, ``shared_model``: its ``path`` and the scans it ``trained_on``."""
 
     rows: list[ScanRow]
     output_dir: Path
@@ -71,6 +72,7 @@ class CohortReport:
     workers: str = ""
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    shared_model: Optional[dict[str, Any]] = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -102,6 +104,7 @@ class CohortReport:
             "seconds": round(self.seconds, 2),
             "counts": self.counts,
             "warnings": list(self.warnings),
+            **({"shared_model": self.shared_model} if self.shared_model else {}),
             "scans": [{key: _finite(value) for key, value in dataclasses.asdict(row).items()} for row in self.rows],
         }
 

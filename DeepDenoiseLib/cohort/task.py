@@ -35,8 +35,9 @@ CANCEL_CHECK_SECONDS = 1.0
 class ScanJob:
     """What a worker needs for one scan. ``config`` (a ``DenoiseConfig`` as a mapping) for ``denoise``
     and ``train``; ``model_path``: where ``train`` saves the model, or what ``apply`` applies, with
-    ``tta`` and ``device`` overriding its prediction settings; ``threads``: torch threads;
-    ``cancel_event``: the name of the cohort's Dask ``Event``."""
+    ``tta`` and ``device`` overriding its prediction settings; ``companions``: for ``train``, the
+    other scans the shared model learns from (one that cannot be read is left out and said in the
+    row's message); ``threads``: torch threads; ``cancel_event``: the name of the cohort's Dask ``Event``."""
 
     source: str
     outputs: ScanOutputs
@@ -48,6 +49,7 @@ class ScanJob:
     threads: Optional[int] = None
     force: bool = False
     cancel_event: Optional[str] = None
+    companions: tuple[str, ...] = ()
 
 
 def run_scan(job: ScanJob) -> ScanRow:
@@ -159,10 +161,27 @@ def _run(job: ScanJob, watcher: CohortCancelWatcher) -> dict[str, Any]:
     if job.action not in ("denoise", "train") or job.config is None:
         raise ValueError(f"a {job.action} job needs a configuration; actions: {', '.join(ACTIONS)}")
     save_model = job.model_path if job.action == "train" else None
-    return denoise_file(
+    companions, left_out = _read_companions(job.companions if job.action == "train" else (), watcher)
+    summary = denoise_file(
         job.source, outputs.output, DenoiseConfig.from_dict(job.config), outputs.residual, outputs.uncertainty,
-        progress=watcher, cancel=watcher.token, save_model_path=save_model, force=job.force,
+        progress=watcher, cancel=watcher.token, save_model_path=save_model, force=job.force, companions=companions,
     )  # fmt: skip
+    summary["warnings"] = list(summary.get("warnings", [])) + left_out
+    return summary
+
+
+def _read_companions(sources: tuple[str, ...], watcher: CohortCancelWatcher) -> tuple[list[Any], list[str]]:
+    """The companion scans read, and a message for each one that could not be (left out)."""
+    from DeepDenoiseLib.core.run_files import load_volume
+
+    volumes, left_out = [], []
+    for source in sources:
+        watcher.check()
+        try:
+            volumes.append(load_volume(source, None))
+        except Exception as error:  # noqa: BLE001 - an unreadable companion only narrows the training
+            left_out.append(f"left out of the shared model's training: {describe_error(error)}")
+    return volumes, left_out
 
 
 def _number(value: Any) -> Optional[float]:

@@ -10,6 +10,7 @@ The rules between settings are method_rules.py's.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
@@ -39,6 +40,7 @@ from DeepDenoiseLib.denoise.method_rules import (
     check_patch_size,
     check_series_settings,
     check_struct_axis,
+    default_method,
 )
 from DeepDenoiseLib.denoise.series_config import SeriesConfig
 
@@ -371,6 +373,13 @@ class DenoiseConfig(Configuration):
             masking = dataclasses.replace(masking, struct_axis="x", struct_half_length=2)
         data = {"method": method, "model": dataclasses.asdict(model), "masking": dataclasses.asdict(masking), "training": training}
         return cls.from_dict(deep_merge(data, overrides))
+
+    @classmethod
+    def for_input(cls, series: bool, frames: Optional[int] = None, settings: Optional[Mapping[str, Any]] = None) -> DenoiseConfig:
+        """The configuration of a run whose method was not chosen: the input's default method's
+        (MP-PCA for a 4D ``series`` of at least 10 ``frames``, else R2R; method_rules.default_method),
+        with ``settings`` (a nested mapping, as in a configuration file) over it."""
+        return cls.for_method(default_method(series, frames), **dict(settings or {}))
 
 
 #: The settings :meth:`DenoiseConfig.for_method` decides for a method (masking style, N2V2's layers,

@@ -39,6 +39,7 @@ def denoise_file(
     cancel: Optional[CancelToken] = None,
     save_model_path: Optional[PathLike] = None,
     force: bool = False,
+    companions: Sequence[Volume] = (),
 ) -> dict[str, Any]:
     """Reads ``input_path``, denoises it and writes the outputs; returns the run's summary.
 
@@ -46,7 +47,8 @@ def denoise_file(
     with the same geometry, time spacing and frame count. Without ``config`` the default method is
     the input's: MP-PCA for a series of at least 10 frames, R2R for one volume or a shorter series. With ``save_model_path`` the trained model
     is saved there too (model_file.py), to denoise other volumes with :func:`apply_file`; MP-PCA
-    trains none, and is refused with it.
+    trains none, and is refused with it. ``companions``: other scans (already read) that the network
+    learns from as well (method ``r2r``; a cohort's shared model, pipeline.denoise_volume).
     """
     _check_uncertainty_request(uncertainty_path, config or DenoiseConfig())
     if save_model_path is not None:
@@ -59,7 +61,7 @@ def denoise_file(
     if save_model_path is not None:
         check_saves_model(config.method)
     run = denoise_series if volume.is_4d else denoise_volume
-    result = run(volume, config, progress, cancel)
+    result = run(volume, config, progress, cancel, companions)
     model = None
     if save_model_path is not None:
         if result.model is None:

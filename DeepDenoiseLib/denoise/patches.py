@@ -200,3 +200,35 @@ class PatchSampler:
             return np.zeros((0, self.channels, *self.geometry.spatial), dtype=np.float32)
         region = (self.train_stop, self.train_stop + self.held_out)
         return np.stack([self._random_patch(region) for _ in range(count)]).astype(np.float32)
+
+
+class MixedPatchSampler:
+    """Patches from several volumes (the scans a cohort's shared model learns from), each through its
+    own :class:`PatchSampler`: every training patch comes from a volume drawn at random, so each scan
+    is seen equally often whatever its size; the validation patches are each volume's held-out
+    patches, in equal shares. ``training_batch`` and ``validation_batch`` also say which volume each
+    patch came from (its index in ``samplers``), so a loss can use that volume's noise level."""
+
+    def __init__(self, samplers: list[PatchSampler], rng: np.random.Generator) -> None:
+        if not samplers:
+            raise ValueError("a mixed sampler needs at least one volume")
+        self.samplers = samplers
+        self.rng = rng
+
+    def training_batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        sources = self.rng.integers(len(self.samplers), size=batch_size)
+        patches = [self.samplers[int(source)].training_batch(1) for source in sources]
+        return np.concatenate(patches), sources
+
+    def validation_batch(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` held-out patches shared among the volumes (fresh training patches from a volume
+        too small to hold a slab out)."""
+        shares = [count // len(self.samplers) + (index < count % len(self.samplers)) for index in range(len(self.samplers))]
+        patches, sources = [], []
+        for index, (sampler, share) in enumerate(zip(self.samplers, shares)):
+            if share == 0:
+                continue
+            held = sampler.validation_batch(share)
+            patches.append(held if len(held) else sampler.training_batch(share))
+            sources.append(np.full(share, index))
+        return np.concatenate(patches), np.concatenate(sources)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -55,9 +56,12 @@ def denoise_volume(
     config: Optional[DenoiseConfig] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    companions: Sequence[Volume] = (),
 ) -> DenoiseResult:
     """Trains on ``volume`` itself (by default R2R from the pretrained prior) and returns it
-    denoised, on exactly the same grid.
+    denoised, on exactly the same grid. With ``companions`` (other scans, 3D or 4D series, of a
+    cohort; method ``r2r`` only) the one network learns from them too, each with its own noise
+    level and normalisation, as a cohort's shared model does (``result.model``).
 
     A constant volume comes back unchanged with a warning in ``summary["warnings"]``. With the
     ``rician`` noise model the result is corrected for the Rician bias of magnitude images.
@@ -65,7 +69,7 @@ def denoise_volume(
     >>> result = denoise_volume(read_volume("noisy.nii.gz"), DenoiseConfig.for_method("n2v2"))
     >>> result.summary["seconds"], result.summary["noise_sigma_after"]
     """
-    return _run(volume, config or DenoiseConfig(), progress, cancel, trained=None, series=False)
+    return _run(volume, config or DenoiseConfig(), progress, cancel, trained=None, series=False, companions=companions)
 
 
 def denoise_series(
@@ -73,6 +77,7 @@ def denoise_series(
     config: Optional[DenoiseConfig] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    companions: Sequence[Volume] = (),
 ) -> DenoiseResult:
     """Denoises a 4D series ``[t, k, j, i]`` (fMRI, dynamic scans) and returns a series on the same grid.
 
@@ -89,7 +94,9 @@ def denoise_series(
     """
     config = config or DenoiseConfig.for_method(default_method(series=True, frames=len(volume.array)))
     if config.method in SHARED_MODEL_SERIES_METHODS + SERIES_ONLY_METHODS:
-        return _run(volume, config, progress, cancel, trained=None, series=True)
+        return _run(volume, config, progress, cancel, trained=None, series=True, companions=companions)
+    if companions:
+        raise ValueError(f"method {config.method!r} learns from one series; only method r2r also learns from other scans")
     if config.method == "noise2noise":
         return noise2noise_series(volume, config, progress, cancel)
     methods = ", ".join(SERIES_ONLY_METHODS + SHARED_MODEL_SERIES_METHODS)
@@ -147,7 +154,10 @@ def _run(
     cancel: Optional[CancelToken],
     trained: Optional[TrainedModel],
     series: bool,
+    companions: Sequence[Volume] = (),
 ) -> DenoiseResult:
+    if companions and (trained is not None or config.method != "r2r"):
+        raise ValueError(f"only method r2r learns from other scans (companions) as well; method {config.method!r} learns from one")
     if trained is None and config.method in PAIRED_METHODS:
         raise ValueError(
             f"method '{config.method}' learns from pairs of volumes: use DeepDenoiseLib.denoise.noise2noise or .supervised "
@@ -187,7 +197,10 @@ def _run(
         summary["mppca"] = outcome.figures
         summary["warnings"] += ignored_settings_warning(config)
     else:
-        model, r2r_check = _model(volume, config, prepared, normalized_sigma, trained, progress, cancel)
+        prepared_companions = _companions(companions, config)
+        model, r2r_check = _model(volume, config, prepared, normalized_sigma, trained, progress, cancel, prepared_companions)
+        if companions:  # the constant ones are left out
+            summary["trained_on_volumes"] = 1 + len(prepared_companions)
         check_cancelled(cancel)
         predict_start = time.perf_counter()
         denoised, spread, checked_output = _predict(model, prepared, config, progress, cancel)
@@ -249,6 +262,7 @@ def _model(
     trained: Optional[TrainedModel],
     progress: Optional[ProgressCallback],
     cancel: Optional[CancelToken],
+    companions: Sequence[tuple[np.ndarray, float]] = (),
 ) -> tuple[TrainedModel, Optional[SelfCheck]]:
     """The network that denoises: trained on the volume now (R2R's held-out check with it), or the
     model trained before, told this volume's noise level."""
@@ -258,8 +272,21 @@ def _model(
         return dataclasses.replace(trained, noise_variance=variance), None
     spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
     if config.method == "r2r":
-        return train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma)
+        return train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma, companions=companions)
     return train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma), None
+
+
+def _companions(volumes: Sequence[Volume], config: DenoiseConfig) -> list[tuple[np.ndarray, float]]:
+    """Each companion scan checked and prepared as the volume is (its own noise fit and
+    normalisation), with its noise sigma in its normalised units; constant ones are left out."""
+    prepared_ones = []
+    for companion in volumes:
+        series = np.ndim(companion.array) == 4
+        if _check(companion, config, series).is_constant:
+            continue
+        prepared = _prepare(np.asarray(companion.array, dtype=np.float32), config)
+        prepared_ones.append((prepared.normalized, prepared.noise_sigma / prepared.normalizer.scale))
+    return prepared_ones
 
 
 def _error_estimate(

@@ -18,8 +18,9 @@ when the held-out loss stops improving (``training.patience``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, Progress
 from DeepDenoiseLib.core.training_loop import TrainingLimits, cosine_decay, fit, seeded_run, set_learning_rate
 from DeepDenoiseLib.denoise.config import DenoiseConfig
 from DeepDenoiseLib.denoise.networks import TrainedModel, build_network, resolve_slice_axes
-from DeepDenoiseLib.denoise.patches import VALIDATION_PATCHES, PatchSampler
+from DeepDenoiseLib.denoise.patches import VALIDATION_PATCHES, MixedPatchSampler, PatchSampler
 from DeepDenoiseLib.denoise.prior import load_prior
 from DeepDenoiseLib.nets.conditioned import NoiseConditionedUNet
 
@@ -37,6 +38,9 @@ from DeepDenoiseLib.nets.conditioned import NoiseConditionedUNet
 ALPHA = 0.5
 #: A network must beat the identity's held-out loss by this share to pass the self-check.
 SELF_CHECK_MARGIN = 0.01
+
+#: A noise level: one for every patch, or a tensor of one per patch.
+Sigma = Union[float, torch.Tensor]
 
 
 @dataclass
@@ -55,24 +59,32 @@ class SelfCheck:
         return {"passed": self.passed, "estimated_gain_db": gain, "identity_loss": self.identity_loss, "network_loss": self.network_loss}
 
 
-def recorrupted_pair(batch: torch.Tensor, sigma: float, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """R2R's input (every channel recorrupted) and target (the centre slice) from noisy patches."""
-    return batch + ALPHA * sigma * noise, batch[:, 0] - sigma * noise[:, 0] / ALPHA
+def recorrupted_pair(batch: torch.Tensor, sigma: Sigma, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """R2R's input (every channel recorrupted) and target (the centre slice) from noisy patches;
+    ``sigma`` is one level, or one per patch (a tensor of ``B`` levels)."""
+    level = _per_patch(sigma, batch)
+    return batch + ALPHA * level * noise, batch[:, 0] - level[:, 0] * noise[:, 0] / ALPHA
 
 
-def input_noise_level(sigma: float) -> float:
+def input_noise_level(sigma: Sigma) -> Sigma:
     """The noise level of a recorrupted input, which the network is told during training."""
     return sigma * math.sqrt(1.0 + ALPHA**2)
 
 
-def r2r_loss(network: NoiseConditionedUNet, batch: torch.Tensor, sigma: float, noise: torch.Tensor) -> torch.Tensor:
+def r2r_loss(network: NoiseConditionedUNet, batch: torch.Tensor, sigma: Sigma, noise: torch.Tensor) -> torch.Tensor:
     recorrupted, target = recorrupted_pair(batch, sigma, noise)
     return torch.mean((network(recorrupted, input_noise_level(sigma))[:, 0] - target) ** 2)
 
 
-def identity_loss(batch: torch.Tensor, sigma: float, noise: torch.Tensor) -> float:
+def identity_loss(batch: torch.Tensor, sigma: Sigma, noise: torch.Tensor) -> float:
     recorrupted, target = recorrupted_pair(batch, sigma, noise)
     return float(torch.mean((recorrupted[:, 0] - target) ** 2))
+
+
+def _per_patch(sigma: Sigma, batch: torch.Tensor) -> torch.Tensor:
+    """``sigma`` shaped to broadcast over ``batch`` (``B, C, *spatial``): one level for all, or one per patch."""
+    level = torch.as_tensor(sigma, dtype=batch.dtype, device=batch.device)
+    return level.reshape(-1, *([1] * (batch.ndim - 1)))
 
 
 def estimated_gain_db(identity: float, network: float, sigma: float) -> Optional[float]:
@@ -92,37 +104,46 @@ def train_r2r(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     noise_sigma: Optional[float] = None,
+    companions: Sequence[tuple[np.ndarray, float]] = (),
 ) -> tuple[TrainedModel, SelfCheck]:
     """Trains on ``volume`` (normalised; ``[k, j, i]``, or a series ``[t, k, j, i]`` sharing one
     model) with the noise sigma ``noise_sigma`` in the normalised units, and returns the model kept
-    with its self-check."""
-    if noise_sigma is None or not noise_sigma > 0:
-        raise ValueError("method r2r needs the noise sigma (estimated or given)")
-    sigma = float(noise_sigma)
+    with its self-check. ``companions``: more volumes (normalised, each with its own sigma; other
+    scans of a cohort) that the one model learns from too, each as often as ``volume``; the network
+    is told each patch's own noise level."""
+    sigmas = [noise_sigma] + [companion_sigma for _, companion_sigma in companions]
+    if any(sigma is None or not sigma > 0 for sigma in sigmas):
+        raise ValueError("method r2r needs the noise sigma (estimated or given) of every volume it trains on")
+    volumes = [volume] + [companion for companion, _ in companions]
     training = config.training
     rng, generator, device = seeded_run(training.seed, training.threads, training.device)
     volume_shape: tuple[int, int, int] = tuple(int(n) for n in volume.shape[-3:])  # type: ignore[assignment]
+    # the patch must fit every volume: it is fitted to the smallest extent of each axis
+    fitted_shape: tuple[int, int, int] = tuple(min(int(v.shape[-3:][axis]) for v in volumes) for axis in range(3))  # type: ignore[assignment]
     slice_axes = resolve_slice_axes(config, volume_shape, spacing_zyx)
-    network, geometry = build_network(config, volume_shape, spacing_zyx, slice_axes)
+    network, geometry = build_network(config, fitted_shape, spacing_zyx, slice_axes)
     assert isinstance(network, NoiseConditionedUNet)
     if config.model.init != "random":  # auto and prior: R2R starts from the shipped prior
         report(progress, ProgressEvent("training", 0.0, message="loading the pretrained prior"))
         network.load_state_dict(load_prior().state)
     network.to(device)
-    sampler = PatchSampler(volume, geometry, training.validation_fraction, rng, slice_axes)
-    validation = torch.from_numpy(sampler.validation_batch(VALIDATION_PATCHES)).to(device)
-    if validation.shape[0] == 0:  # no slab could be held out: score fresh training patches instead
-        validation = torch.from_numpy(sampler.training_batch(VALIDATION_PATCHES)).to(device)
+    level_of = torch.tensor([float(sigma) for sigma in sigmas], dtype=torch.float32)  # type: ignore[arg-type]
+    sampler = MixedPatchSampler([PatchSampler(v, geometry, training.validation_fraction, rng, slice_axes) for v in volumes], rng)
+    held_out, held_sources = sampler.validation_batch(VALIDATION_PATCHES)
+    validation = torch.from_numpy(held_out).to(device)
+    validation_sigma = level_of[torch.from_numpy(held_sources)].to(device)
     validation_noise = torch.randn(validation.shape, generator=generator).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
 
-    def draw_batch() -> torch.Tensor:
-        return torch.from_numpy(sampler.training_batch(training.batch_size)).to(device)
+    def draw_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        patches, sources = sampler.training_batch(training.batch_size)
+        return torch.from_numpy(patches).to(device), level_of[torch.from_numpy(sources)].to(device)
 
-    def train_step(batch: torch.Tensor, learning_rate: float) -> float:
+    def train_step(batch: tuple[torch.Tensor, torch.Tensor], learning_rate: float) -> float:
+        patches, levels = batch
         set_learning_rate(optimizer, learning_rate)
-        noise = torch.randn(batch.shape, generator=generator).to(device)
-        loss = r2r_loss(network, batch, sigma, noise)
+        noise = torch.randn(patches.shape, generator=generator).to(device)
+        loss = r2r_loss(network, patches, levels, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -132,7 +153,9 @@ def train_r2r(
     def validation_loss() -> float:
         network.eval()
         losses = [
-            float(r2r_loss(network, validation[start : start + 4], sigma, validation_noise[start : start + 4]))
+            float(
+                r2r_loss(network, validation[start : start + 4], validation_sigma[start : start + 4], validation_noise[start : start + 4])
+            )
             * validation[start : start + 4].shape[0]
             for start in range(0, validation.shape[0], 4)
         ]
@@ -148,15 +171,16 @@ def train_r2r(
         validate_first=True,
     )
     history = fit(network, limits, draw_batch, train_step, cosine_decay(training.learning_rate), validation_loss, progress, cancel)
-    identity = identity_loss(validation, sigma, validation_noise)
+    identity = identity_loss(validation, validation_sigma, validation_noise)
     kept = history.best_validation_loss if history.best_validation_loss is not None else validation_loss()
-    check = SelfCheck(identity, kept, estimated_gain_db(identity, kept, sigma), kept < (1.0 - SELF_CHECK_MARGIN) * identity)
+    typical_sigma = float(torch.sqrt(torch.mean(validation_sigma**2)))  # the held-out patches' mean noise variance
+    check = SelfCheck(identity, kept, estimated_gain_db(identity, kept, typical_sigma), kept < (1.0 - SELF_CHECK_MARGIN) * identity)
     model = TrainedModel(
         network=network,
         device=device,
         geometry=geometry,
         history=history,
-        noise_variance=sigma**2,
+        noise_variance=float(noise_sigma) ** 2,  # type: ignore[arg-type]
         slice_axes=slice_axes,
         volume_shape=volume_shape,
         spacing_zyx=tuple(float(s) for s in spacing_zyx),  # type: ignore[arg-type]

@@ -73,9 +73,11 @@ def test_a_cohort_on_a_given_scheduler_prints_json_lines_and_exits_1_when_a_scan
         (["--output-dir", "{out}", "--model", "{in}/nothing.safetensors"], "nothing.safetensors"),
         (["--output-dir", "{out}", "--pattern", "*.mha"], "found no volume files or DICOM folders matching '*.mha'"),
         (["--bids", "--output-dir", "{out}"], "not a folder"),
+        (["--output-dir", "{out}", "--patch-radius", "3"], "apply to method mppca only; method 'r2r' is a network"),
+        (["--output-dir", "{out}", "--train-scan", "{in}/b.nii.gz", "--train-scan", "{in}/c.nii"], "'{in}/c.nii' is not one of"),
     ],
     ids=["no-output-dir", "training-flags-with-model", "workers-and-scheduler", "uncertainty-without-tta", "train-scan-not-in-cohort",
-         "missing-model", "nothing-found", "bids-not-a-folder"],
+         "missing-model", "nothing-found", "bids-not-a-folder", "series-setting-for-volumes", "second-train-scan-not-in-cohort"],
 )  # fmt: skip
 def test_bad_arguments_exit_with_2_before_any_work(tmp_path, capsys, words, message) -> None:
     source = tmp_path / "in"
@@ -85,7 +87,7 @@ def test_bad_arguments_exit_with_2_before_any_work(tmp_path, capsys, words, mess
     code = cli.main(["batch", given, *filled, "--progress", "json"])
     captured = capsys.readouterr()
     assert code == cli.EXIT_BAD_INPUT, captured.err
-    assert message in json.loads(captured.out.splitlines()[-1])["message"]
+    assert message.format(**{"in": source}) in json.loads(captured.out.splitlines()[-1])["message"]
     assert not (tmp_path / "out").exists()
 
 

@@ -117,6 +117,33 @@ def test_the_shared_model_trains_once_skipping_an_unreadable_first_scan_then_is_
     assert given.mode == "model" and given.rows[0].status == "done" and given.rows[0].model == str(model)
 
 
+def test_without_a_method_a_4d_series_takes_mppca_and_the_shared_model_learns_from_a_sample_of_the_volumes(tmp_path, cluster) -> None:
+    from Testing.support.phantoms import tiny_config_dict
+
+    names = ("s1.nii.gz", "s2.nii.gz", "s3.nii.gz", "s4.nii.gz", "s5.nii.gz")
+    for seed, name in enumerate(names):
+        write_scan(tmp_path / "in" / name, seed)
+    write_scan(tmp_path / "in" / "bold.nii.gz", 9, frames=12)
+    settings = tiny_config_dict("r2r")
+    report = batch_denoise([tmp_path / "in"], tmp_path / "out", settings=settings, scheduler=cluster.scheduler_address)
+    rows = {Path(row.input).name: row for row in report.rows}
+    assert report.counts["done"] == 6, [(row.input, row.message) for row in report.rows]
+    assert rows["bold.nii.gz"].model == "per-scan mppca" and rows["bold.nii.gz"].training_steps == 0
+    assert read_volume(tmp_path / "out" / "bold.nii.gz", allow_4d=True).array.shape == (12, *SHAPE)
+    model = str(tmp_path / "out" / "deepdenoise_model.safetensors")
+    assert {rows[name].model for name in names} == {model} and rows["s1.nii.gz"].training_steps == 4
+    sample = [str(tmp_path / "in" / name) for name in ("s1.nii.gz", "s2.nii.gz", "s4.nii.gz", "s5.nii.gz")]
+    assert report.shared_model == {"path": model, "trained_on": sample}  # four spread over the five volumes
+    assert json.loads(report.json_path.read_text())["shared_model"]["trained_on"] == sample
+
+
+def test_a_setting_that_the_cohorts_default_method_refuses_is_refused_before_any_work(tmp_path) -> None:
+    write_cohort(tmp_path / "in", corrupt=False)
+    with pytest.raises(ValueError, match="apply to method mppca only.*default for b.nii.gz; choose a --method"):
+        batch_denoise([tmp_path / "in"], tmp_path / "out", settings={"series": {"patch_radius": 3}}, workers=1)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_bids_tree_becomes_a_derivative_dataset_with_the_entities_and_folders_kept(tmp_path, cluster) -> None:
     root = tmp_path / "ds"
     (root).mkdir()

@@ -39,6 +39,16 @@ def test_the_shared_model_is_saved_with_its_scans_outputs_then_applied_to_anothe
     assert applied.model == str(model) and applied.training_steps == 0 and (tmp_path / "c.nrrd").is_file()
 
 
+def test_the_shared_model_learns_from_its_companions_and_one_that_cannot_be_read_is_left_out_and_said(tmp_path) -> None:
+    paths = write_cohort(tmp_path / "in", ("b.nii.gz", "c.nrrd"))
+    corrupt, first, second = paths  # the corrupt file sorts first
+    model = tmp_path / "model.safetensors"
+    row = run_scan(job(first, tmp_path, "train", model_path=str(model), companions=(str(second), str(corrupt))))
+    assert row.status == "done" and model.is_file() and row.training_steps == 4
+    assert "left out of the shared model's training" in row.message and CORRUPT_NAME in row.message
+    assert "c.nrrd" not in row.message
+
+
 def test_a_scan_that_cannot_be_read_is_a_failed_row_and_writes_nothing(tmp_path) -> None:
     corrupt = [path for path in write_cohort(tmp_path / "in", ("b.nii.gz",)) if path.name == CORRUPT_NAME][0]
     (tmp_path / "out").mkdir()

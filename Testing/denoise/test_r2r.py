@@ -128,6 +128,32 @@ def test_the_default_run_starts_from_the_prior_and_beats_its_input_after_a_few_s
     assert given.summary["self_check"]["estimated_gain_db"] == pytest.approx(given_gain, abs=1.0)
 
 
+def test_one_noise_level_per_patch_recorrupts_each_patch_as_its_own_level_would() -> None:
+    generator = torch.Generator().manual_seed(0)
+    batch, noise = torch.rand((3, 5, 8, 8), generator=generator), torch.randn((3, 5, 8, 8), generator=generator)
+    levels = torch.tensor([0.05, 0.1, 0.2])
+    inputs, targets = recorrupted_pair(batch, levels, noise)
+    for index, level in enumerate(levels.tolist()):
+        alone_input, alone_target = recorrupted_pair(batch[index : index + 1], level, noise[index : index + 1])
+        assert torch.allclose(inputs[index : index + 1], alone_input) and torch.allclose(targets[index : index + 1], alone_target)
+    assert identity_loss(batch, levels, noise) == pytest.approx(
+        float(np.mean([identity_loss(batch[i : i + 1], float(levels[i]), noise[i : i + 1]) for i in range(3)]))
+    )
+
+
+def test_a_run_with_companions_learns_from_other_scans_of_other_sizes_and_noise_levels() -> None:
+    clean, noisy = noisy_phantom((12, 48, 48), sigma=0.1, seed=3)
+    _, other = noisy_phantom((10, 40, 56), sigma=0.05, seed=4)
+    config = tiny_config("r2r", noise={"model": "gaussian"})
+    result = denoise_volume(Volume(noisy), config, companions=[Volume(other), Volume(np.ones((8, 8, 8), np.float32))])
+    assert result.summary["trained_on_volumes"] == 2 and result.summary["self_check"]["passed"]
+    assert result.denoised.array.shape == noisy.shape and result.model is not None
+    assert result.model.volume_shape == noisy.shape  # the grid of the scan it denoised; the patch fits every scan
+    assert psnr(clean, result.denoised.array, data_range=1.0) > psnr(clean, noisy, data_range=1.0) + 4.0
+    with pytest.raises(ValueError, match="only method r2r learns from other scans"):
+        denoise_volume(Volume(noisy), tiny_config("n2v"), companions=[Volume(other)])
+
+
 def test_a_random_start_is_refused_a_prior_only_setting_and_the_prior_refuses_a_size() -> None:
     with pytest.raises(ValueError, match="model.base_channels.*pretrained prior"):
         DenoiseConfig.for_method("r2r", model={"base_channels": 8})
