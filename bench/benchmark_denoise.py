@@ -51,6 +51,8 @@ from bench.careamics_baseline import (  # noqa: E402
     run_careamics_n2v,
 )
 from bench.variants import (  # noqa: E402
+    HELD_OUT_VARIANTS,
+    TUNING_VARIANTS,
     VARIANTS,
     SharedDataMissing,
     Variant,
@@ -59,6 +61,7 @@ from bench.variants import (  # noqa: E402
     load_bench_data,
     make_noisy,
     poisson_gain,
+    variant_truth,
 )
 from DeepDenoiseLib.core.metrics import psnr, ssim  # noqa: E402
 from DeepDenoiseLib.core.settings import deep_merge  # noqa: E402
@@ -241,7 +244,13 @@ def log(message: str) -> None:
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared" / "data", help="shared benchmark data")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="variants to score")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS) + ["held-out"],
+        default=TUNING_VARIANTS,
+        help="variants to score (default: the four tuned on; 'held-out': the four never tuned on)",
+    )
     parser.add_argument("--levels", nargs="+", help="Rician levels (05, 10): shorthand for --variants rician05 rician10")
     parser.add_argument("--only", nargs="+", help="run only methods whose key or name contains one of these words")
     parser.add_argument("--skip", nargs="+", help="leave out methods whose key or name contains one of these words")
@@ -255,6 +264,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="where DeepDenoise's methods run")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "denoise.json", help="every run, as JSON")
     args = parser.parse_args(argv)
+    if "held-out" in args.variants:
+        args.variants = [name for name in args.variants if name != "held-out"] + HELD_OUT_VARIANTS
     if args.levels:
         unknown = [level for level in args.levels if f"rician{level}" not in VARIANTS]
         if unknown:
@@ -280,11 +291,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     not_run: list[dict[str, str]] = []
     for variant in (VARIANTS[name] for name in args.variants):
         try:
-            noisy = make_noisy(variant, data.clean, args.shared)
+            truth = variant_truth(variant, data)
+            noisy = make_noisy(variant, truth.clean, args.shared)
         except SharedDataMissing as error:
             print(f"benchmark_denoise: {error}", file=sys.stderr)
             return 2
-        clean, mask = data.clean.array, data.mask
+        clean, mask = truth.clean.array, truth.mask
         if args.crop is not None:
             block = centre_block(clean.shape, args.crop)
             noisy, clean, mask = centre_crop(noisy, args.crop), clean[block], mask[block]

@@ -30,7 +30,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
-from bench.variants import VARIANTS, centre_block, centre_crop, load_bench_data, make_noisy  # noqa: E402
+from bench.variants import VARIANTS, centre_block, centre_crop, load_bench_data, make_noisy, variant_truth  # noqa: E402
 from DeepDenoiseLib.core.metrics import psnr, ssim  # noqa: E402
 from DeepDenoiseLib.denoise.config import DenoiseConfig, TrainingConfig  # noqa: E402
 from DeepDenoiseLib.denoise.pipeline import denoise_volume  # noqa: E402
@@ -59,13 +59,14 @@ def main() -> None:
     data = load_bench_data(args.shared)
     rows: list[dict[str, Any]] = []
     rates = args.learning_rates or [DenoiseConfig.for_method(args.method).training.learning_rate]
-    clean, mask = data.clean.array, data.mask
-    block = centre_block(clean.shape, args.crop) if args.crop else None
-    if block is not None:
-        clean, mask = clean[block], mask[block]
     for name in args.variants:
         variant = VARIANTS[name]
-        noisy = make_noisy(variant, data.clean, args.shared)
+        truth = variant_truth(variant, data)
+        clean, mask = truth.clean.array, truth.mask
+        if args.crop:
+            block = centre_block(clean.shape, args.crop)
+            clean, mask = clean[block], mask[block]
+        noisy = make_noisy(variant, truth.clean, args.shared)
         if args.crop:
             noisy = centre_crop(noisy, args.crop)
         rows.append(

@@ -4,6 +4,11 @@
 and ``poisson60`` are generated in memory from the clean volume with the library's seeded simulators,
 so every run and every machine scores the same voxels. A centre crop (``crop``) is cut after the noise
 is added, so a cropped run sees exactly the noise of the full run in that region.
+
+The held-out variants (``held_out``) were never used to choose a setting: other noise levels, and the
+clean volume resampled to a coarser grid (``spacing_mm``), generated with the same seeded simulators.
+They check that what was tuned on the four carries over; only other subjects would check more, and
+none is available here.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from DeepDenoiseLib.core.noise_simulation import add_gaussian_noise, add_poisson_noise
+from DeepDenoiseLib.core.noise_simulation import add_gaussian_noise, add_poisson_noise, add_rician_noise
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_volume
 
@@ -21,18 +26,24 @@ CLEAN_FILE = "mni152_t1_128_clean.nii.gz"
 MASK_FILE = "mni152_t1_128_mask.nii.gz"
 GAUSSIAN_SEED = 7007
 POISSON_SEED = 6060
+RICIAN_SEED = 5050
+#: The shared volumes' voxel size.
+SHARED_SPACING_MM = 1.5
 
 
 @dataclass(frozen=True)
 class Variant:
     """One noisy version of the clean volume. ``model`` is the noise model a denoiser should assume
     (``noise.model`` of a DeepDenoise run); ``level`` is its sigma in intensity units, or for
-    ``poisson`` the expected photon count at the brightest voxel (``peak``)."""
+    ``poisson`` the expected photon count at the brightest voxel (``peak``). ``spacing_mm``: the grid
+    the clean volume and the mask are resampled to first; ``held_out``: never used to tune a setting."""
 
     name: str
     title: str
     model: str
     level: float
+    spacing_mm: float = SHARED_SPACING_MM
+    held_out: bool = False
 
     @property
     def is_poisson(self) -> bool:
@@ -46,8 +57,15 @@ VARIANTS: dict[str, Variant] = {
         Variant("rician10", "Rician 10 %", "rician", 0.10),
         Variant("gaussian07", "Gaussian 7 %", "gaussian", 0.07),
         Variant("poisson60", "Poisson, peak 60 photons", "poisson", 60.0),
+        Variant("rician07", "Rician 7 % (held out)", "rician", 0.07, held_out=True),
+        Variant("rician05_2mm", "Rician 5 %, 2 mm grid (held out)", "rician", 0.05, spacing_mm=2.0, held_out=True),
+        Variant("gaussian04", "Gaussian 4 % (held out)", "gaussian", 0.04, held_out=True),
+        Variant("poisson20", "Poisson, peak 20 photons (held out)", "poisson", 20.0, held_out=True),
     )
 }
+#: The variants the settings were tuned on (the default of the benchmarks' --variants).
+TUNING_VARIANTS = [name for name, variant in VARIANTS.items() if not variant.held_out]
+HELD_OUT_VARIANTS = [name for name, variant in VARIANTS.items() if variant.held_out]
 
 
 class SharedDataMissing(FileNotFoundError):
@@ -76,8 +94,25 @@ def load_bench_data(shared_dir: Path) -> BenchData:
     return BenchData(clean, mask)
 
 
+def variant_truth(variant: Variant, data: BenchData) -> BenchData:
+    """The clean volume and mask ``variant`` is scored on: the shared ones, or both resampled (linear
+    interpolation; the mask where its interpolated value passes 0.5) to ``variant.spacing_mm``."""
+    if variant.spacing_mm == SHARED_SPACING_MM:
+        return data
+    from scipy import ndimage
+
+    factor = SHARED_SPACING_MM / variant.spacing_mm
+    clean = ndimage.zoom(data.clean.array.astype(np.float64), factor, order=1).astype(np.float32)
+    mask = ndimage.zoom(data.mask.astype(np.float64), factor, order=1) > 0.5
+    spacing = (variant.spacing_mm,) * 3
+    return BenchData(Volume(clean, spacing, data.clean.origin, data.clean.direction.copy()), mask)
+
+
 def make_noisy(variant: Variant, clean: Volume, shared_dir: Path) -> Volume:
-    """The noisy volume of ``variant`` on the clean volume's grid: read (Rician) or generated (seeded)."""
+    """The noisy volume of ``variant`` on the grid of ``clean`` (its :func:`variant_truth`): read (the
+    shared Rician files) or generated (seeded)."""
+    if variant.model == "rician" and variant.held_out:
+        return clean.with_array(add_rician_noise(clean.array, variant.level, seed=RICIAN_SEED))
     if variant.model == "rician":
         path = shared_dir / f"mni152_t1_128_{variant.name}.nii.gz"
         if not path.is_file():

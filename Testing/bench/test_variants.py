@@ -14,14 +14,18 @@ from bench.benchmark_denoise import main as benchmark_main
 from bench.variants import (
     CLEAN_FILE,
     GAUSSIAN_SEED,
+    HELD_OUT_VARIANTS,
     MASK_FILE,
     POISSON_SEED,
+    RICIAN_SEED,
+    TUNING_VARIANTS,
     VARIANTS,
     SharedDataMissing,
     centre_crop,
     load_bench_data,
     make_noisy,
     poisson_gain,
+    variant_truth,
 )
 from DeepDenoiseLib.core.noise_simulation import add_rician_noise
 from DeepDenoiseLib.core.volume import Volume
@@ -72,6 +76,20 @@ def test_rician_variants_are_the_shared_files_and_missing_data_says_what_to_do(t
     shared = add_rician_noise(clean.array, 0.05, seed=1234)
     write_volume(clean.with_array(shared), tmp_path / "mni152_t1_128_rician05.nii.gz")
     assert np.array_equal(make_noisy(VARIANTS["rician05"], clean, tmp_path).array, shared)
+
+
+def test_held_out_variants_are_generated_and_the_coarser_one_scores_on_a_resampled_truth(tmp_path: Path) -> None:
+    shared = _fake_shared(tmp_path)
+    data = load_bench_data(shared)
+    assert set(HELD_OUT_VARIANTS).isdisjoint(TUNING_VARIANTS) and TUNING_VARIANTS == ["rician05", "rician10", "gaussian07", "poisson60"]
+    rician = make_noisy(VARIANTS["rician07"], data.clean, Path("unused"))  # generated: no shared file needed
+    assert np.array_equal(rician.array, add_rician_noise(data.clean.array, 0.07, seed=RICIAN_SEED))
+    coarse = VARIANTS["rician05_2mm"]
+    truth = variant_truth(coarse, data)
+    assert truth.clean.array.shape == (15, 15, 15) and truth.clean.spacing == (2.0, 2.0, 2.0) and truth.mask.shape == (15, 15, 15)
+    assert truth.mask.dtype == bool and 0 < truth.mask.mean() < 1
+    assert make_noisy(coarse, truth.clean, Path("unused")).array.shape == (15, 15, 15)
+    assert variant_truth(VARIANTS["gaussian04"], data) is data
 
 
 def test_centre_crop_keeps_every_voxel_where_it_was_in_the_world() -> None:

@@ -1,0 +1,40 @@
+"""Tests of the no-reference measures of bench/no_reference.py (what benchmark_real.py reports): a
+residual that is pure noise reads as noise, a blur that removes edges reads as anatomy removed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from bench.no_reference import no_reference_measures
+
+
+def blocks_phantom(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A clean volume of bright boxes on a mid-grey body (many sharp edges) and its noisy version."""
+    clean = np.full((32, 48, 48), 0.4)
+    clean[:, :4], clean[:, -4:], clean[:, :, :4], clean[:, :, -4:] = 0.0, 0.0, 0.0, 0.0
+    for z, y, x in [(4, 8, 8), (4, 26, 26), (16, 8, 26), (16, 26, 8)]:
+        clean[z : z + 10, y : y + 12, x : x + 12] = 0.9
+    return clean, clean + np.random.default_rng(seed).normal(0.0, 0.05, clean.shape)
+
+
+def test_a_residual_that_is_the_noise_reads_as_noise() -> None:
+    clean, noisy = blocks_phantom()
+    measures = no_reference_measures(noisy, clean)  # the ideal denoiser
+    assert measures["noise_flat_before"] == pytest.approx(0.05, rel=0.15) and measures["noise_flat_after"] < 0.01
+    assert abs(measures["residual_edge_correlation"]) < 0.1
+    assert measures["residual_edge_ratio"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_a_blur_that_removes_edges_leaves_them_in_the_residual() -> None:
+    clean, noisy = blocks_phantom()
+    blurred = ndimage.gaussian_filter(noisy, 2.0)
+    measures = no_reference_measures(noisy, blurred)
+    assert measures["noise_flat_after"] < 0.5 * measures["noise_flat_before"]  # it removes noise too
+    assert measures["residual_edge_correlation"] > 0.3 and measures["residual_edge_ratio"] > 2.0
+
+
+def test_volumes_of_different_shapes_are_refused() -> None:
+    with pytest.raises(ValueError, match="two 3D volumes of one shape"):
+        no_reference_measures(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)))

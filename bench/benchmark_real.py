@@ -1,0 +1,135 @@
+"""Benchmark: real MR volumes without a clean truth, the default method against dipy's NL-means, judged
+by no-reference measures (bench/no_reference.py): the noise left in flat tissue, and whether the
+residual (input minus output) looks like noise or like anatomy (its correlation with the edges, and
+its spread at the strongest edges against flat tissue).
+
+The volumes are real scans bundled with dipy and nibabel (no download; this project has never tuned on
+them): dipy's ``test_piesno.nii.gz`` (MR magnitude, 96x96x14), ``S0_10slices.nii.gz`` (a diffusion
+b0 volume, 128x128x10), ``aniso_vox.nii.gz`` (58x58x24, 4x4x5 mm), and nibabel's ``example4d.nii.gz``
+(the first frame of an fMRI run, 128x96x24). Every method assumes Rician noise (magnitude MR; the
+library's default). Prints a Markdown table and writes the rows as JSON::
+
+    python bench/benchmark_real.py --threads 2
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Before torch loads: spinning OpenMP threads make torch 10-30x slower on a busy machine (Testing/conftest.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout: find DeepDenoiseLib and bench
+    sys.path.insert(0, str(REPO_ROOT))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Callable, Optional  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.no_reference import no_reference_measures  # noqa: E402
+from DeepDenoiseLib.core.volume import Volume  # noqa: E402
+from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
+from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
+from DeepDenoiseLib.denoise.pipeline import denoise_volume  # noqa: E402
+
+#: (package, file in its data folder, what it is)
+VOLUMES = (
+    ("dipy", "test_piesno.nii.gz", "MR magnitude (dipy test_piesno), 96x96x14"),
+    ("dipy", "S0_10slices.nii.gz", "diffusion b0 (dipy S0_10slices), 128x128x10"),
+    ("dipy", "aniso_vox.nii.gz", "anisotropic 4x4x5 mm (dipy aniso_vox), 58x58x24"),
+    ("nibabel", "example4d.nii.gz", "fMRI EPI, first frame (nibabel example4d), 128x96x24"),
+)
+
+
+def data_file(package: str, name: str) -> Path:
+    if package == "dipy":
+        import dipy
+
+        return Path(os.path.dirname(dipy.__file__)) / "data" / "files" / name
+    import nibabel
+
+    return Path(os.path.dirname(nibabel.__file__)) / "tests" / "data" / name
+
+
+def first_frame(volume: Volume) -> Volume:
+    return volume.with_array(np.asarray(volume.array[0] if volume.is_4d else volume.array, dtype=np.float32))
+
+
+def ours(threads: int, budget_seconds: float) -> Callable[[Volume], tuple[np.ndarray, str]]:
+    def run(volume: Volume) -> tuple[np.ndarray, str]:
+        config = DenoiseConfig.for_method("r2r", training={"seed": 0, "threads": threads, "budget_seconds": budget_seconds})
+        result = denoise_volume(volume, config)
+        summary = result.summary
+        passed = summary["self_check"]["passed"]
+        note = f"{summary['training_steps']} steps, self-check {'passed' if passed else 'FAILED: input returned'}"
+        return result.denoised.array, note
+
+    return run
+
+
+def dipy_nlm(threads: int) -> Callable[[Volume], tuple[np.ndarray, str]]:
+    def run(volume: Volume) -> tuple[np.ndarray, str]:
+        from dipy.denoise.nlmeans import nlmeans
+        from dipy.denoise.noise_estimate import estimate_sigma
+
+        sigma = float(np.ravel(estimate_sigma(volume.array, N=1))[0])
+        output = nlmeans(volume.array, sigma, rician=True, method="blockwise", patch_radius=1, block_radius=2, num_threads=threads)
+        return np.asarray(output, dtype=np.float32), f"sigma {sigma:.4g}"
+
+    return run
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--budget-seconds", type=float, default=240.0, help="the default method's training budget")
+    parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "real.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    methods = {
+        "DeepDenoise default (R2R)": ours(args.threads, args.budget_seconds),
+        "dipy NL-means, block radius 2, Rician": dipy_nlm(args.threads),
+    }
+    rows: list[dict[str, Any]] = []
+    for package, name, title in VOLUMES:
+        path = data_file(package, name)
+        if not path.is_file():
+            print(f"benchmark_real: {path} is missing ({package} not installed?); skipped", file=sys.stderr)
+            continue
+        volume = first_frame(read_volume(path, allow_4d=True))
+        for method, run in methods.items():
+            start = time.perf_counter()
+            output, note = run(volume)
+            seconds = time.perf_counter() - start
+            row = {"volume": title, "method": method, "seconds": seconds, "note": note, **no_reference_measures(volume.array, output)}
+            rows.append(row)
+            print(
+                f"[{name}] {method}: {json.dumps({k: v for k, v in row.items() if k not in ('volume', 'method')})}",
+                file=sys.stderr,
+                flush=True,
+            )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    print_table(rows)
+    return 0
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print("| volume | method | noise in flat tissue, before → after | residual–edge correlation | residual spread, edges / flat | s |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['volume']} | {row['method']} | {row['noise_flat_before']:.4g} → {row['noise_flat_after']:.4g} | "
+            f"{row['residual_edge_correlation']:.2f} | {row['residual_edge_ratio']:.2f} | {row['seconds']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

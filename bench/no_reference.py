@@ -1,0 +1,63 @@
+"""No-reference measures of a denoised real volume, where no clean truth exists: how much noise is left
+in flat tissue, and whether what was removed (the residual, input minus output) looks like noise or
+like anatomy.
+
+- ``noise_flat_before`` / ``noise_flat_after``: the median local standard deviation (3x3x3) in flat
+  tissue: foreground voxels whose gradient magnitude (of the input smoothed with a 1-voxel Gaussian)
+  is in the lowest 30 % of the foreground's.
+- ``residual_edge_correlation``: the Pearson correlation, over the foreground, between the residual's
+  local standard deviation and the gradient magnitude. Noise removed evenly gives about 0; a filter
+  that removes edges gives a clearly positive value.
+- ``residual_edge_ratio``: the residual's standard deviation at the strongest 5 % of edges over its
+  standard deviation in flat tissue. About 1 when the residual is noise of even level; well above 1
+  when edges were removed with it.
+
+>>> measures = no_reference_measures(noisy, denoised)     # a dict of the four figures (and voxel counts)
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+#: Flat tissue: the foreground's lowest share of gradient magnitude; edges: its highest share.
+FLAT_SHARE, EDGE_SHARE = 0.30, 0.05
+
+
+def no_reference_measures(noisy: np.ndarray, denoised: np.ndarray, foreground: Optional[np.ndarray] = None) -> dict[str, float]:
+    """The measures above for one 3D volume and its denoised version; ``foreground`` defaults to where
+    the smoothed input exceeds 10 % of its 99.5th percentile."""
+    noisy = np.asarray(noisy, dtype=np.float64)
+    denoised = np.asarray(denoised, dtype=np.float64)
+    if noisy.shape != denoised.shape or noisy.ndim != 3:
+        raise ValueError(f"needs two 3D volumes of one shape; got {noisy.shape} and {denoised.shape}")
+    if foreground is None:
+        foreground = default_foreground(noisy)
+    gradient = ndimage.gaussian_gradient_magnitude(noisy, sigma=1.0)
+    inside = gradient[foreground]
+    flat = foreground & (gradient <= np.quantile(inside, FLAT_SHARE))
+    edges = foreground & (gradient >= np.quantile(inside, 1.0 - EDGE_SHARE))
+    residual = noisy - denoised
+    residual_spread = local_std(residual)
+    flat_spread = float(np.std(residual[flat]))
+    return {
+        "noise_flat_before": float(np.median(local_std(noisy)[flat])),
+        "noise_flat_after": float(np.median(local_std(denoised)[flat])),
+        "residual_edge_correlation": float(np.corrcoef(residual_spread[foreground], gradient[foreground])[0, 1]),
+        "residual_edge_ratio": float(np.std(residual[edges]) / flat_spread) if flat_spread > 0 else float("nan"),
+        "flat_voxels": float(flat.sum()),
+        "edge_voxels": float(edges.sum()),
+    }
+
+
+def default_foreground(volume: np.ndarray) -> np.ndarray:
+    smoothed = ndimage.uniform_filter(np.asarray(volume, dtype=np.float64), size=5)
+    return np.asarray(smoothed > 0.1 * float(np.percentile(volume, 99.5)))
+
+
+def local_std(volume: np.ndarray, size: int = 3) -> np.ndarray:
+    mean = ndimage.uniform_filter(volume, size=size)
+    mean_square = ndimage.uniform_filter(volume * volume, size=size)
+    return np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
