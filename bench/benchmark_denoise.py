@@ -217,7 +217,7 @@ def methods(args: argparse.Namespace, clean: np.ndarray) -> list[MethodSpec]:
         ),
         MethodSpec(
             DEFAULT_KEY,
-            f"DeepDenoise pretrained R2R, default (at most {budget:.0f} s training, stops when it stops improving)",
+            f"DeepDenoise pretrained R2R, default ({budget:.0f} s training, at most 8000 steps)",
             deepdenoise("r2r", {"training": training}),
             kind="default",
         ),

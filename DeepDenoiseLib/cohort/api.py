@@ -122,8 +122,8 @@ def batch_denoise(
     ``per_scan``: every scan trains its own network; ``model`` (a path or a saved model's name):
     apply it to every scan, with ``tta`` and ``device`` overriding its settings; neither: one
     shared model learns from ``train_scans`` (default: a sample spread over the cohort) and is
-    applied to the others, and the scans whose method trains no network are denoised on their own. ``residual``, ``uncertainty``: also write these
-    beside each output. ``workers``, ``threads``: the embedded cluster's worker processes and torch
+    applied to the others, and the scans whose method trains no network are denoised on their own.
+    ``residual``, ``uncertainty``: also write these beside each output. ``workers``, ``threads``: the embedded cluster's worker processes and torch
     threads per worker (default: workers.py); ``scheduler``: an existing cluster's address, or a
     ``distributed.Client``. ``resume``: skip the scans an earlier run completed. ``force``: let an
     output replace its own input. ``progress`` receives :class:`CohortEvent` s; ``cancel`` stops the
@@ -145,7 +145,7 @@ def batch_denoise(
     scans = found.scans
     plans = plan_outputs(scans, folder, bids, residual, uncertainty)
     mode = "per-scan" if per_scan else "model" if model is not None else "shared"
-    configs = [DenoiseConfig()] * len(scans) if mode == "model" else scan_configs(scans, config, settings)
+    configs = [DenoiseConfig()] * len(scans) if mode == "model" else _scan_configs(scans, config, settings)
     config = configs[0]
     model_path = resolve_model_path(model) if model is not None else shared_model_path(folder) if mode == "shared" else None
     for each in {id(each): each for each in configs}.values():
@@ -300,13 +300,14 @@ def _shared(cohort: _Cohort, client: Any, todo: list[int], tries: list[list[int]
     return cohort.run(client, rest, action="apply").interruption, trained_on
 
 
-def _shared_model_record(model_path: Optional[Path], trained_on: list[str]) -> dict[str, Any]:
-    """What the report says of the shared model: its file and the scans it learnt from (one that
-    could not be read is named in the first scan's row)."""
-    return {"path": str(model_path), "trained_on": trained_on}
+def _shared_model_record(model_path: Optional[Path], sample: list[str]) -> dict[str, Any]:
+    """What the report says of the shared model: its file and the sample of scans it learnt from
+    (the first was denoised with it; one of the others that could not be read is named in the first
+    one's message)."""
+    return {"path": str(model_path), "sample": sample}
 
 
-def scan_configs(scans: Sequence[Scan], config: Optional[DenoiseConfig], settings: Optional[Mapping[str, Any]]) -> list[DenoiseConfig]:
+def _scan_configs(scans: Sequence[Scan], config: Optional[DenoiseConfig], settings: Optional[Mapping[str, Any]]) -> list[DenoiseConfig]:
     """Every scan's configuration: ``config`` for all, else the method ``denoise`` would give each
     (from its header: MP-PCA for a 4D series of at least 10 frames, else R2R) with ``settings`` over
     it. A setting that a method needed by some scan refuses is refused here, before any work."""

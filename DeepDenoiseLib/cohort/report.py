@@ -64,7 +64,7 @@ COLUMNS = tuple(item.name for item in dataclasses.fields(ScanRow))
 class CohortReport:
     """Every scan's row, and how the cohort ran: ``mode`` (``per-scan``, ``shared`` or ``model``),
     the ``workers`` in words, the wall ``seconds``, ``warnings`` (files passed over, ...), and for a
-    shared model trained in this run, ``shared_model``: its ``path`` and the scans it ``trained_on``."""
+    shared model trained in this run, ``shared_model``: its ``path`` and the ``sample`` of scans it learnt from."""
 
     rows: list[ScanRow]
     output_dir: Path

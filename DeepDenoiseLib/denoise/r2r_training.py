@@ -11,8 +11,9 @@ patch. The network is told the input's noise level, so at prediction it is told 
 The loss on fixed held-out patches estimates the mean squared error against the clean volume up to a
 known constant. That makes the self-check honest: the identity (returning the recorrupted input)
 scores ``sigma**2 * (alpha + 1/alpha)**2``, and a network that does not beat it is not used. Training
-starts from the prior's score (the prior is kept when training does not improve on it) and stops
-when the held-out loss stops improving (``training.patience``).
+starts from the prior's score (the prior is kept when training does not improve on it) and runs to
+the budget: that constant dominates the held-out loss, so it is too noisy to stop on (an early stop,
+``training.patience``, is off by default).
 """
 
 from __future__ import annotations

@@ -164,10 +164,12 @@ def test_a_configuration_round_trips_through_json_and_its_file(method: str, tmp_
 def test_each_method_comes_with_its_own_defaults() -> None:
     default = DenoiseConfig()
     assert default.method == "r2r" and default.model.init == "auto"
-    assert default.training.min_steps == 0 and default.training.patience is not None  # started from the prior: stops early
+    assert default.training.min_steps == 0 and default.training.patience is None  # started from the prior: no floor, trains to the budget
+    assert default.training.max_epochs * default.training.steps_per_epoch == 8000
     for method in ("blindspot", "n2v", "n2v2", "structn2v", "noise2noise", "supervised"):  # from random weights
         config = DenoiseConfig.for_method(method)
         assert config.training.min_steps == NETWORK_FROM_SCRATCH_MIN_STEPS and config.training.patience is None
+        assert config.training.max_epochs == 1000
     n2v2 = DenoiseConfig.for_method("n2v2")
     assert n2v2.model.blurpool and not n2v2.model.top_skip and n2v2.masking.replacement == "median"
     struct = DenoiseConfig.for_method("structn2v")

@@ -133,8 +133,8 @@ def test_without_a_method_a_4d_series_takes_mppca_and_the_shared_model_learns_fr
     model = str(tmp_path / "out" / "deepdenoise_model.safetensors")
     assert {rows[name].model for name in names} == {model} and rows["s1.nii.gz"].training_steps == 4
     sample = [str(tmp_path / "in" / name) for name in ("s1.nii.gz", "s2.nii.gz", "s4.nii.gz", "s5.nii.gz")]
-    assert report.shared_model == {"path": model, "trained_on": sample}  # four spread over the five volumes
-    assert json.loads(report.json_path.read_text())["shared_model"]["trained_on"] == sample
+    assert report.shared_model == {"path": model, "sample": sample}  # four spread over the five volumes
+    assert json.loads(report.json_path.read_text())["shared_model"]["sample"] == sample
 
 
 def test_a_setting_that_the_cohorts_default_method_refuses_is_refused_before_any_work(tmp_path) -> None:
