@@ -197,7 +197,8 @@ def _run(
         summary["mppca"] = outcome.figures
         summary["warnings"] += ignored_settings_warning(config)
     else:
-        prepared_companions = _companions(companions, config)
+        prepared_companions, left_out = _companions(companions, config)
+        summary["warnings"] += left_out
         model, r2r_check = _model(volume, config, prepared, normalized_sigma, trained, progress, cancel, prepared_companions)
         if companions:  # the constant ones are left out
             summary["trained_on_volumes"] = 1 + len(prepared_companions)
@@ -276,17 +277,22 @@ def _model(
     return train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma), None
 
 
-def _companions(volumes: Sequence[Volume], config: DenoiseConfig) -> list[tuple[np.ndarray, float]]:
+def _companions(volumes: Sequence[Volume], config: DenoiseConfig) -> tuple[list[tuple[np.ndarray, float]], list[str]]:
     """Each companion scan checked and prepared as the volume is (its own noise fit and
-    normalisation), with its noise sigma in its normalised units; constant ones are left out."""
-    prepared_ones = []
-    for companion in volumes:
-        series = np.ndim(companion.array) == 4
-        if _check(companion, config, series).is_constant:
+    normalisation), with its noise sigma in its normalised units; a constant one is left out, and so
+    is one the checks refuse (NaN, a label map, intensities the noise model cannot take), with a
+    warning that says why: it only narrows the training."""
+    prepared_ones, left_out = [], []
+    for index, companion in enumerate(volumes, start=1):
+        try:
+            if _check(companion, config, np.ndim(companion.array) == 4).is_constant:
+                continue
+            prepared = _prepare(np.asarray(companion.array, dtype=np.float32), config)
+        except InputError as error:
+            left_out.append(f"companion scan {index} was left out of the training: {error}")
             continue
-        prepared = _prepare(np.asarray(companion.array, dtype=np.float32), config)
         prepared_ones.append((prepared.normalized, prepared.noise_sigma / prepared.normalizer.scale))
-    return prepared_ones
+    return prepared_ones, left_out
 
 
 def _error_estimate(

@@ -145,8 +145,12 @@ def test_a_run_with_companions_learns_from_other_scans_of_other_sizes_and_noise_
     clean, noisy = noisy_phantom((12, 48, 48), sigma=0.1, seed=3)
     _, other = noisy_phantom((10, 40, 56), sigma=0.05, seed=4)
     config = tiny_config("r2r", noise={"model": "gaussian"})
-    result = denoise_volume(Volume(noisy), config, companions=[Volume(other), Volume(np.ones((8, 8, 8), np.float32))])
-    assert result.summary["trained_on_volumes"] == 2 and result.summary["self_check"]["passed"]
+    broken = other.copy()
+    broken[0, 0, :4] = np.nan
+    companions = [Volume(other), Volume(np.ones((8, 8, 8), np.float32)), Volume(broken)]
+    result = denoise_volume(Volume(noisy), config, companions=companions)
+    assert result.summary["trained_on_volumes"] == 2 and result.summary["self_check"]["passed"]  # the constant one is left out
+    assert [warning for warning in result.summary["warnings"] if "companion scan 3 was left out" in warning and "NaN" in warning]
     assert result.denoised.array.shape == noisy.shape and result.model is not None
     assert result.model.volume_shape == noisy.shape  # the grid of the scan it denoised; the patch fits every scan
     assert psnr(clean, result.denoised.array, data_range=1.0) > psnr(clean, noisy, data_range=1.0) + 4.0
