@@ -1,7 +1,7 @@
 """Benchmark: scans per hour for a cohort of small volumes, denoised three ways: a loop of
 ``deepdenoise denoise`` calls (what a shell script does: one process and one training per scan, one
 after the other), ``deepdenoise batch --per-scan`` (a training per scan, scans side by side on Dask
-workers) and ``deepdenoise batch`` (one shared model trained on the first scan, then applied).
+workers) and ``deepdenoise batch`` (one shared model trained on a sample of four scans, then applied).
 
 The cohort: ``--scans`` crops (64 x 64 x 24 voxels) of the bundled sample's clean slab with Rician
 noise of sigma 0.05, each with its own seed. Every training makes a fixed number of steps

@@ -160,9 +160,8 @@ class TrainingConfig(Section):
     has not improved for that many epochs; a budget that runs out before ``min_steps`` steps is
     extended to them. Method r2r starts from a pretrained network, so it needs no floor; it trains to
     the budget, at most 8000 steps (160 epochs: a fast GPU stops after about a minute), with no early
-    stop: its held-out loss is too noisy to see the late gains (0.37 dB from 1800 to 4067 steps on the
-    benchmark's Gaussian variant, which patience 10 had stopped at 1800; bench/README.md). These are the
-    table's defaults. The methods that train from random weights take a floor of 1000 steps and up to
+    stop: its held-out loss is too noisy to see the late gains (on the benchmark's four variants, 0.08 to
+    0.37 dB over the earlier early stop at patience 10; bench/README.md). These are the table's defaults. The methods that train from random weights take a floor of 1000 steps and up to
     1000 epochs (DenoiseConfig.for_method): fewer steps leave them under-trained
     (bench/benchmark_steps.py). The paired methods also take the
     reconstruction ``loss`` (``l2`` learns the mean of the targets, ``l1`` their median) and, for
