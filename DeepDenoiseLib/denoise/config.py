@@ -158,14 +158,13 @@ class TrainingConfig(Section):
     """Training. It stops at whichever comes first of ``max_epochs`` and ``budget_seconds`` (users
     think in minutes, so the budget is the usual limit) or, with ``patience``, once the held-out loss
     has not improved for that many epochs; a budget that runs out before ``min_steps`` steps is
-    extended to them. Method r2r starts from a pretrained network, so it needs no floor; it trains to
-    the budget, at most 8000 steps (160 epochs: a fast GPU stops after about a minute), with no early
-    stop: its held-out loss is too noisy to see the late gains (on the benchmark's four variants, 0.08 to
-    0.37 dB over the earlier early stop at patience 10; bench/README.md). These are the table's defaults. The methods that train from random weights take a floor of 1000 steps and up to
-    1000 epochs (DenoiseConfig.for_method): fewer steps leave them under-trained
-    (bench/benchmark_steps.py). The paired methods also take the
-    reconstruction ``loss`` (``l2`` learns the mean of the targets, ``l1`` their median) and, for
-    ``supervised``, an ``adversarial_weight`` (0 = off): a patch discriminator's loss is added, scaled
+    extended to them. The table's defaults are r2r's: from its pretrained network it needs no floor and
+    trains to the budget, at most 8000 steps (a fast GPU stops after about a minute), with no early
+    stop (its held-out loss is too noisy to see the late gains: 0.08 to 0.37 dB over patience 10 on the
+    benchmark; bench/README.md). The methods that train from random weights take a floor of 1000 steps
+    and up to 1000 epochs (DenoiseConfig.for_method; bench/benchmark_steps.py). The paired methods also
+    take the reconstruction ``loss`` (``l2`` learns the mean of the targets, ``l1`` their median) and,
+    for ``supervised``, an ``adversarial_weight`` (0 = off): a patch discriminator's loss is added, scaled
     so that its gradient at the network's output layer is this fraction of the reconstruction loss's
     (0.1: a tenth), which keeps the reconstruction loss in charge whatever the intensity scale."""
 
@@ -182,10 +181,7 @@ class TrainingConfig(Section):
     )
     steps_per_epoch: int = setting(50, low=1, high=100000)
     max_epochs: int = setting(
-        160,
-        low=1,
-        high=100000,
-        flags=[Flag("--epochs", "maximum number of training epochs (default: 160 for r2r, 1000 for the others)", TRAINING_COMMANDS)],
+        160, low=1, high=100000, flags=[Flag("--epochs", "train at most this many epochs (r2r: 160, others: 1000)", TRAINING_COMMANDS)]
     )
     budget_seconds: Optional[float] = setting(
         240.0,
@@ -374,11 +370,8 @@ class DenoiseConfig(Configuration):
         masking = MaskingConfig()
         training: dict[str, Any] = {}
         if method not in ("r2r",) + SERIES_ONLY_METHODS:  # mppca trains nothing
-            training = {
-                "min_steps": NETWORK_FROM_SCRATCH_MIN_STEPS,
-                "max_epochs": NETWORK_FROM_SCRATCH_MAX_EPOCHS,
-                "learning_rate": NETWORK_FROM_SCRATCH_LEARNING_RATE,
-            }
+            training = {"min_steps": NETWORK_FROM_SCRATCH_MIN_STEPS, "max_epochs": NETWORK_FROM_SCRATCH_MAX_EPOCHS}
+            training["learning_rate"] = NETWORK_FROM_SCRATCH_LEARNING_RATE
         if method == "n2v2":
             model = dataclasses.replace(model, blurpool=True, top_skip=False)
             masking = dataclasses.replace(masking, replacement="median")
@@ -399,16 +392,7 @@ class DenoiseConfig(Configuration):
 #: the step floor and limit, early stopping and the learning rate) and MP-PCA's own settings, which a change of
 #: method on the command line resets.
 METHOD_DECIDES = (
-    "model.blurpool",
-    "model.top_skip",
-    "masking.replacement",
-    "masking.struct_axis",
-    "masking.struct_half_length",
-    "training.min_steps",
-    "training.max_epochs",
-    "training.patience",
-    "training.learning_rate",
-    "series.patch_radius",
-    "series.patch_stride",
-    "series.wiener",
-)
+    "model.blurpool", "model.top_skip", "masking.replacement", "masking.struct_axis", "masking.struct_half_length",
+    "training.min_steps", "training.max_epochs", "training.patience", "training.learning_rate",
+    "series.patch_radius", "series.patch_stride", "series.wiener",
+)  # fmt: skip
