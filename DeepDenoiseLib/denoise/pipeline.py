@@ -289,7 +289,8 @@ def _companions(volumes: Sequence[Volume], config: DenoiseConfig) -> tuple[list[
                 continue
             prepared = _prepare(np.asarray(companion.array, dtype=np.float32), config)
         except InputError as error:
-            left_out.append(f"companion scan {index} was left out of the training: {error}")
+            name = companion.metadata.get("source_path", f"companion scan {index}")
+            left_out.append(f"{name} was left out of the training: {error}")
             continue
         prepared_ones.append((prepared.normalized, prepared.noise_sigma / prepared.normalizer.scale))
     return prepared_ones, left_out

@@ -147,10 +147,10 @@ def test_a_run_with_companions_learns_from_other_scans_of_other_sizes_and_noise_
     config = tiny_config("r2r", noise={"model": "gaussian"})
     broken = other.copy()
     broken[0, 0, :4] = np.nan
-    companions = [Volume(other), Volume(np.ones((8, 8, 8), np.float32)), Volume(broken)]
+    companions = [Volume(other), Volume(np.ones((8, 8, 8), np.float32)), Volume(broken, metadata={"source_path": "/scans/broken.nii"})]
     result = denoise_volume(Volume(noisy), config, companions=companions)
     assert result.summary["trained_on_volumes"] == 2 and result.summary["self_check"]["passed"]  # the constant one is left out
-    assert [warning for warning in result.summary["warnings"] if "companion scan 3 was left out" in warning and "NaN" in warning]
+    assert [warning for warning in result.summary["warnings"] if "/scans/broken.nii was left out" in warning and "NaN" in warning]
     assert result.denoised.array.shape == noisy.shape and result.model is not None
     assert result.model.volume_shape == noisy.shape  # the grid of the scan it denoised; the patch fits every scan
     assert psnr(clean, result.denoised.array, data_range=1.0) > psnr(clean, noisy, data_range=1.0) + 4.0
