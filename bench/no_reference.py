@@ -61,3 +61,35 @@ def local_std(volume: np.ndarray, size: int = 3) -> np.ndarray:
     mean = ndimage.uniform_filter(volume, size=size)
     mean_square = ndimage.uniform_filter(volume * volume, size=size)
     return np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
+
+
+def series_measures(noisy: np.ndarray, denoised: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """No-reference measures of a denoised 4D series ``[t, k, j, i]`` inside ``mask`` (``[k, j, i]``):
+
+    - ``residual_lag1``: the median, over the mask, of the lag-1 autocorrelation in time of each
+      voxel's residual. About 0 when what was removed is white in time (noise); clearly positive
+      when slow signal (drifts, responses) was removed with it.
+    - ``residual_anatomy_correlation``: the correlation, over the mask, between the residual's
+      standard deviation over time and the gradient magnitude of the mean image. About 0 when the
+      residual is even; positive when more was removed at edges (anatomy in the residual).
+    - ``removed_share``: the residual's variance over the input's variance over time, medians over
+      the mask: how much of each time course's variation was removed."""
+    noisy = np.asarray(noisy, dtype=np.float64)
+    denoised = np.asarray(denoised, dtype=np.float64)
+    if noisy.shape != denoised.shape or noisy.ndim != 4 or noisy.shape[0] < 3:
+        raise ValueError(f"needs two series [t, k, j, i] of one shape and at least 3 frames; got {noisy.shape} and {denoised.shape}")
+    residual = noisy - denoised
+    centred = residual - residual.mean(axis=0)
+    variance = np.sum(centred**2, axis=0)
+    lag1 = np.sum(centred[1:] * centred[:-1], axis=0) / np.where(variance > 0, variance, np.inf)
+    gradient = ndimage.gaussian_gradient_magnitude(noisy.mean(axis=0), sigma=1.0)
+    spread = residual.std(axis=0)
+    input_variance = noisy.var(axis=0)
+    share = residual.var(axis=0) / np.where(input_variance > 0, input_variance, np.inf)
+    inside = np.asarray(mask, dtype=bool)
+    anatomy = float(np.corrcoef(spread[inside], gradient[inside])[0, 1]) if np.ptp(spread[inside]) > 0 else 0.0
+    return {
+        "residual_lag1": float(np.median(lag1[inside])),
+        "residual_anatomy_correlation": anatomy,
+        "removed_share": float(np.median(share[inside])),
+    }

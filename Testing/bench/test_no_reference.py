@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bench.no_reference import no_reference_measures
+from bench.no_reference import no_reference_measures, series_measures
 
 
 def blocks_phantom(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,3 +38,17 @@ def test_a_blur_that_removes_edges_leaves_them_in_the_residual() -> None:
 def test_volumes_of_different_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="two 3D volumes of one shape"):
         no_reference_measures(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)))
+
+
+def test_a_residual_white_in_time_reads_as_noise_and_a_removed_drift_does_not() -> None:
+    rng = np.random.default_rng(1)
+    clean, _ = blocks_phantom()
+    frames = 40
+    drift = np.linspace(-0.1, 0.1, frames)[:, None, None, None] * (clean > 0.2)
+    truth = clean[np.newaxis] + drift
+    noisy = truth + rng.normal(0.0, 0.05, truth.shape)
+    mask = clean > 0.2
+    ideal = series_measures(noisy, truth, mask)
+    assert abs(ideal["residual_lag1"]) < 0.1 and abs(ideal["residual_anatomy_correlation"]) < 0.1
+    flattened = series_measures(noisy, np.broadcast_to(noisy.mean(axis=0), noisy.shape), mask)  # removes the drift too
+    assert flattened["residual_lag1"] > 0.3 and flattened["removed_share"] > ideal["removed_share"]
