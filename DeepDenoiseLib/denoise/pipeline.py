@@ -217,7 +217,7 @@ def _run(
         "residual_to_noise": residual_check.to_summary()["residual_to_noise"],
         **({"r2r": r2r_check.to_summary()} if r2r_check else {}),
     }
-    failure = _self_check_failure(residual_check.passed, error_check.passed, r2r_check)
+    failure = _self_check_failure(residual_check.passed, error_check.passed, r2r_check, config.method)
     summary["self_check"]["passed"] = failure is None
     if failure:
         summary["warnings"].append(failure)
@@ -313,9 +313,14 @@ def _error_estimate(
     )
 
 
-def _self_check_failure(residual_passed: bool, error_passed: bool, r2r_check: Optional[SelfCheck]) -> Optional[str]:
-    """What to tell the user when the run's own checks reject its result (None when they pass)."""
+def _self_check_failure(residual_passed: bool, error_passed: bool, r2r_check: Optional[SelfCheck], method: str = "r2r") -> Optional[str]:
+    """What to tell the user when the run's own checks reject its result (None when they pass); the
+    advice follows the ``method``: MP-PCA has no budget to lengthen."""
     advice = "check the noise model (CT and other signed data: gaussian), or try a longer budget or another method"
+    remover = "the network"
+    if method in SERIES_ONLY_METHODS:
+        advice = "check the noise model, or denoise this series with a network method (--method r2r), frame by frame"
+        remover = "the local PCA"
     if r2r_check is not None and not r2r_check.passed:
         return (
             "self-check failed: on held-out patches the trained network did not beat returning its input, so the input "
@@ -328,8 +333,8 @@ def _self_check_failure(residual_passed: bool, error_passed: bool, r2r_check: Op
         )
     if not residual_passed:
         return (
-            "self-check failed: the network removed much more than the noise from the tissue (structure, not just noise), "
-            "so the input is returned unchanged; try a longer budget, the default method, or a noise model that fits the data"
+            f"self-check failed: {remover} removed much more than the noise from the tissue (structure, not just noise), "
+            f"so the input is returned unchanged; {advice}"
         )
     return None
 

@@ -239,3 +239,13 @@ def test_a_real_fmri_run_gets_mp_pca_by_default_with_a_residual_white_in_time(tm
     assert abs(lag_one) < 0.2, lag_one
     anatomy_following = np.corrcoef(removed.std(axis=0)[brain], before.mean(axis=0)[brain])[0, 1]
     assert abs(anatomy_following) < 0.3, anatomy_following
+
+
+def test_a_failed_self_check_of_mp_pca_gives_advice_that_fits_it() -> None:
+    from DeepDenoiseLib.denoise.pipeline import _self_check_failure
+
+    said = _self_check_failure(residual_passed=True, error_passed=False, r2r_check=None, method="mppca")
+    assert said is not None and "--method r2r" in said and "budget" not in said
+    structure = _self_check_failure(residual_passed=False, error_passed=True, r2r_check=None, method="mppca")
+    assert structure is not None and "the local PCA removed" in structure
+    assert "longer budget" in str(_self_check_failure(residual_passed=True, error_passed=False, r2r_check=None, method="r2r"))
