@@ -40,6 +40,7 @@ from typing import Any, Callable, Optional  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.benchmark_series import dipy_mppca  # noqa: E402
 from bench.no_reference import no_reference_measures, series_measures  # noqa: E402
 from DeepDenoiseLib.core.metrics import mean_image_mask, temporal_snr  # noqa: E402
 from DeepDenoiseLib.core.validation import InputError  # noqa: E402
@@ -108,10 +109,7 @@ def series_default(series: Volume) -> tuple[np.ndarray, str]:
 
 
 def series_dipy(series: Volume) -> tuple[np.ndarray, str]:
-    from dipy.denoise.localpca import mppca
-
-    output = mppca(np.moveaxis(np.asarray(series.array, dtype=np.float64), 0, -1), patch_radius=2)
-    return np.moveaxis(np.asarray(output, dtype=np.float32), -1, 0), "patch radius 2"
+    return dipy_mppca(np.asarray(series.array, dtype=np.float64)).astype(np.float32), "patch radius 2"
 
 
 def series_rows() -> list[dict[str, Any]]:

@@ -74,7 +74,8 @@ def _network(noise_model: str, device: str, threads: int, minutes: float) -> Cal
     return lambda noisy: denoise_series(Volume(noisy), config).denoised.array
 
 
-def _dipy_mppca(noisy: np.ndarray) -> np.ndarray:
+def dipy_mppca(noisy: np.ndarray) -> np.ndarray:
+    """dipy's ``mppca`` (patch radius 2) of a series ``[t, k, j, i]``, its warnings silenced."""
     from dipy.denoise.localpca import mppca
 
     with warnings.catch_warnings():
@@ -111,7 +112,7 @@ def run_variant(name: str, spec: dict[str, Any], anatomy_array: np.ndarray, args
         ("MP-PCA, the 4D default (stride 2)", _ours(noise_model, args.device, args.threads)),
         ("MP-PCA + Wiener pass (stride 2)", _ours(noise_model, args.device, args.threads, wiener=True)),
         ("MP-PCA (stride 1)", _ours(noise_model, args.device, args.threads, patch_stride=1)),
-        ("dipy mppca (radius 2)", _dipy_mppca),
+        ("dipy mppca (radius 2)", dipy_mppca),
     ]
     if importlib.util.find_spec("sklearn") is not None:  # dipy's patch2self fits with scikit-learn
         methods.append(("dipy patch2self (OLS)", _dipy_patch2self))

@@ -129,14 +129,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _run_denoise(args: argparse.Namespace, progress: Optional[ProgressCallback]) -> dict[str, Any]:
-    from DeepDenoiseLib.core.volume_io import read_header
+    from DeepDenoiseLib.core.volume_io import header_frames
     from DeepDenoiseLib.denoise.files import denoise_file
 
-    try:  # a 4D input of enough frames takes the series default (MP-PCA) unless a method is chosen
-        shape = read_header(args.input)
-    except (OSError, ValueError):
-        shape = ()  # denoise_file says what is wrong with the input
-    config = config_from_args(args, series=len(shape) == 4, frames=shape[0] if len(shape) == 4 else None)
+    frames = header_frames(args.input)  # a 4D input of enough frames takes the series default (MP-PCA) unless a method is chosen
+    config = config_from_args(args, series=frames is not None, frames=frames)
     save_model_path = None if args.save_model is None else resolve_model_path(args.save_model, for_writing=True)
     return denoise_file(
         args.input, args.output, config, args.residual, args.uncertainty, progress=progress,

@@ -41,7 +41,7 @@ from DeepDenoiseLib.cohort.workers import GPU_DEVICES, WorkerPlan, cpu_cores, pl
 from DeepDenoiseLib.core.atomic_write import write_files
 from DeepDenoiseLib.core.progress import CancelToken
 from DeepDenoiseLib.core.validation import InputError
-from DeepDenoiseLib.core.volume_io import read_header
+from DeepDenoiseLib.core.volume_io import header_frames
 from DeepDenoiseLib.denoise.config import DenoiseConfig
 from DeepDenoiseLib.denoise.method_rules import SERIES_ONLY_METHODS, check_uncertainty_request, default_method
 from DeepDenoiseLib.denoise.model_folder import resolve_model_path
@@ -316,26 +316,17 @@ def _scan_configs(scans: Sequence[Scan], config: Optional[DenoiseConfig], settin
     by_method: dict[str, DenoiseConfig] = {}
     configs = []
     for scan in scans:
-        shape = _header_shape(scan.source)
-        series = len(shape) == 4
-        method = default_method(series, shape[0] if series else None)
+        frames = header_frames(scan.source)  # None for a volume, or a header its task will say is unreadable
+        method = default_method(frames is not None, frames)
         if method not in by_method:
             try:
-                by_method[method] = DenoiseConfig.for_input(series, shape[0] if series else None, settings)
+                by_method[method] = DenoiseConfig.for_method(method, **dict(settings or {}))
             except ValueError as error:
                 raise ValueError(
                     f"{error} (method {method} is the default for {scan.relative}; choose a --method for the cohort)"
                 ) from error
         configs.append(by_method[method])
     return configs
-
-
-def _header_shape(source: Path) -> tuple[int, ...]:
-    """The scan's array shape from its header; empty when it cannot be read (its task says why)."""
-    try:
-        return read_header(source)
-    except Exception:  # noqa: BLE001 - an unreadable scan fails in its own task, with its own message
-        return ()
 
 
 def _job_settings(config: DenoiseConfig, shared_job: ScanJob) -> dict[str, Any]:

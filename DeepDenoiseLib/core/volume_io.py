@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -89,6 +89,17 @@ def read_header(path: PathLike) -> tuple[int, ...]:
     except RuntimeError as error:
         raise _read_error(path, extension, error) from error
     return _shape_kji(reader.GetSize())
+
+
+def header_frames(path: PathLike) -> Optional[int]:
+    """The frame count of a 4D series file or folder from its header (:func:`read_header`); None for
+    one volume, and for a path whose header cannot be read (the run that reads it says why). What a
+    run without a chosen method needs to pick its default (MP-PCA for a series, method_rules)."""
+    try:
+        shape = read_header(path)
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return shape[0] if len(shape) == 4 else None
 
 
 def write_volume(volume: Volume, path: PathLike, dtype: DTypeLike = np.float32) -> Path:

@@ -19,7 +19,7 @@ from DeepDenoiseLib.core.validation import InputError, check_voxel_count
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_header
 from DeepDenoiseLib.denoise.config import DenoiseConfig
-from DeepDenoiseLib.denoise.method_rules import check_saves_model, check_uncertainty_request, default_method
+from DeepDenoiseLib.denoise.method_rules import check_saves_model, check_uncertainty_request
 from DeepDenoiseLib.denoise.model_file import model_destination, model_writer
 from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.noise2noise import noise2noise_series, noise2noise_volumes
@@ -57,7 +57,7 @@ def denoise_file(
         save_model_path = model_destination(save_model_path)
     check_outputs(input_path, output_path, residual_path, uncertainty_path, force, save_model_path)
     volume = load_volume(input_path, progress)
-    config = config or DenoiseConfig.for_method(default_method(volume.is_4d, len(volume.array)))
+    config = config or DenoiseConfig.for_input(volume.is_4d, len(volume.array))
     if save_model_path is not None:
         check_saves_model(config.method)
     run = denoise_series if volume.is_4d else denoise_volume

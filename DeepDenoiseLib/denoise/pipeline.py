@@ -34,7 +34,7 @@ from DeepDenoiseLib.core.validation import (
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.denoise.config import PAIRED_METHODS, DenoiseConfig
 from DeepDenoiseLib.denoise.inference import predict_volume
-from DeepDenoiseLib.denoise.method_rules import SERIES_ONLY_METHODS, check_series_method, default_method
+from DeepDenoiseLib.denoise.method_rules import SERIES_ONLY_METHODS, check_series_method
 from DeepDenoiseLib.denoise.mppca import ignored_settings_warning, mppca_series
 from DeepDenoiseLib.denoise.n2v_training import train_noise2void
 from DeepDenoiseLib.denoise.networks import TrainedModel
@@ -92,7 +92,7 @@ def denoise_series(
     >>> result = denoise_series(series)  # MP-PCA
     >>> result = denoise_series(series, DenoiseConfig.for_method("blindspot", training={"budget_seconds": 300}))
     """
-    config = config or DenoiseConfig.for_method(default_method(series=True, frames=len(volume.array)))
+    config = config or DenoiseConfig.for_input(series=True, frames=len(volume.array))
     if config.method in SHARED_MODEL_SERIES_METHODS + SERIES_ONLY_METHODS:
         return _run(volume, config, progress, cancel, trained=None, series=True, companions=companions)
     if companions:

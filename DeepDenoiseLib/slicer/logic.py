@@ -17,13 +17,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from DeepDenoiseLib.denoise.config import METHOD_NAMES, DenoiseConfig
+from DeepDenoiseLib.denoise.config import DenoiseConfig
 from DeepDenoiseLib.denoise.method_rules import default_method
 from DeepDenoiseLib.denoise.model_folder import ModelInfo, default_model_folder, list_models
 from DeepDenoiseLib.slicer.job_runner import CompletedCallback, JobRunner, ProgressCallback, Timer
 from DeepDenoiseLib.slicer.panel import summary_text
 from DeepDenoiseLib.slicer.sequences import make_job
-from DeepDenoiseLib.slicer.settings import PanelSettings, SuperResSettings
+from DeepDenoiseLib.slicer.settings import PANEL_METHOD, PanelSettings, SuperResSettings
 from DeepDenoiseLib.slicer.superres_job import NodeSuperResJob
 from DeepDenoiseLib.slicer.support import missing_worker_packages
 from DeepDenoiseLib.slicer.worker_job import JobResult, WorkerJob
@@ -40,8 +40,7 @@ def denoise_config(parameters: Any, series: bool = False, frames: Optional[int] 
     if isinstance(parameters, DenoiseConfig):
         return parameters
     if series and (parameters is None or (isinstance(parameters, Mapping) and "method" not in parameters)):
-        label = next(name for name, value in METHOD_NAMES.items() if value == default_method(True, frames))
-        parameters = {**(parameters or {}), "method": label}
+        parameters = {**(parameters or {}), "method": PANEL_METHOD[default_method(True, frames)]}
     return _settings(PanelSettings, parameters).to_config()
 
 

@@ -22,11 +22,11 @@ from typing import Any, Optional
 from DeepDenoiseLib.core.progress import warning_sentences
 from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.denoise.config import METHOD_NAMES, DenoiseConfig
-from DeepDenoiseLib.denoise.method_rules import check_uncertainty_request
+from DeepDenoiseLib.denoise.method_rules import SERIES_DEFAULT_METHOD, VOLUME_DEFAULT_METHOD, check_uncertainty_request
 from DeepDenoiseLib.denoise.model_folder import ModelInfo, check_model_name, is_model_name
 from DeepDenoiseLib.denoise.model_record import MODEL_EXTENSION
 from DeepDenoiseLib.slicer.sequences import sequence_of_proxy
-from DeepDenoiseLib.slicer.settings import PANEL_METHODS_2D_ONLY, PANEL_METHODS_USING, PANEL_PAIRED_METHODS, PanelSettings
+from DeepDenoiseLib.slicer.settings import PANEL_METHOD, PANEL_METHODS_2D_ONLY, PANEL_METHODS_USING, PANEL_PAIRED_METHODS, PanelSettings
 
 #: Where the network comes from: trained on the input, or a saved model applied as it is.
 MODEL_SOURCES = {"Train on the input": "train", "Apply a saved model": "apply"}
@@ -39,11 +39,9 @@ TRAINING_SETTINGS = (
 #: The volumes a paired method learns from besides the input, shown only when the method needs them.
 PAIR_VOLUMES = ("secondVolume", "trainingNoisyVolume", "trainingCleanVolume")
 #: The panel's names of the two paired methods.
-NOISE2NOISE, SUPERVISED = (
-    next(name for name, value in METHOD_NAMES.items() if value == method) for method in ("noise2noise", "supervised")
-)
+NOISE2NOISE, SUPERVISED = PANEL_METHOD["noise2noise"], PANEL_METHOD["supervised"]
 #: The panel's names of the default method for one volume and for a sequence (MP-PCA, no network).
-VOLUME_DEFAULT, SERIES_DEFAULT = (next(name for name, value in METHOD_NAMES.items() if value == method) for method in ("r2r", "mppca"))
+VOLUME_DEFAULT, SERIES_DEFAULT = PANEL_METHOD[VOLUME_DEFAULT_METHOD], PANEL_METHOD[SERIES_DEFAULT_METHOD]
 #: The nodes a run on one volume fills; a sequence's results go to new sequences instead.
 OUTPUT_NODES = ("outputVolume", "residualVolume", "uncertaintyVolume")
 
@@ -81,7 +79,7 @@ def model_choices(models: Sequence[ModelInfo], folder: Optional[Path] = None) ->
         if info.problem:
             choices.append(ModelChoice(info.name, f"{info.name} (cannot be used)", f"{info.path}\n{info.problem}", False))
             continue
-        method = next((name for name, value in METHOD_NAMES.items() if value == info.method), info.method)
+        method = PANEL_METHOD.get(info.method, info.method)
         label = f"{info.name}: {method} {info.dimensions.upper()}, {info.noise_model} noise, trained on {info.trained_on}"
         tooltip = f"{info.path}\nSaved {info.created} by DeepDenoise {info.library_version}."
         choices.append(ModelChoice(info.name, label, tooltip, True))

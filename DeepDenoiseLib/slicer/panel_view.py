@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from DeepDenoiseLib.denoise.method_rules import default_method
+from DeepDenoiseLib.denoise.method_rules import SERIES_DEFAULT_METHOD, default_method
 from DeepDenoiseLib.slicer.panel import (
     SERIES_DEFAULT,
     VOLUME_DEFAULT,
@@ -56,7 +56,7 @@ def panel_view(state: Any, previous_suggestion: str, was_series: bool = False) -
     sequence = sequence_to_run(state)
     series = sequence is not None
     method = state.method
-    long_enough = sequence is not None and default_method(True, sequence.GetNumberOfDataNodes()) == "mppca"
+    long_enough = sequence is not None and default_method(True, sequence.GetNumberOfDataNodes()) == SERIES_DEFAULT_METHOD
     if long_enough and not was_series and method == VOLUME_DEFAULT:
         method = SERIES_DEFAULT
     elif not series and method == SERIES_DEFAULT:
@@ -68,12 +68,12 @@ def panel_view(state: Any, previous_suggestion: str, was_series: bool = False) -
         enabled={**enabled_settings(state), **superres_enabled_settings(state)},
         visible={**visible_settings(state), **superres_visible_settings(state)},
         sequence_option=sequence_option_text(frame_of) if frame_of is not None else None,
-        sequence_outputs=sequence_to_run(state) is not None,
+        sequence_outputs=series,
         suggestion=previous_suggestion,
         parameters=parameters,
         series=series,
     )
-    source = sequence_to_run(state) or state.inputVolume
+    source = sequence or state.inputVolume
     if source is not None:
         view.suggestion = suggested_model_name(source.GetName(), state.method)
         name = updated_model_name(state.saveModelName, previous_suggestion, view.suggestion)
