@@ -19,20 +19,26 @@ to 64 x 64 x 36 voxels, 300 frames, 30 components, Gaussian 0.025), with the pro
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
-import resource
-import time
-import warnings
+import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
 
-import numpy as np
-import torch
-from scipy import ndimage
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout: find DeepDenoiseLib and bench
+    sys.path.insert(0, str(REPO_ROOT))
 
-from bench.series_generator import (
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from typing import Any, Callable, Optional  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from bench.series_generator import (  # noqa: E402
     SyntheticSeries,
     event_kept,
     make_series,
@@ -40,11 +46,11 @@ from bench.series_generator import (
     temporal_snr,
     time_course_correlation,
 )
-from bench.variants import CLEAN_FILE
-from DeepDenoiseLib.core.volume import Volume
-from DeepDenoiseLib.core.volume_io import read_volume
-from DeepDenoiseLib.denoise.config import DenoiseConfig
-from DeepDenoiseLib.denoise.pipeline import denoise_series
+from bench.variants import CLEAN_FILE  # noqa: E402
+from DeepDenoiseLib.core.volume import Volume  # noqa: E402
+from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
+from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
+from DeepDenoiseLib.denoise.pipeline import denoise_series  # noqa: E402
 
 #: name -> make_series arguments.
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -28,6 +28,7 @@ from DeepDenoiseLib.core.settings import (
     deep_merge,
     setting,
 )
+from DeepDenoiseLib.denoise.commands import PAIRED_COMMANDS, PREDICTION_COMMANDS, SINGLE_VOLUME_COMMANDS, TRAINING_COMMANDS
 from DeepDenoiseLib.denoise.method_rules import (
     INITIALISATIONS,
     METHODS,
@@ -42,6 +43,7 @@ from DeepDenoiseLib.denoise.method_rules import (
     check_struct_axis,
     default_method,
 )
+from DeepDenoiseLib.denoise.noise_config import NoiseConfig
 from DeepDenoiseLib.denoise.series_config import SeriesConfig
 
 ARCHITECTURES = ("unet", "dae")
@@ -59,14 +61,6 @@ NETWORK_FROM_SCRATCH_MAX_EPOCHS = 1000
 NETWORK_FROM_SCRATCH_LEARNING_RATE = 1e-3
 REPLACEMENTS = ("uniform", "median")
 AXES = ("x", "y", "z")
-NOISE_MODELS = ("gaussian", "rician", "poisson", "speckle")
-
-#: The sub-commands of ``deepdenoise`` that denoise, by what they take: one volume (they train a
-#: Noise2Void flavour), pairs of volumes, or a saved model.
-SINGLE_VOLUME_COMMANDS = ("denoise", "demo")
-PAIRED_COMMANDS = ("n2n", "supervised")
-TRAINING_COMMANDS = SINGLE_VOLUME_COMMANDS + PAIRED_COMMANDS
-PREDICTION_COMMANDS = TRAINING_COMMANDS + ("apply",)
 
 #: The panel's words for the methods: the library's default method first, then the other
 #: single-volume methods, then those that learn from pairs of volumes.
@@ -80,9 +74,6 @@ METHOD_NAMES = {
     "Noise2Noise": "noise2noise",
     "Supervised": "supervised",
 }
-#: The panel's modality presets and the noise model each one sets. Reconstructed CT noise is close to
-#: Gaussian; PET counts are Poisson-like; ultrasound has multiplicative speckle.
-MODALITY_NOISE_MODELS = {"MRI": "rician", "CT": "gaussian", "PET": "poisson", "ultrasound": "speckle", "generic": "gaussian"}
 #: The paired methods' networks: a UNet, or a denoising autoencoder (the UNet without skips).
 ARCHITECTURE_NAMES = {"UNet": "unet", "DAE": "dae"}
 DIMENSION_NAMES = {"2D": "2d", "3D": "3d"}
@@ -265,44 +256,6 @@ class PredictionConfig(Section):
         panel=Panel("testTimeAugmentation"),
     )
     noise2noise_input: str = setting("each", choices=NOISE2NOISE_INPUTS)
-
-
-@dataclass
-class NoiseConfig(Section):
-    """The noise in the volume (noise_models.py); parameters left ``None`` are estimated from the volume.
-
-    - ``gaussian``: additive, ``sigma`` in intensity units (reconstructed CT, generic images).
-    - ``rician``: magnitude MRI; denoised like Gaussian noise of ``sigma`` (close to it in tissue) and
-      then corrected for the Rician bias, which lifts dark regions off the noise floor (rician.py).
-    - ``poisson``: photon counting (PET, SPECT, low-dose imaging, microscopy), ``variance = gain *
-      intensity + sigma**2`` (``gain``: intensity per photon; ``sigma``: Gaussian read noise);
-      denoised after the generalised Anscombe transform, inverted without bias (vst.py).
-    - ``speckle``: multiplicative ultrasound speckle, ``sigma`` its relative std (1/sqrt(looks));
-      denoised in the log domain, inverted without bias.
-    """
-
-    SECTION: ClassVar[str] = "noise"
-
-    model: str = setting(
-        "rician",
-        choices=NOISE_MODELS,
-        flags=[Flag("--noise-model", "rician (MRI, default), gaussian (CT), poisson (PET), speckle (ultrasound)", TRAINING_COMMANDS)],
-        panel=Panel("modality", labels=MODALITY_NOISE_MODELS),
-    )
-    sigma: Optional[float] = setting(
-        None,
-        low=0.0,
-        flags=[Flag("--noise-sigma", "noise sigma (poisson: read noise; speckle: relative spread); default: estimated", TRAINING_COMMANDS)],
-    )
-    gain: Optional[float] = setting(
-        None, low=1e-30, flags=[Flag("--noise-gain", "poisson only: intensity per photon; default: estimated", TRAINING_COMMANDS)]
-    )
-
-    def check_rules(self) -> None:
-        if self.sigma is not None and self.model == "speckle" and not self.sigma > 0:
-            raise ValueError("noise.sigma for speckle is its relative spread and must be positive")
-        if self.gain is not None and self.model != "poisson":
-            raise ValueError("noise.gain (intensity per photon) applies to the poisson model only")
 
 
 @dataclass

@@ -17,7 +17,8 @@ from scipy import ndimage
 
 from DeepDenoiseLib.core.metrics import estimate_foreground_noise_sigma, estimate_noise_sigma, haar_detail_and_mean
 from DeepDenoiseLib.core.validation import InputError, check_noise_model_intensities
-from DeepDenoiseLib.denoise.config import NoiseConfig
+from DeepDenoiseLib.denoise.noise_config import CORRELATED_NOISE_MODELS, NoiseConfig
+from DeepDenoiseLib.denoise.noise_correlation import NoiseCorrelation, estimate_noise_correlation
 from DeepDenoiseLib.denoise.rician import rician_unbias
 from DeepDenoiseLib.denoise.vst import (
     anscombe_forward,
@@ -44,6 +45,8 @@ class NoiseTransform:
     parameters: dict[str, Any] = field(default_factory=dict)
     #: What the model did with intensities it does not describe (a few negative voxels), for the summary.
     warnings: list[str] = field(default_factory=list)
+    #: How alike the noise of neighbouring voxels is, when it is (None: white noise).
+    correlation: Optional[NoiseCorrelation] = None
 
     def inverse_spread(self, denoised_transformed: np.ndarray, spread_transformed: np.ndarray) -> np.ndarray:
         """A spread (uncertainty) measured in the stabilised domain, in intensity units: scaled by the
@@ -61,10 +64,14 @@ def fit_noise_model(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
     if config.model in ("gaussian", "rician"):
         if config.model == "rician" and np.count_nonzero(array < 0) > 0.5 * array.size:
             check_noise_model_intensities(array, "rician")  # mostly negative: signed data, whatever the noise
-        sigma = config.sigma if config.sigma is not None else _foreground_sigma(array)
+        correlation = _correlation(array, config)
+        sigma = config.sigma if config.sigma is not None else (correlation.sigma if correlation else _foreground_sigma(array))
         warnings = check_noise_model_intensities(array, config.model, sigma)
         inverse = _identity if config.model == "gaussian" else (lambda values: rician_unbias(values, sigma))
-        return NoiseTransform(config.model, float(sigma), _identity, inverse, {"sigma": float(sigma)}, warnings)
+        parameters: dict[str, Any] = {"sigma": float(sigma)}
+        if correlation is not None:
+            parameters["neighbour_correlation_kji"] = correlation.to_summary()["neighbour_correlation_kji"]
+        return NoiseTransform(config.model, float(sigma), _identity, inverse, parameters, warnings, correlation)
     if config.model == "poisson":
         return _poisson_transform(array, config)
     if config.model == "speckle":
@@ -164,6 +171,14 @@ def _speckle_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform
         lambda values: speckle_log_inverse(values, looks),
         {"looks": float(looks), "log_sigma": float(log_sigma), "floor": floor},
     )
+
+
+def _correlation(array: np.ndarray, config: NoiseConfig) -> Optional[NoiseCorrelation]:
+    """The noise's spatial correlation under ``noise.correlation: auto``, when it is not white."""
+    if config.correlation != "auto" or config.model not in CORRELATED_NOISE_MODELS:
+        return None
+    correlation = estimate_noise_correlation(array)
+    return None if correlation is None or correlation.is_white else correlation
 
 
 def _foreground_sigma(array: np.ndarray) -> float:

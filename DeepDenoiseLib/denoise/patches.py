@@ -10,7 +10,7 @@ pooling needs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -136,6 +136,8 @@ class PatchSampler:
         spatial_shape = frames.shape[1:]
         # views are frame-major: frame 0 in each orientation, then frame 1...
         self.views = [oriented(frame, axis) for frame in frames for axis in self.slice_axes]
+        # the volume axes (k, j, i) along each view's axes: the slice axis first, then the others in order
+        self.view_axes = [(axis, *(a for a in range(3) if a != axis)) for _ in frames for axis in self.slice_axes]
         self.target_views = (
             None if target_frames is None else [oriented(frame, axis) for frame in target_frames for axis in self.slice_axes]
         )
@@ -176,30 +178,46 @@ class PatchSampler:
         target = self.target_views[view][z : z + shape[0], y : y + shape[1], x : x + shape[2]]
         return np.concatenate([patch, target if self.spatial_dims == 2 else target[None]])
 
-    def _random_patch(self, region: tuple[int, int]) -> np.ndarray:
+    def _random_patch(self, region: tuple[int, int]) -> tuple[np.ndarray, int]:
         view = int(self.rng.integers(len(self.views)))
-        return self._extract(view, self._random_corner(view, region))
+        return self._extract(view, self._random_corner(view, region)), view
 
     def training_batch(self, batch_size: int) -> np.ndarray:
         """``(B, C, *spatial)`` float32 patches with random flips and in-plane rotations."""
-        patches = []
+        return self.training_batch_with_axes(batch_size)[0]
+
+    def training_batch_with_axes(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`training_batch` and, for each patch, the volume axes (0, 1, 2: k, j, i) along its
+        slice or depth axis, its rows and its columns (``(B, 3)``): correlated noise for a patch
+        follows them (noise_correlation.py)."""
+        patches, axes = [], []
         square = self.geometry.spatial[-1] == self.geometry.spatial[-2]
         for _ in range(batch_size):
-            patch = self._random_patch((0, self.train_stop))
+            patch, view = self._random_patch((0, self.train_stop))
+            stack, rows, columns = self.view_axes[view]
             if square:
-                patch = np.rot90(patch, k=int(self.rng.integers(4)), axes=(-2, -1))
+                turns = int(self.rng.integers(4))
+                patch = np.rot90(patch, k=turns, axes=(-2, -1))
+                rows, columns = (columns, rows) if turns % 2 else (rows, columns)
             for axis in range(1, patch.ndim):
                 if self.rng.random() < 0.5:
                     patch = np.flip(patch, axis=axis)
             patches.append(np.ascontiguousarray(patch))
-        return np.stack(patches).astype(np.float32, copy=False)
+            axes.append((stack, rows, columns))
+        return np.stack(patches).astype(np.float32, copy=False), np.array(axes, dtype=np.int64).reshape(-1, 3)
 
     def validation_batch(self, count: int) -> np.ndarray:
         """Patches from the held-out slab (empty when the volume is too small to hold one out)."""
+        return self.validation_batch_with_axes(count)[0]
+
+    def validation_batch_with_axes(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`validation_batch` and each patch's volume axes, as :meth:`training_batch_with_axes`."""
         if not self.held_out:
-            return np.zeros((0, self.channels, *self.geometry.spatial), dtype=np.float32)
+            return np.zeros((0, self.channels, *self.geometry.spatial), dtype=np.float32), np.zeros((0, 3), dtype=np.int64)
         region = (self.train_stop, self.train_stop + self.held_out)
-        return np.stack([self._random_patch(region) for _ in range(count)]).astype(np.float32)
+        drawn = [self._random_patch(region) for _ in range(count)]
+        axes = np.array([self.view_axes[view] for _, view in drawn], dtype=np.int64).reshape(-1, 3)
+        return np.stack([patch for patch, _ in drawn]).astype(np.float32), axes
 
 
 class MixedPatchSampler:
@@ -215,20 +233,32 @@ class MixedPatchSampler:
         self.samplers = samplers
         self.rng = rng
 
-    def training_batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def training_batch(self, batch_size: int) -> PatchBatch:
         sources = self.rng.integers(len(self.samplers), size=batch_size)
-        patches = [self.samplers[int(source)].training_batch(1) for source in sources]
-        return np.concatenate(patches), sources
+        drawn = [self.samplers[int(source)].training_batch_with_axes(1) for source in sources]
+        return PatchBatch(np.concatenate([patches for patches, _ in drawn]), sources, np.concatenate([axes for _, axes in drawn]))
 
-    def validation_batch(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+    def validation_batch(self, count: int) -> PatchBatch:
         """``count`` held-out patches shared among the volumes (fresh training patches from a volume
         too small to hold a slab out)."""
         shares = [count // len(self.samplers) + (index < count % len(self.samplers)) for index in range(len(self.samplers))]
-        patches, sources = [], []
+        patches, sources, axes = [], [], []
         for index, (sampler, share) in enumerate(zip(self.samplers, shares)):
             if share == 0:
                 continue
-            held = sampler.validation_batch(share)
-            patches.append(held if len(held) else sampler.training_batch(share))
+            held, held_axes = sampler.validation_batch_with_axes(share)
+            if not len(held):
+                held, held_axes = sampler.training_batch_with_axes(share)
+            patches.append(held)
+            axes.append(held_axes)
             sources.append(np.full(share, index))
-        return np.concatenate(patches), np.concatenate(sources)
+        return PatchBatch(np.concatenate(patches), np.concatenate(sources), np.concatenate(axes))
+
+
+class PatchBatch(NamedTuple):
+    """Patches (``(B, C, *spatial)``), the index of the volume each came from, and each one's volume
+    axes along its slice or depth axis, rows and columns (``(B, 3)``)."""
+
+    patches: np.ndarray
+    sources: np.ndarray
+    axes: np.ndarray

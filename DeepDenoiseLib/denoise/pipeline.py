@@ -185,6 +185,11 @@ def _run(
 
     prepared = _prepare(array, config)
     summary["warnings"] += prepared.noise.warnings
+    if prepared.noise.correlation is not None and config.method not in ("r2r", *SERIES_ONLY_METHODS):
+        summary["warnings"].append(
+            f"the noise is alike in neighbouring voxels (correlation {prepared.noise.parameters['neighbour_correlation_kji']} along k, j, i): "
+            f"method {config.method} assumes independent noise and leaves the correlated part; method r2r (the default) accounts for it"
+        )
     normalized_sigma = prepared.noise_sigma / prepared.normalizer.scale
     r2r_check: Optional[SelfCheck] = None
     model: Optional[TrainedModel] = None
@@ -273,7 +278,8 @@ def _model(
         return dataclasses.replace(trained, noise_variance=variance), None
     spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
     if config.method == "r2r":
-        return train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma, companions=companions)
+        correlation = prepared.noise.correlation
+        return train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, normalized_sigma, companions, correlation)
     return train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma), None
 
 
@@ -308,8 +314,13 @@ def _error_estimate(
     normalised stabilised domain where the network works and the noise sigma is ``sigma``;
     ``checked_output`` is the network's prediction there."""
     normalized = prepared.normalized if prepared.normalized.ndim == 3 else prepared.normalized[len(prepared.normalized) // 2]
+    correlation = prepared.noise.correlation
     return check_error_estimate(
-        lambda values: predict_volume(model, values, config.prediction, None, cancel).denoised, normalized, sigma, output=checked_output
+        lambda values: predict_volume(model, values, config.prediction, None, cancel).denoised,
+        normalized,
+        sigma,
+        output=checked_output,
+        colour=None if correlation is None else correlation.colour,
     )
 
 

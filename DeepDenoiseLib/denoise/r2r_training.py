@@ -29,7 +29,9 @@ import torch
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, report
 from DeepDenoiseLib.core.training_loop import TrainingLimits, cosine_decay, fit, seeded_run, set_learning_rate
 from DeepDenoiseLib.denoise.config import DenoiseConfig
+from DeepDenoiseLib.denoise.correlated_noise import CorrelatedNoise
 from DeepDenoiseLib.denoise.networks import TrainedModel, build_network, resolve_slice_axes
+from DeepDenoiseLib.denoise.noise_correlation import NoiseCorrelation
 from DeepDenoiseLib.denoise.patches import VALIDATION_PATCHES, MixedPatchSampler, PatchSampler
 from DeepDenoiseLib.denoise.prior import load_prior
 from DeepDenoiseLib.nets.conditioned import NoiseConditionedUNet
@@ -106,12 +108,15 @@ def train_r2r(
     cancel: Optional[CancelToken] = None,
     noise_sigma: Optional[float] = None,
     companions: Sequence[tuple[np.ndarray, float]] = (),
+    noise_correlation: Optional[NoiseCorrelation] = None,
 ) -> tuple[TrainedModel, SelfCheck]:
     """Trains on ``volume`` (normalised; ``[k, j, i]``, or a series ``[t, k, j, i]`` sharing one
     model) with the noise sigma ``noise_sigma`` in the normalised units, and returns the model kept
     with its self-check. ``companions``: more volumes (normalised, each with its own sigma; other
     scans of a cohort) that the one model learns from too, each as often as ``volume``; the network
-    is told each patch's own noise level."""
+    is told each patch's own noise level. ``noise_correlation``: the noise's spatial correlation, when
+    it is not white; the recorruption noise then has it too (correlated_noise.py), so that input and
+    target noises stay independent (the companions are taken to share it: one protocol)."""
     sigmas = [noise_sigma] + [companion_sigma for _, companion_sigma in companions]
     if any(sigma is None or not sigma > 0 for sigma in sigmas):
         raise ValueError("method r2r needs the noise sigma (estimated or given) of every volume it trains on")
@@ -130,20 +135,26 @@ def train_r2r(
     network.to(device)
     level_of = torch.tensor([float(sigma) for sigma in sigmas], dtype=torch.float32)  # type: ignore[arg-type]
     sampler = MixedPatchSampler([PatchSampler(v, geometry, training.validation_fraction, rng, slice_axes) for v in volumes], rng)
-    held_out, held_sources = sampler.validation_batch(VALIDATION_PATCHES)
-    validation = torch.from_numpy(held_out).to(device)
-    validation_sigma = level_of[torch.from_numpy(held_sources)].to(device)
-    validation_noise = torch.randn(validation.shape, generator=generator).to(device)
+    correlated = None if noise_correlation is None else CorrelatedNoise(noise_correlation)
+
+    def draw_noise(shape: tuple[int, ...], axes: np.ndarray) -> torch.Tensor:
+        noise = torch.randn(shape, generator=generator) if correlated is None else correlated.draw(shape, axes, generator)
+        return noise.to(device)
+
+    held = sampler.validation_batch(VALIDATION_PATCHES)
+    validation = torch.from_numpy(held.patches).to(device)
+    validation_sigma = level_of[torch.from_numpy(held.sources)].to(device)
+    validation_noise = draw_noise(tuple(validation.shape), held.axes)
     optimizer = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
 
-    def draw_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        patches, sources = sampler.training_batch(training.batch_size)
-        return torch.from_numpy(patches).to(device), level_of[torch.from_numpy(sources)].to(device)
+    def draw_batch() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        batch = sampler.training_batch(training.batch_size)
+        return torch.from_numpy(batch.patches).to(device), level_of[torch.from_numpy(batch.sources)].to(device), batch.axes
 
-    def train_step(batch: tuple[torch.Tensor, torch.Tensor], learning_rate: float) -> float:
-        patches, levels = batch
+    def train_step(batch: tuple[torch.Tensor, torch.Tensor, np.ndarray], learning_rate: float) -> float:
+        patches, levels, axes = batch
         set_learning_rate(optimizer, learning_rate)
-        noise = torch.randn(patches.shape, generator=generator).to(device)
+        noise = draw_noise(tuple(patches.shape), axes)
         loss = r2r_loss(network, patches, levels, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

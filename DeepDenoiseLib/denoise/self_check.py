@@ -77,15 +77,24 @@ class ErrorEstimate:
 
 
 def check_error_estimate(
-    denoise: Callable[[np.ndarray], np.ndarray], noisy: np.ndarray, sigma: float, output: Optional[np.ndarray] = None, seed: int = 0
+    denoise: Callable[[np.ndarray], np.ndarray],
+    noisy: np.ndarray,
+    sigma: float,
+    output: Optional[np.ndarray] = None,
+    seed: int = 0,
+    colour: Optional[Callable[[np.ndarray], np.ndarray]] = None,
 ) -> ErrorEstimate:
-    """SURE of ``denoise`` on ``noisy`` (in a domain where the noise is white and Gaussian with
-    standard deviation ``sigma``), relative to ``sigma**2``: the check passes below 1. ``output``:
-    ``denoise(noisy)`` when it is already at hand."""
+    """SURE of ``denoise`` on ``noisy`` (in a domain where the noise is Gaussian with standard
+    deviation ``sigma``), relative to ``sigma**2``: the check passes below 1. ``output``:
+    ``denoise(noisy)`` when it is already at hand. ``colour``: for spatially correlated noise, what
+    gives white noise its correlation (unit variance); the divergence is then probed with such noise,
+    which makes it the trace of the Jacobian times the noise covariance, as SURE needs."""
     if not sigma > 0:
         return ErrorEstimate(None, True)
     noisy = np.asarray(noisy, dtype=np.float32)
     probe = np.random.default_rng(seed).standard_normal(noisy.shape).astype(np.float32)
+    if colour is not None:
+        probe = np.asarray(colour(probe), dtype=np.float32)
     step = np.float32(DIVERGENCE_STEP * sigma)
     output = np.asarray(denoise(noisy) if output is None else output, dtype=np.float64)
     perturbed = np.asarray(denoise(noisy + step * probe), dtype=np.float64)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from DeepDenoiseLib.core.settings import Row, Unit, check_field_types, put, settings_table
-from DeepDenoiseLib.denoise.config import DIMENSION_NAMES, METHOD_NAMES, MODALITY_NOISE_MODELS, DenoiseConfig
+from DeepDenoiseLib.denoise.config import DIMENSION_NAMES, METHOD_NAMES, DenoiseConfig
 from DeepDenoiseLib.denoise.method_rules import (
     MASKING_METHODS,
     METHODS_2D_ONLY,
@@ -29,6 +29,7 @@ from DeepDenoiseLib.denoise.method_rules import (
     PAIRED_METHODS,
     check_dimensions,
 )
+from DeepDenoiseLib.denoise.noise_config import MODALITY_NOISE_MODELS
 from DeepDenoiseLib.superres.config import PANEL_PREFIX, SuperResConfig
 
 
