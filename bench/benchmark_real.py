@@ -84,7 +84,11 @@ def ours(threads: int, budget_seconds: float) -> Callable[[Volume], tuple[np.nda
         summary = result.summary
         passed = summary["self_check"]["passed"]
         sigma = summary["noise_parameters"].get("sigma")
-        note = f"{summary['training_steps']} steps, sigma {sigma:.4g}, self-check {'passed' if passed else 'FAILED: input returned'}"
+        correlation = summary["noise_parameters"].get("neighbour_correlation_kji")
+        alike = (
+            f", neighbour correlation {', '.join(f'{value:.2f}' for value in correlation)} (k, j, i)" if correlation else ", white noise"
+        )
+        note = f"{summary['training_steps']} steps, sigma {sigma:.4g}{alike}, self-check {'passed' if passed else 'FAILED: input returned'}"
         return result.denoised.array, note
 
     return run

@@ -292,3 +292,5 @@ def test_noise_model_flags_set_the_noise_settings() -> None:
     assert parse("--noise-model", "speckle").noise.model == "speckle"
     with pytest.raises(ValueError, match="gain"):
         parse("--noise-model", "gaussian", "--noise-gain", "0.02")
+    assert parse().noise.correlation == "auto"
+    assert parse("--noise-correlation", "white").noise.correlation == "white"
