@@ -119,6 +119,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
     lines = [f"done in {summary.get('seconds', 0):.1f} s ({work}; prediction {summary.get('prediction_seconds', 0):.1f} s{frames})"]
     if "noise_sigma_before" in summary:
         lines.append(f"estimated noise sigma: {summary['noise_sigma_before']:.4g} before, {summary['noise_sigma_after']:.4g} after")
+    correlation = summary.get("noise_parameters", {}).get("neighbour_correlation_kji")
+    if correlation:
+        alike = ", ".join(f"{value:.2f}" for value in correlation)
+        lines.append(
+            f"noise correlated between neighbouring voxels ({alike} along k, j, i): its full sigma {summary['noise_sigma_fused']:.4g}"
+        )
     for warning in summary.get("warnings", []):
         lines.append(f"warning: {warning}")
     if "output" in summary:

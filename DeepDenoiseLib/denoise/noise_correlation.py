@@ -46,6 +46,9 @@ FOREGROUND_FRACTION = 0.25
 FLAT_SHARES = (0.08, 0.15, 0.3)
 #: Fewer voxels than this in the flat tissue: no estimate (white is assumed).
 MIN_VOXELS = 2000
+#: Larger volumes are estimated on their central block of this edge (time and memory stay bounded;
+#: the noise is taken to be alike over the volume).
+MAX_EDGE = 160
 _MAD_TO_SIGMA = 0.6744897501960817
 
 
@@ -92,6 +95,7 @@ def estimate_noise_correlation(array: np.ndarray) -> Optional[NoiseCorrelation]:
         return NoiseCorrelation(sigma, tuple(tuple(float(value) for value in axis) for axis in median))
     if array.ndim != 3 or min(array.shape) < FAR_LAG + 2:
         return None
+    array = array[tuple(slice(max(0, (n - MAX_EDGE) // 2), max(0, (n - MAX_EDGE) // 2) + MAX_EDGE) for n in array.shape)]
     flat = flat_tissue(array)
     if flat is None:
         return None

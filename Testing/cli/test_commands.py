@@ -69,6 +69,14 @@ def test_denoise_with_bar_progress_prints_a_summary(files, capsys) -> None:
     assert "training" in captured.err and "done in" in captured.err and f"wrote {output}" in captured.err
 
 
+def test_the_summary_says_when_the_noise_was_found_correlated(capsys) -> None:
+    summary = {"noise_sigma_before": 0.023, "noise_sigma_after": 0.01, "noise_sigma_fused": 0.052}
+    cli._print_summary({**summary, "noise_parameters": {"sigma": 0.052, "neighbour_correlation_kji": [0.45, 0.44, 0.46]}})
+    assert "noise correlated between neighbouring voxels (0.45, 0.44, 0.46 along k, j, i): its full sigma 0.052" in capsys.readouterr().err
+    cli._print_summary({**summary, "noise_parameters": {"sigma": 0.023}})
+    assert "correlated" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("problem", ["missing", "unsupported", "label_map", "no_output_folder"])
 def test_bad_input_exits_with_2_and_an_error_event(files, capsys, problem: str) -> None:
     folder = files["dir"]

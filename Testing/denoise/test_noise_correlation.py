@@ -88,7 +88,7 @@ def test_the_sampler_says_which_volume_axis_lies_along_each_patch_axis(dimension
     geometry = PatchGeometry((8, 8) if dimensions == "2d" else (8, 8, 8), context_slices=2 if dimensions == "2d" else 0)
     sampler = PatchSampler(volume, geometry, 0.0, np.random.default_rng(0), slice_axes=(0, 1, 2))
     patches, axes = sampler.training_batch_with_axes(64)
-    assert sorted(map(tuple, axes)) and all(sorted(row) == [0, 1, 2] for row in axes)
+    assert axes.shape == (64, 3) and all(sorted(row) == [0, 1, 2] for row in axes)
     stacked = patches if dimensions == "2d" else patches[:, 0]  # (B, stack or depth, rows, columns)
     for patch, row in zip(stacked, axes):
         varying = [int(np.ptp(patch, axis=dim).max() > 0) for dim in range(3)]  # which patch axes k changes along

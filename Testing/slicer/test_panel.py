@@ -328,6 +328,10 @@ def test_the_status_line_sums_up_a_finished_run() -> None:
     stretched = summary_text({"seconds": 300.0, "stopped_by": "min_steps", "training_steps": 1000})
     assert stretched == "Done in 300 s. The time budget was stretched to train the minimum of 1000 steps."
     assert "stretched" not in summary_text({"stopped_by": "budget", "training_steps": 1400})
+    correlated = summary_text(
+        {"noise_parameters": {"sigma": 0.05, "neighbour_correlation_kji": [0.45, 0.3, 0.5]}, "noise_sigma_fused": 0.05}
+    )
+    assert correlated == "Noise correlated between neighbouring voxels (up to 0.50), sigma 0.05."
 
 
 # --- Methods that learn from pairs of volumes ----------------------------------------------------------
