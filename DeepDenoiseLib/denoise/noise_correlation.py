@@ -33,9 +33,11 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-#: Lags (voxels) whose correlation is estimated, and the lag taken to be past the correlation.
+#: Lags (voxels) whose correlation is estimated; from ``FAR_LAG`` to ``FARTHEST_LAG`` the lags taken to
+#: be past the correlation, where only anatomy still makes the differences grow.
 LAGS = 3
 FAR_LAG = 4
+FARTHEST_LAG = 8
 #: Below this correlation of neighbouring voxels on every axis the noise is taken for white.
 WHITE_BELOW = 0.1
 #: The flat tissue the estimate looks at: foreground (the local mean over this share of the 99.5th
@@ -83,7 +85,7 @@ class NoiseCorrelation:
 def estimate_noise_correlation(array: np.ndarray) -> Optional[NoiseCorrelation]:
     """The noise's correlation and marginal sigma in the flat tissue of ``array`` (``[k, j, i]``, or a
     series ``[t, k, j, i]``: the median over up to three frames spread over it); None when the volume
-    is too small or too thin (under ``FAR_LAG + 1`` voxels along an axis) or holds too little flat tissue."""
+    is too small or too thin (under ``FAR_LAG + 2`` voxels along an axis) or holds too little flat tissue."""
     array = np.asarray(array, dtype=np.float32)
     if array.ndim == 4:
         picks = np.unique(np.linspace(0, len(array) - 1, num=min(3, len(array))).round().astype(int))
@@ -105,14 +107,30 @@ def estimate_noise_correlation(array: np.ndarray) -> Optional[NoiseCorrelation]:
         lags = (lag if axis == 0 else 1, lag if axis == 1 else 1, lag if axis == 2 else 1)
         return _product_difference_variance(array, flat, lags)
 
-    correlation = []
-    for axis in range(3):
-        far = variance(axis, FAR_LAG)
-        along = [variance(axis, lag) for lag in range(1, LAGS + 1)]
-        correlation.append(tuple(float(np.clip(1.0 - value / far, -0.5, 0.95)) if far > 0 else 0.0 for value in along))
+    correlation = [
+        _axis_correlation({lag: variance(axis, lag) for lag in range(1, min(FARTHEST_LAG, array.shape[axis] - 2) + 1)}) for axis in range(3)
+    ]
     nearest = variance(0, 1)
     sigma = float(np.sqrt(nearest / np.prod([1.0 - axis[0] for axis in correlation])))
     return NoiseCorrelation(sigma, tuple(correlation))
+
+
+def _axis_correlation(variances: dict[int, float]) -> tuple[float, ...]:
+    """The correlation at lags 1 to ``LAGS`` along one axis from the robust variances of the products
+    at each lag along it (``variances``, from lag 1 to at least ``FAR_LAG``).
+
+    Past the correlation the noise's share is constant and what still grows is anatomy. Where three
+    or more far lags were measured, that growth is fitted as a line (slope at least 0) and taken out
+    of every lag, counted from lag 1: without it, the anatomy of coarse real scans reads as
+    correlation (0.2 across the independent slices of a 2D EPI, 0.04 with it; bench/README.md)."""
+    far = [lag for lag in variances if lag >= FAR_LAG]
+    levels = np.array([variances[lag] for lag in far])
+    slope = max(float(np.polyfit(far, levels, 1)[0]), 0.0) if len(far) >= 3 else 0.0
+    plateau = float(np.mean(levels)) - slope * (float(np.mean(far)) - 1.0)  # the far line at lag 1
+    if not plateau > 0:
+        return (0.0,) * LAGS
+    lowest = (0.0,) + (-0.5,) * (LAGS - 1)  # next neighbours' noise is not anti-correlated; farther may be
+    return tuple(float(np.clip(1.0 - (variances[lag] - slope * (lag - 1)) / plateau, lowest[lag - 1], 0.95)) for lag in range(1, LAGS + 1))
 
 
 def flat_tissue(array: np.ndarray) -> Optional[np.ndarray]:
