@@ -19,10 +19,13 @@ axes at once; those voxels are few in flat tissue, and a median ignores them (as
 blocks). With the lag along one axis at ``FAR_LAG``, taken to be past the correlation, the ratios give
 ``r_a(lag) = 1 - V(lag) / V(FAR_LAG)``, and ``sigma`` follows from the lag-1 variance.
 
-What anatomy does reach those products grows with the lag, so on white noise the estimate reads a
-small spurious correlation, the more the weaker the noise (on the template, in its flattest 8 %: at
-most 0.06 for white noise at 1-10 % of the range). Below ``WHITE_BELOW`` at one voxel on every axis,
-the noise is taken for white.
+What anatomy does reach those products grows with the lag and would read as correlation, the more
+the weaker the noise. Two things keep it out: only the flattest tissue is used, and the growth past
+the correlation is fitted and taken out (``_axis_correlation``). On the template with white noise at
+1-10 % of the range the estimate then reads at most 0.06 (bench/noise_correlation_check.py); with
+noise far below the anatomy's contrast
+(1e-4 of the range) the anatomy still reads as correlation. Below ``WHITE_BELOW`` at one voxel on
+every axis, the noise is taken for white.
 """
 
 from __future__ import annotations
@@ -42,8 +45,7 @@ FARTHEST_LAG = 8
 WHITE_BELOW = 0.1
 #: The flat tissue the estimate looks at: foreground (the local mean over this share of the 99.5th
 #: percentile), and there the voxels with the smallest smoothed gradient, the first of these shares
-#: of them that holds ``MIN_VOXELS``. The flatter, the less anatomy: on the template with white
-#: noise at 1 % of the range, the spurious correlation reads 0.27 with the flattest 30 %, 0.06 with 8 %.
+#: of them that holds ``MIN_VOXELS``. The flatter, the less anatomy reaches the differences.
 FOREGROUND_FRACTION = 0.25
 FLAT_SHARES = (0.08, 0.15, 0.3)
 #: Fewer voxels than this in the flat tissue: no estimate (white is assumed).
