@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -48,11 +48,13 @@ def mppca_series(
     noise_sigma: float,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    colour: Optional[Callable[[np.ndarray], np.ndarray]] = None,
 ) -> MppcaOutcome:
     """MP-PCA of ``normalized`` ``[t, k, j, i]`` with ``config.series``'s patches, on the device
     ``config.training.device`` picks (Apple's MPS has no float64 eigensolver: the CPU instead), then
     SURE on :data:`CHECK_BLOCK` with the noise sigma the Marchenko–Pastur fit found there (its median
-    in tissue), or with ``noise_sigma`` (normalised units) when ``noise.sigma`` fixes it."""
+    in tissue), or with ``noise_sigma`` (normalised units) when ``noise.sigma`` fixes it; ``colour``:
+    the noise's spatial correlation for SURE's probe, when it is not white (self_check.py)."""
     series = config.series
     device = select_device(config.training.device)
     if device.type == "mps":
@@ -71,7 +73,7 @@ def mppca_series(
         # estimate from single frames (which read 10 % high on the tests' series, making SURE negative).
         local = result.sigma[block] if tissue is None else result.sigma[block][tissue[block]]
         noise_sigma = float(np.median(local)) if local.size else noise_sigma
-    error_check = check_error_estimate(run, normalized[(slice(None),) + block], noise_sigma)
+    error_check = check_error_estimate(run, normalized[(slice(None),) + block], noise_sigma, colour=colour)
     shape = tuple(int(n) for n in normalized.shape[1:])
     figures = {
         "patch_radius": series.patch_radius,

@@ -195,7 +195,8 @@ def _run(
     model: Optional[TrainedModel] = None
     if config.method in SERIES_ONLY_METHODS:
         predict_start = time.perf_counter()
-        outcome = mppca_series(prepared.normalized, config, normalized_sigma, progress, cancel)
+        colour = None if prepared.noise.correlation is None else prepared.noise.correlation.colour
+        outcome = mppca_series(prepared.normalized, config, normalized_sigma, progress, cancel, colour)
         denoised = prepared.noise.inverse(prepared.normalizer.inverse(outcome.denoised)).astype(np.float32)
         spread, device, error_check = None, outcome.device, outcome.error_check
         outcome.figures["local_sigma_median"] *= prepared.normalizer.scale
