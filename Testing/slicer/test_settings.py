@@ -8,15 +8,8 @@ import dataclasses
 
 import pytest
 
-from DeepDenoiseLib.denoise.config import (
-    DIMENSION_NAMES,
-    METHOD_NAMES,
-    METHODS,
-    MODALITY_NOISE_MODELS,
-    NOISE_MODELS,
-    PAIRED_METHODS,
-    DenoiseConfig,
-)
+from DeepDenoiseLib.denoise.config import DIMENSION_NAMES, METHOD_NAMES, METHODS, PAIRED_METHODS, DenoiseConfig
+from DeepDenoiseLib.denoise.noise_config import MODALITY_NOISE_MODELS, NOISE_MODELS
 from DeepDenoiseLib.slicer.settings import PANEL_METHODS_2D_ONLY, PANEL_PAIRED_METHODS, PanelSettings
 
 # --- Settings --------------------------------------------------------------------------------------
