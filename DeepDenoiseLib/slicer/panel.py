@@ -391,11 +391,9 @@ def summary_text(summary: Mapping[str, Any]) -> str:
         parts.append(f"Estimated noise {before:.4g} -> {after:.4g}.")
     if "noise_model" in summary:
         parts.append(f"Noise model: {summary['noise_model']}.")
-    correlation = summary.get("noise_parameters", {}).get("neighbour_correlation_kji")
-    if correlation:
-        parts.append(
-            f"Noise correlated between neighbouring voxels (up to {max(correlation):.2f}), sigma {summary['noise_sigma_fused']:.4g}."
-        )
+    if correlation := summary.get("noise_parameters", {}).get("neighbour_correlation_kji"):
+        sigma = summary["noise_sigma_fused"]
+        parts.append(f"Noise correlated between neighbouring voxels (up to {max(correlation):.2f}), sigma {sigma:.4g}.")
     if "saved_model" in summary:
         parts.append(f"Model saved to {summary['saved_model']}.")
     parts += warning_sentences(summary)
