@@ -1,7 +1,8 @@
 """What the correlated-noise estimate (DeepDenoiseLib/denoise/noise_correlation.py) reads, with no
 training: on the benchmark's Gaussian and Rician variants (white noise, and the correlated one), on
 the template with white noise of 1 to 10 % of the range and with correlated noise of known
-correlation, and on the real volumes benchmark_real.py uses. Prints a Markdown table; takes about a
+correlation, on the real volumes benchmark_real.py uses, and on a CT-like head in Hounsfield units.
+Each is read as the pipeline reads it under its noise model (``magnitude`` for rician). Prints a Markdown table; takes about a
 minute on a 2-core CPU::
 
     python bench/noise_correlation_check.py
@@ -37,6 +38,18 @@ def row(name: str, truth: str, estimate: NoiseCorrelation | None) -> str:
     return f"| {name} | {truth} | {one} | {two} | {estimate.sigma:.4g} ({verdict}) |"
 
 
+def ct_like(template: np.ndarray) -> np.ndarray:
+    """A CT-like head in Hounsfield units from the template: air at -1000 HU, soft tissue at 0 to 40 HU
+    (40 times the T1 intensity), and a 4-voxel skull shell at 1200 HU around the head."""
+    from scipy import ndimage
+
+    head = ndimage.binary_fill_holes(ndimage.uniform_filter(template, 3) > 0.05)
+    shell = ndimage.binary_dilation(head, iterations=4) & ~head
+    volume = np.where(head, 40.0 * template, -1000.0).astype(np.float32)
+    volume[shell] = 1200.0
+    return volume
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared" / "data")
@@ -49,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if variant.model in ("gaussian", "rician"):
             noisy = make_noisy(variant, variant_truth(variant, data).clean, args.shared)
             truth = f"sigma {variant.level:g}, " + ("correlated 0.50 / 0.06" if variant.correlation_width else "white")
-            print(row(name, truth, estimate_noise_correlation(noisy.array)))
+            print(row(name, truth, estimate_noise_correlation(noisy.array, magnitude=variant.model == "rician")))
     for level in (0.01, 0.02, 0.04, 0.1):
         noisy = clean + level * np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)
-        print(row(f"template + white Gaussian {level:g}", f"sigma {level:g}, white", estimate_noise_correlation(noisy)))
+        print(row(f"template + white Gaussian {level:g}", f"sigma {level:g}, white", estimate_noise_correlation(noisy, magnitude=False)))
     for width, level in ((0.5, 0.05), (0.6, 0.02), (0.8, 0.05)):
         noise = correlated_noise(clean.shape, width, np.random.default_rng(3)).astype(np.float32)
         one, two = np.exp(-1.0 / (4 * width**2)), np.exp(-4.0 / (4 * width**2))
@@ -60,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             row(
                 f"template + Gaussian {level:g} correlated by {width} voxels",
                 f"sigma {level:g}, {one:.2f} / {two:.2f}",
-                estimate_noise_correlation(clean + level * noise),
+                estimate_noise_correlation(clean + level * noise, magnitude=False),
             )
         )
     for package, name, title in VOLUMES:
@@ -69,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         except (InputError, FileNotFoundError) as error:
             print(f"| {title} | unknown | not read: {str(error)[:80]} | | |")
             continue
-        print(row(title, "unknown", estimate_noise_correlation(volume.array)))
+        print(row(title, "unknown", estimate_noise_correlation(volume.array)))  # MR magnitude: the default model, rician
+    for width, label in ((0.8, "correlated 0.68 / 0.21"), (0.0, "white")):
+        rng = np.random.default_rng(11)
+        noise = correlated_noise(clean.shape, width, rng) if width else rng.standard_normal(clean.shape)
+        noisy = (ct_like(clean) + 8.0 * noise).astype(np.float32)
+        for magnitude in (False, True):
+            name = "CT-like head in HU, read as " + ("rician (its foreground by the bright end: the skull)" if magnitude else "gaussian")
+            print(row(name, f"sigma 8, {label}", estimate_noise_correlation(noisy, magnitude=magnitude)))
     return 0
 
 

@@ -23,9 +23,8 @@ What anatomy does reach those products grows with the lag and would read as corr
 the weaker the noise. Two things keep it out: only the flattest tissue is used, and the growth past
 the correlation is fitted and taken out (``_axis_correlation``). On the template with white noise at
 1-10 % of the range the estimate then reads at most 0.06 (bench/noise_correlation_check.py); with
-noise far below the anatomy's contrast
-(1e-4 of the range) the anatomy still reads as correlation. Below ``WHITE_BELOW`` at one voxel on
-every axis, the noise is taken for white.
+noise far below the anatomy's contrast the anatomy still reads as correlation. Below
+``WHITE_BELOW`` at one voxel on every axis, the noise is taken for white.
 """
 
 from __future__ import annotations
@@ -50,6 +49,8 @@ FOREGROUND_FRACTION = 0.25
 FLAT_SHARES = (0.08, 0.15, 0.3)
 #: Fewer voxels than this in the flat tissue: no estimate (white is assumed).
 MIN_VOXELS = 2000
+#: A foreground under this share of the varying voxels is a thin bright structure (see flat_tissue).
+THIN_FOREGROUND = 0.2
 #: Larger volumes are estimated on their central block of this edge (time and memory stay bounded;
 #: the noise is taken to be alike over the volume).
 MAX_EDGE = 160
@@ -84,14 +85,15 @@ class NoiseCorrelation:
         return {"sigma": self.sigma, "neighbour_correlation_kji": [round(axis[0], 3) for axis in self.lags]}
 
 
-def estimate_noise_correlation(array: np.ndarray) -> Optional[NoiseCorrelation]:
+def estimate_noise_correlation(array: np.ndarray, magnitude: bool = True) -> Optional[NoiseCorrelation]:
     """The noise's correlation and marginal sigma in the flat tissue of ``array`` (``[k, j, i]``, or a
-    series ``[t, k, j, i]``: the median over up to three frames spread over it); None when the volume
+    series ``[t, k, j, i]``: the median over up to three frames spread over it; ``magnitude``: a
+    magnitude image, whose background is left out, see :func:`flat_tissue`); None when the volume
     is too small or too thin (under ``FAR_LAG + 2`` voxels along an axis) or holds too little flat tissue."""
     array = np.asarray(array, dtype=np.float32)
     if array.ndim == 4:
         picks = np.unique(np.linspace(0, len(array) - 1, num=min(3, len(array))).round().astype(int))
-        found = [estimate for estimate in (estimate_noise_correlation(array[index]) for index in picks) if estimate is not None]
+        found = [estimate for estimate in (estimate_noise_correlation(array[index], magnitude) for index in picks) if estimate is not None]
         if not found:
             return None
         median = np.median([estimate.lags for estimate in found], axis=0)
@@ -100,7 +102,7 @@ def estimate_noise_correlation(array: np.ndarray) -> Optional[NoiseCorrelation]:
     if array.ndim != 3 or min(array.shape) < FAR_LAG + 2:
         return None
     array = array[tuple(slice(max(0, (n - MAX_EDGE) // 2), max(0, (n - MAX_EDGE) // 2) + MAX_EDGE) for n in array.shape)]
-    flat = flat_tissue(array)
+    flat = flat_tissue(array, magnitude)
     if flat is None:
         return None
 
@@ -135,17 +137,25 @@ def _axis_correlation(variances: dict[int, float]) -> tuple[float, ...]:
     return tuple(float(np.clip(1.0 - (variances[lag] - slope * (lag - 1)) / plateau, lowest[lag - 1], 0.95)) for lag in range(1, LAGS + 1))
 
 
-def flat_tissue(array: np.ndarray) -> Optional[np.ndarray]:
-    """The foreground's flattest voxels (by the gradient of the volume smoothed over 1.5 voxels), where
-    anatomy least reaches the differences: the smallest of ``FLAT_SHARES`` that holds ``MIN_VOXELS``;
-    None when even the largest does not."""
+def flat_tissue(array: np.ndarray, magnitude: bool = True) -> Optional[np.ndarray]:
+    """The flattest voxels (by the gradient of the volume smoothed over 1.5 voxels), where anatomy least
+    reaches the differences: the smallest of ``FLAT_SHARES`` of the candidates that holds
+    ``MIN_VOXELS``; None when even the largest does not. The candidates: the foreground (the local mean
+    over ``FOREGROUND_FRACTION`` of the 99.5th percentile), since a magnitude image's background noise
+    is not Gaussian. But when a non-``magnitude`` volume's foreground is under ``THIN_FOREGROUND`` of
+    its voxels that are not locally constant, it is a thin bright structure (the skull of a CT in
+    Hounsfield units), whose edges would read as correlation: every such voxel is a candidate then."""
     smoothed = ndimage.uniform_filter(array, size=5)
-    foreground = smoothed > FOREGROUND_FRACTION * float(np.percentile(array, 99.5))
-    share = next((share for share in FLAT_SHARES if share * np.count_nonzero(foreground) >= MIN_VOXELS), None)
+    candidates = smoothed > FOREGROUND_FRACTION * float(np.percentile(array, 99.5))
+    if not magnitude:
+        varying = ndimage.maximum_filter(array, size=3) > ndimage.minimum_filter(array, size=3)  # not padding
+        if np.count_nonzero(candidates) < THIN_FOREGROUND * np.count_nonzero(varying):
+            candidates = varying
+    share = next((share for share in FLAT_SHARES if share * np.count_nonzero(candidates) >= MIN_VOXELS), None)
     if share is None:
         return None
     gradient = ndimage.gaussian_gradient_magnitude(array, 1.5)
-    return foreground & (gradient <= np.percentile(gradient[foreground], 100 * share))
+    return candidates & (gradient <= np.percentile(gradient[candidates], 100 * share))
 
 
 def _product_difference_variance(array: np.ndarray, inside: np.ndarray, lags: tuple[int, int, int]) -> float:

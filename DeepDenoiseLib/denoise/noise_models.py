@@ -177,7 +177,7 @@ def _correlation(array: np.ndarray, config: NoiseConfig) -> Optional[NoiseCorrel
     """The noise's spatial correlation under ``noise.correlation: auto``, when it is not white."""
     if config.correlation != "auto" or config.model not in CORRELATED_NOISE_MODELS:
         return None
-    correlation = estimate_noise_correlation(array)
+    correlation = estimate_noise_correlation(array, magnitude=config.model == "rician")
     return None if correlation is None or correlation.is_white else correlation
 
 

@@ -66,6 +66,23 @@ def test_anatomy_that_grows_steeply_with_the_lag_reads_as_less_correlation_not_m
     assert estimate is not None and estimate.is_white
 
 
+def test_a_ct_in_hounsfield_units_is_read_in_all_its_flat_voxels_not_in_its_bright_skull() -> None:
+    head = smooth_phantom((40, 64, 64)) > 0.05
+    skull = ndimage.binary_dilation(head, iterations=3) & ~head
+    clean = np.where(head, 40.0 * smooth_phantom((40, 64, 64)), -1000.0).astype(np.float32)
+    clean[skull] = 1200.0
+    noise = correlated(clean.shape, (0.8, 0.8, 0.8), seed=8)
+    noisy = clean + 8.0 * noise
+    estimate = estimate_noise_correlation(noisy, magnitude=False)  # as the gaussian model reads it
+    assert estimate is not None and estimate.sigma == pytest.approx(8.0, rel=0.2)  # 7.7 on the full-size CT-like head (bench)
+    for axis in range(3):
+        assert estimate.lags[axis][0] == pytest.approx(lag_correlation(noise, axis), abs=0.12)  # 0.65-0.67 for 0.68 at full size
+    white = estimate_noise_correlation(clean + 8.0 * correlated(clean.shape, (0.0, 0.0, 0.0), seed=8), magnitude=False)
+    assert white is not None and white.is_white and white.sigma == pytest.approx(8.0, rel=0.1)
+    skull_only = estimate_noise_correlation(noisy)  # a magnitude image's foreground: here the skull alone
+    assert skull_only is None or abs(skull_only.sigma - 8.0) > abs(estimate.sigma - 8.0)
+
+
 def test_the_kernels_give_white_noise_the_correlation_they_were_made_from() -> None:
     correlation = NoiseCorrelation(0.1, ((0.5, 0.1, 0.0), (0.25, 0.0, 0.0), (0.0, 0.0, 0.0)))
     coloured = correlation.colour(np.random.default_rng(3).standard_normal((64, 64, 64)))
