@@ -234,7 +234,20 @@ def _std(values: np.ndarray, what: str) -> float:
     return float(np.std(values, ddof=1))
 
 
-def estimate_foreground_noise_sigma(image: np.ndarray, foreground_fraction: float = 0.25) -> float:
+#: Voxels whose local mean exceeds this share of the 99.5th percentile count as foreground.
+FOREGROUND_FRACTION = 0.25
+
+
+def bright_foreground(image: np.ndarray, foreground_fraction: float = FOREGROUND_FRACTION) -> np.ndarray:
+    """Where the local mean (5 voxels wide) exceeds ``foreground_fraction`` of the 99.5th percentile:
+    tissue rather than the background of a magnitude image."""
+    from scipy import ndimage
+
+    image = np.asarray(image, dtype=np.float32)
+    return ndimage.uniform_filter(image, size=5) > foreground_fraction * float(np.percentile(image, 99.5))
+
+
+def estimate_foreground_noise_sigma(image: np.ndarray, foreground_fraction: float = FOREGROUND_FRACTION) -> float:
     """The Gaussian noise sigma measured where there is signal: voxels whose local mean exceeds
     ``foreground_fraction`` of the 99.5th percentile.
 
@@ -244,12 +257,8 @@ def estimate_foreground_noise_sigma(image: np.ndarray, foreground_fraction: floa
     almost no foreground by this rule, or a foreground too scattered to hold one 2x2(x2) block,
     fall back to the whole-volume estimate.
     """
-    from scipy import ndimage
-
     image = np.squeeze(np.asarray(image, dtype=np.float32))  # a single slice is a 2D image
-    smoothed = ndimage.uniform_filter(image, size=5)
-    threshold = foreground_fraction * float(np.percentile(image, 99.5))
-    foreground = smoothed > threshold
+    foreground = bright_foreground(image, foreground_fraction)
     if foreground.mean() < 0.01:
         return estimate_noise_sigma(image)
     try:

@@ -35,6 +35,8 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from DeepDenoiseLib.core.metrics import bright_foreground
+
 #: Lags (voxels) whose correlation is estimated; from ``FAR_LAG`` to ``FARTHEST_LAG`` the lags taken to
 #: be past the correlation, where only anatomy still makes the differences grow.
 LAGS = 3
@@ -42,10 +44,9 @@ FAR_LAG = 4
 FARTHEST_LAG = 8
 #: Below this correlation of neighbouring voxels on every axis the noise is taken for white.
 WHITE_BELOW = 0.1
-#: The flat tissue the estimate looks at: foreground (the local mean over this share of the 99.5th
-#: percentile), and there the voxels with the smallest smoothed gradient, the first of these shares
-#: of them that holds ``MIN_VOXELS``. The flatter, the less anatomy reaches the differences.
-FOREGROUND_FRACTION = 0.25
+#: The flat tissue the estimate looks at: in the foreground (core.metrics.bright_foreground), the
+#: voxels with the smallest smoothed gradient, the first of these shares of them that holds
+#: ``MIN_VOXELS``. The flatter, the less anatomy reaches the differences.
 FLAT_SHARES = (0.08, 0.15, 0.3)
 #: Fewer voxels than this in the flat tissue: no estimate (white is assumed).
 MIN_VOXELS = 2000
@@ -140,13 +141,11 @@ def _axis_correlation(variances: dict[int, float]) -> tuple[float, ...]:
 def flat_tissue(array: np.ndarray, magnitude: bool = True) -> Optional[np.ndarray]:
     """The flattest voxels (by the gradient of the volume smoothed over 1.5 voxels), where anatomy least
     reaches the differences: the smallest of ``FLAT_SHARES`` of the candidates that holds
-    ``MIN_VOXELS``; None when even the largest does not. The candidates: the foreground (the local mean
-    over ``FOREGROUND_FRACTION`` of the 99.5th percentile), since a magnitude image's background noise
-    is not Gaussian. But when a non-``magnitude`` volume's foreground is under ``THIN_FOREGROUND`` of
+    ``MIN_VOXELS``; None when even the largest does not. The candidates: the foreground
+    (core.metrics.bright_foreground), since a magnitude image's background noise is not Gaussian. But when a non-``magnitude`` volume's foreground is under ``THIN_FOREGROUND`` of
     its voxels that are not locally constant, it is a thin bright structure (the skull of a CT in
     Hounsfield units), whose edges would read as correlation: every such voxel is a candidate then."""
-    smoothed = ndimage.uniform_filter(array, size=5)
-    candidates = smoothed > FOREGROUND_FRACTION * float(np.percentile(array, 99.5))
+    candidates = bright_foreground(array)
     if not magnitude:
         varying = ndimage.maximum_filter(array, size=3) > ndimage.minimum_filter(array, size=3)  # not padding
         if np.count_nonzero(candidates) < THIN_FOREGROUND * np.count_nonzero(varying):

@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
-from scipy import ndimage
 
-from DeepDenoiseLib.core.metrics import estimate_foreground_noise_sigma, estimate_noise_sigma, haar_detail_and_mean
+from DeepDenoiseLib.core.metrics import (
+    bright_foreground,
+    estimate_foreground_noise_sigma,
+    estimate_noise_sigma,
+    haar_detail_and_mean,
+)
 from DeepDenoiseLib.core.validation import InputError, check_noise_model_intensities
 from DeepDenoiseLib.denoise.noise_config import CORRELATED_NOISE_MODELS, NoiseConfig
 from DeepDenoiseLib.denoise.noise_correlation import NoiseCorrelation, estimate_noise_correlation
@@ -28,9 +32,6 @@ from DeepDenoiseLib.denoise.vst import (
     speckle_log_sigma,
     speckle_looks_from_log_sigma,
 )
-
-#: Voxels whose local mean exceeds this share of the 99.5th percentile count as foreground.
-FOREGROUND_FRACTION = 0.25
 
 
 @dataclass
@@ -185,15 +186,14 @@ def _foreground_sigma(array: np.ndarray) -> float:
     """The foreground noise sigma; for a series ``[t, k, j, i]`` the median over frames, so that signal
     changes over time are not taken for noise."""
     if array.ndim == 4:
-        return float(np.median([estimate_foreground_noise_sigma(frame, FOREGROUND_FRACTION) for frame in array]))
-    return float(estimate_foreground_noise_sigma(array, FOREGROUND_FRACTION))
+        return float(np.median([estimate_foreground_noise_sigma(frame) for frame in array]))
+    return float(estimate_foreground_noise_sigma(array))
 
 
 def foreground(array: np.ndarray) -> Optional[np.ndarray]:
-    """Where the (smoothed) signal exceeds ``FOREGROUND_FRACTION`` of the bright end: tissue rather
-    than background; None when that is under 1 % of the volume."""
-    smoothed = ndimage.uniform_filter(np.asarray(array, dtype=np.float32), size=5)
-    selected = smoothed > FOREGROUND_FRACTION * float(np.percentile(array, 99.5))
+    """Where the (smoothed) signal exceeds a quarter of the bright end (core.metrics.bright_foreground):
+    tissue rather than background; None when that is under 1 % of the volume."""
+    selected = bright_foreground(array)
     return selected if selected.mean() >= 0.01 else None
 
 
