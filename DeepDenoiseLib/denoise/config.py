@@ -323,8 +323,11 @@ class DenoiseConfig(Configuration):
         masking = MaskingConfig()
         training: dict[str, Any] = {}
         if method not in ("r2r",) + SERIES_ONLY_METHODS:  # mppca trains nothing
-            training = {"min_steps": NETWORK_FROM_SCRATCH_MIN_STEPS, "max_epochs": NETWORK_FROM_SCRATCH_MAX_EPOCHS}
-            training["learning_rate"] = NETWORK_FROM_SCRATCH_LEARNING_RATE
+            training = {
+                "min_steps": NETWORK_FROM_SCRATCH_MIN_STEPS,
+                "max_epochs": NETWORK_FROM_SCRATCH_MAX_EPOCHS,
+                "learning_rate": NETWORK_FROM_SCRATCH_LEARNING_RATE,
+            }
         if method == "n2v2":
             model = dataclasses.replace(model, blurpool=True, top_skip=False)
             masking = dataclasses.replace(masking, replacement="median")

@@ -49,6 +49,11 @@ class NoiseTransform:
     #: How alike the noise of neighbouring voxels is, when it is (None: white noise).
     correlation: Optional[NoiseCorrelation] = None
 
+    @property
+    def colour(self) -> Optional[Callable[[np.ndarray], np.ndarray]]:
+        """What gives white noise this noise's spatial correlation (for SURE's probe); None for white noise."""
+        return None if self.correlation is None else self.correlation.colour
+
     def inverse_spread(self, denoised_transformed: np.ndarray, spread_transformed: np.ndarray) -> np.ndarray:
         """A spread (uncertainty) measured in the stabilised domain, in intensity units: scaled by the
         local slope of the inverse (first-order propagation)."""

@@ -195,8 +195,7 @@ def _run(
     model: Optional[TrainedModel] = None
     if config.method in SERIES_ONLY_METHODS:
         predict_start = time.perf_counter()
-        colour = None if prepared.noise.correlation is None else prepared.noise.correlation.colour
-        outcome = mppca_series(prepared.normalized, config, normalized_sigma, progress, cancel, colour)
+        outcome = mppca_series(prepared.normalized, config, normalized_sigma, progress, cancel, prepared.noise.colour)
         denoised = prepared.noise.inverse(prepared.normalizer.inverse(outcome.denoised)).astype(np.float32)
         spread, device, error_check = None, outcome.device, outcome.error_check
         outcome.figures["local_sigma_median"] *= prepared.normalizer.scale
@@ -315,13 +314,12 @@ def _error_estimate(
     normalised stabilised domain where the network works and the noise sigma is ``sigma``;
     ``checked_output`` is the network's prediction there."""
     normalized = prepared.normalized if prepared.normalized.ndim == 3 else prepared.normalized[len(prepared.normalized) // 2]
-    correlation = prepared.noise.correlation
     return check_error_estimate(
         lambda values: predict_volume(model, values, config.prediction, None, cancel).denoised,
         normalized,
         sigma,
         output=checked_output,
-        colour=None if correlation is None else correlation.colour,
+        colour=prepared.noise.colour,
     )
 
 
