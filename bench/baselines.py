@@ -42,21 +42,20 @@ def dipy_nl_means(noisy: Volume, variant: Variant, threads: int, block_radius: i
     the Rician correction for one coil (N=1) and ``rician=True`` for Rician variants, neither
     otherwise. Block radius 5 reproduces the shared reference figures (dipy's earlier default);
     dipy 1.12 defaults to 2."""
+    rician = variant.model == "rician"
+    result, sigma = dipy_nlm_array(noisy.array, rician, threads, block_radius)
+    return result, f"sigma {sigma:.4f}, rician={rician}"
+
+
+def dipy_nlm_array(array: np.ndarray, rician: bool, threads: int, block_radius: int = 2) -> tuple[np.ndarray, float]:
+    """:func:`dipy_nl_means` of an array (``rician``: magnitude data, one coil), and the sigma dipy
+    estimated: for the benchmarks whose volumes are not variants (real scans, the CT-like head)."""
     from dipy.denoise.nlmeans import nlmeans
     from dipy.denoise.noise_estimate import estimate_sigma
 
-    rician = variant.model == "rician"
-    sigma = float(np.ravel(estimate_sigma(noisy.array, N=1 if rician else 0))[0])
-    result = nlmeans(
-        noisy.array,
-        sigma,
-        rician=rician,
-        method="blockwise",
-        patch_radius=1,
-        block_radius=block_radius,
-        num_threads=threads,
-    )
-    return np.asarray(result, dtype=np.float32), f"sigma {sigma:.4f}, rician={rician}"
+    sigma = float(np.ravel(estimate_sigma(array, N=1 if rician else 0))[0])
+    result = nlmeans(array, sigma, rician=rician, method="blockwise", patch_radius=1, block_radius=block_radius, num_threads=threads)
+    return np.asarray(result, dtype=np.float32), sigma
 
 
 def bm4d_estimated_sigma(noisy: Volume, variant: Variant) -> Denoised:

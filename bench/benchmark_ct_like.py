@@ -1,7 +1,7 @@
 """Benchmark: a CT-like head in Hounsfield units, with a known truth, where a foreground found by the
 bright end would be the skull alone.
 
-The head is noise_correlation_check.ct_like (air -1000 HU, soft tissue 0 to 40 HU from the template,
+The head is variants.ct_like (air -1000 HU, soft tissue 0 to 40 HU from the template,
 a 1200 HU skull shell), with Gaussian noise of 8 HU, correlated by a Gaussian of ``--width`` voxels
 (0.8: 0.68 one voxel apart, as reconstruction kernels make it; 0: white). Scored inside the brain
 mask with a 40 HU data range (a soft-tissue window), with the no-reference measures of
@@ -26,9 +26,9 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout: find Deep
 
 import numpy as np  # noqa: E402
 
+from bench.baselines import dipy_nlm_array  # noqa: E402
 from bench.no_reference import no_reference_measures  # noqa: E402
-from bench.noise_correlation_check import ct_like  # noqa: E402
-from bench.variants import correlated_noise, load_bench_data  # noqa: E402
+from bench.variants import correlated_noise, ct_like, load_bench_data  # noqa: E402
 from DeepDenoiseLib.core.metrics import psnr  # noqa: E402
 from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
 from DeepDenoiseLib.denoise.pipeline import denoise_volume  # noqa: E402
@@ -62,13 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         start = time.perf_counter()
         if correlation is None:
-            from dipy.denoise.nlmeans import nlmeans
-            from dipy.denoise.noise_estimate import estimate_sigma
-
-            sigma = float(np.ravel(estimate_sigma(noisy, N=0))[0])
-            output = np.asarray(
-                nlmeans(noisy, sigma, rician=False, method="blockwise", patch_radius=1, block_radius=2, num_threads=args.threads)
-            )
+            output, sigma = dipy_nlm_array(noisy, rician=False, threads=args.threads)
             note = f"its sigma {sigma:.3g}"
         else:
             training = {"seed": 0, "threads": args.threads, "budget_seconds": args.budget_seconds}

@@ -40,6 +40,7 @@ from typing import Any, Callable, Optional  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.baselines import dipy_nlm_array  # noqa: E402
 from bench.benchmark_series import dipy_mppca  # noqa: E402
 from bench.no_reference import no_reference_measures, series_measures  # noqa: E402
 from DeepDenoiseLib.core.metrics import mean_image_mask, temporal_snr  # noqa: E402
@@ -96,12 +97,8 @@ def ours(threads: int, budget_seconds: float) -> Callable[[Volume], tuple[np.nda
 
 def dipy_nlm(threads: int) -> Callable[[Volume], tuple[np.ndarray, str]]:
     def run(volume: Volume) -> tuple[np.ndarray, str]:
-        from dipy.denoise.nlmeans import nlmeans
-        from dipy.denoise.noise_estimate import estimate_sigma
-
-        sigma = float(np.ravel(estimate_sigma(volume.array, N=1))[0])
-        output = nlmeans(volume.array, sigma, rician=True, method="blockwise", patch_radius=1, block_radius=2, num_threads=threads)
-        return np.asarray(output, dtype=np.float32), f"sigma {sigma:.4g}"
+        output, sigma = dipy_nlm_array(volume.array, rician=True, threads=threads)
+        return output, f"sigma {sigma:.4g}"
 
     return run
 

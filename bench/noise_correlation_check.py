@@ -23,7 +23,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout: find Deep
 import numpy as np  # noqa: E402
 
 from bench.benchmark_real import VOLUMES, data_file, first_frame  # noqa: E402
-from bench.variants import VARIANTS, correlated_noise, load_bench_data, make_noisy, variant_truth  # noqa: E402
+from bench.variants import VARIANTS, correlated_noise, ct_like, load_bench_data, make_noisy, variant_truth  # noqa: E402
 from DeepDenoiseLib.core.validation import InputError  # noqa: E402
 from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
 from DeepDenoiseLib.denoise.noise_correlation import NoiseCorrelation, estimate_noise_correlation  # noqa: E402
@@ -36,18 +36,6 @@ def row(name: str, truth: str, estimate: NoiseCorrelation | None) -> str:
     two = ", ".join(f"{axis[1]:.2f}" for axis in estimate.lags)
     verdict = "white" if estimate.is_white else "correlated"
     return f"| {name} | {truth} | {one} | {two} | {estimate.sigma:.4g} ({verdict}) |"
-
-
-def ct_like(template: np.ndarray) -> np.ndarray:
-    """A CT-like head in Hounsfield units from the template: air at -1000 HU, soft tissue at 0 to 40 HU
-    (40 times the T1 intensity), and a 4-voxel skull shell at 1200 HU around the head."""
-    from scipy import ndimage
-
-    head = ndimage.binary_fill_holes(ndimage.uniform_filter(template, 3) > 0.05)
-    shell = ndimage.binary_dilation(head, iterations=4) & ~head
-    volume = np.where(head, 40.0 * template, -1000.0).astype(np.float32)
-    volume[shell] = 1200.0
-    return volume
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,6 +157,18 @@ def correlated_noise(shape: tuple[int, ...], width: float, rng: np.random.Genera
     return ndimage.convolve(rng.standard_normal(shape), correlation_kernel(width), mode="wrap")
 
 
+def ct_like(template: np.ndarray) -> np.ndarray:
+    """A CT-like head in Hounsfield units from the template: air at -1000 HU, soft tissue at 0 to 40 HU
+    (40 times the T1 intensity), and a 4-voxel skull shell at 1200 HU around the head."""
+    from scipy import ndimage
+
+    head = ndimage.binary_fill_holes(ndimage.uniform_filter(template, 3) > 0.05)
+    shell = ndimage.binary_dilation(head, iterations=4) & ~head
+    volume = np.where(head, 40.0 * template, -1000.0).astype(np.float32)
+    volume[shell] = 1200.0
+    return volume
+
+
 def noise_psd(variant: Variant, shape: tuple[int, ...]) -> np.ndarray:
     """The power spectral density of ``variant``'s noise on a grid of ``shape``, as BM4D takes it for
     correlated noise: ``level**2`` times the kernel's squared Fourier magnitude times the number of
