@@ -2,13 +2,13 @@
 volume alone, and the convolution kernels that give white noise that correlation.
 
 Reconstructed scans seldom have white noise: k-space filtering, zero-filling and interpolation make
-neighbouring voxels' noise alike (the real MR scans in bench/README.md: 0.3-0.6 one voxel apart, in
-their background). Two things go wrong when such noise is taken for white. The finest-scale noise
-estimate reads low (a third to a half of the true level at a correlation of 0.4), because the noise
-has little power at the finest scale. And R2R's input and target noises are independent only when
-the added noise has the covariance of the volume's own (Pang et al., CVPR 2021): recorrupted with
-white noise, the network learns to keep the correlated part. Measured on the template with correlated
-Rician noise, the default gained 1 dB where coloured recorruption gained 5 (bench/README.md).
+neighbouring voxels' noise alike (the real MR scans in bench/README.md: 0.19-0.54 one voxel apart
+within their slices). Two things go wrong when such noise is taken for white. The finest-scale noise
+estimate reads low (0.023 for a true 0.05 at a correlation of 0.5), because the noise has little
+power at the finest scale. And R2R's input and target noises are independent only when the added
+noise has the covariance of the volume's own (Pang et al., CVPR 2021): recorrupted with white noise,
+the network learns to keep the correlated part. Measured on the template with correlated Rician
+noise, the default gained 1.1 dB that way and gains 4.8 dB recorrupting alike (bench/README.md).
 
 The model is separable: the noise covariance between voxels ``k`` apart is
 ``sigma**2 * prod_a r_a(k_a)`` over the axes ``a`` (k, j, i). The product over the three axes of
@@ -16,8 +16,8 @@ two-voxel differences ``(x[i + d_a] - x[i]) / sqrt(2)`` (lag ``d_a`` along axis 
 variance ``sigma**2 * prod_a (1 - r_a(d_a))``. Anatomy reaches it only where it varies along all three
 axes at once; those voxels are few in flat tissue, and a median ignores them (as
 ``core.metrics.estimate_noise_sigma``, which is this at lag 1 on every axis, on non-overlapping
-blocks). With the lag along one axis at ``FAR_LAG``, taken to be past the correlation, the ratios give
-``r_a(lag) = 1 - V(lag) / V(FAR_LAG)``, and ``sigma`` follows from the lag-1 variance.
+blocks). With the lag along one axis from ``FAR_LAG`` on, taken to be past the correlation, the
+ratios give ``r_a(lag) = 1 - V(lag) / V(far)``, and ``sigma`` follows from the lag-1 variance.
 
 What anatomy does reach those products grows with the lag and would read as correlation, the more
 the weaker the noise. Two things keep it out: only the flattest tissue is used, and the growth past
