@@ -146,15 +146,29 @@ def flat_tissue(array: np.ndarray, magnitude: bool = True) -> Optional[np.ndarra
     its voxels that are not locally constant, it is a thin bright structure (the skull of a CT in
     Hounsfield units), whose edges would read as correlation: every such voxel is a candidate then."""
     candidates = bright_foreground(array)
-    if not magnitude:
-        varying = ndimage.maximum_filter(array, size=3) > ndimage.minimum_filter(array, size=3)  # not padding
-        if np.count_nonzero(candidates) < THIN_FOREGROUND * np.count_nonzero(varying):
-            candidates = varying
+    if not magnitude and has_thin_foreground(array):
+        candidates = _varying(array)
     share = next((share for share in FLAT_SHARES if share * np.count_nonzero(candidates) >= MIN_VOXELS), None)
     if share is None:
         return None
     gradient = ndimage.gaussian_gradient_magnitude(array, 1.5)
     return candidates & (gradient <= np.percentile(gradient[candidates], 100 * share))
+
+
+def has_thin_foreground(volume: np.ndarray) -> bool:
+    """Whether the foreground found by the bright end (core.metrics.bright_foreground) is under
+    ``THIN_FOREGROUND`` of the voxels that are not locally constant: a thin bright structure, such as
+    the skull of a CT in Hounsfield units, whose edges would be read as noise or correlation. For a
+    series ``[t, k, j, i]``, its middle frame."""
+    volume = np.asarray(volume, dtype=np.float32)
+    if volume.ndim == 4:
+        volume = volume[len(volume) // 2]
+    return bool(np.count_nonzero(bright_foreground(volume)) < THIN_FOREGROUND * np.count_nonzero(_varying(volume)))
+
+
+def _varying(volume: np.ndarray) -> np.ndarray:
+    """The voxels that differ from a neighbour: not padding or clipped air."""
+    return np.asarray(ndimage.maximum_filter(volume, size=3) > ndimage.minimum_filter(volume, size=3))
 
 
 def _product_difference_variance(array: np.ndarray, inside: np.ndarray, lags: tuple[int, int, int]) -> float:

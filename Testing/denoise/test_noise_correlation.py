@@ -8,10 +8,12 @@ import pytest
 import torch
 from scipy import ndimage
 
-from DeepDenoiseLib.core.metrics import psnr
+from DeepDenoiseLib.core.metrics import estimate_foreground_noise_sigma, psnr
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.denoise.correlated_noise import CorrelatedNoise
-from DeepDenoiseLib.denoise.noise_correlation import NoiseCorrelation, estimate_noise_correlation
+from DeepDenoiseLib.denoise.noise_config import NoiseConfig
+from DeepDenoiseLib.denoise.noise_correlation import NoiseCorrelation, estimate_noise_correlation, has_thin_foreground
+from DeepDenoiseLib.denoise.noise_models import fit_noise_model
 from DeepDenoiseLib.denoise.patches import PatchGeometry, PatchSampler
 from DeepDenoiseLib.denoise.pipeline import denoise_volume
 from DeepDenoiseLib.denoise.r2r_training import ALPHA
@@ -81,6 +83,20 @@ def test_a_ct_in_hounsfield_units_is_read_in_all_its_flat_voxels_not_in_its_brig
     assert white is not None and white.is_white and white.sigma == pytest.approx(8.0, rel=0.1)
     skull_only = estimate_noise_correlation(noisy)  # a magnitude image's foreground: here the skull alone
     assert skull_only is None or abs(skull_only.sigma - 8.0) > abs(estimate.sigma - 8.0)
+
+
+@pytest.mark.parametrize("correlation", ["auto", "white"])
+def test_a_ct_with_white_noise_takes_its_sigma_from_flat_tissue_not_from_the_skull_edges(correlation: str) -> None:
+    head = smooth_phantom((40, 64, 64)) > 0.05
+    skull = ndimage.binary_dilation(head, iterations=3) & ~head
+    clean = np.where(head, 40.0 * smooth_phantom((40, 64, 64)), -1000.0).astype(np.float32)
+    clean[skull] = 1200.0
+    noisy = clean + 8.0 * correlated(clean.shape, (0.0, 0.0, 0.0), seed=9)
+    assert has_thin_foreground(noisy) and not has_thin_foreground(smooth_phantom((40, 64, 64)))
+    finest_scale = estimate_foreground_noise_sigma(noisy)  # reads the skull's edges
+    noise = fit_noise_model(noisy, NoiseConfig(model="gaussian", correlation=correlation))
+    assert noise.correlation is None and noise.sigma == pytest.approx(8.0, rel=0.1)
+    assert abs(finest_scale - 8.0) > 2 * abs(noise.sigma - 8.0)
 
 
 def test_the_kernels_give_white_noise_the_correlation_they_were_made_from() -> None:
