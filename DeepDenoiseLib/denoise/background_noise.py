@@ -4,10 +4,10 @@ The estimates in the tissue (the finest-scale details, and noise_correlation's f
 take whatever varies from voxel to voxel for noise. On a coarse grid with little noise, anatomy does:
 the template on a 5 x 4 x 4 mm grid with Rician noise of 0.03 reads sigma 0.066 there, and a
 correlation of 0.52 along one axis, and the default's result was 4.7 dB worse than its input, with
-every self-check passing (they all take the sigma as given; bench/benchmark_coarse.py). The air of a single-channel magnitude image holds noise
-alone, Rayleigh distributed: ``E[m**2] = 2 sigma**2``, whatever its correlation. Where the air's
-statistics are Rayleigh's (``mean**2 / variance`` near ``pi / (4 - pi)``, 3.66), it bounds the tissue's
-reading. Many real scans do not qualify, and are left alone: multi-channel magnitudes (noncentral chi:
+every self-check passing (they all take the sigma as given; bench/benchmark_coarse.py). The air of
+a single-channel magnitude image holds noise alone, Rayleigh distributed: ``E[m**2] = 2 sigma**2``,
+whatever its correlation. Where the air's statistics are Rayleigh's (``mean**2 / variance`` near
+``pi / (4 - pi)``, 3.66), it bounds the tissue's reading (noise_models.MAX_TISSUE_OVER_AIR). Many real scans do not qualify, and are left alone: multi-channel magnitudes (noncentral chi:
 dipy's ``test_piesno`` reads 13), or backgrounds filtered, masked or with ghosts (``aniso_vox``: 2.84).
 """
 

@@ -36,7 +36,8 @@ from DeepDenoiseLib.denoise.vst import (
 
 #: A magnitude image's tissue reading of the noise may exceed the air's (background_noise.py) by this
 #: factor; beyond it, anatomy was read as noise and the air's is used. The shared benchmark's Rician
-#: volumes read 1.00 to 1.03 times their air; the template on a 4 mm grid with noise of 0.02, 2.2 times.
+#: volumes read 1.00 to 1.03 times their air; the template on a 5x4x4 mm grid with noise of 0.03, 2.2
+#: times (bench/benchmark_coarse.py).
 MAX_TISSUE_OVER_AIR = 1.1
 
 
@@ -74,32 +75,39 @@ def fit_noise_model(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
     (negative ones under rician, poisson and speckle) are refused with an InputError naming the
     model to use (validation.check_noise_model_intensities)."""
     if config.model in ("gaussian", "rician"):
-        if config.model == "rician" and np.count_nonzero(array < 0) > 0.5 * array.size:
-            check_noise_model_intensities(array, "rician")  # mostly negative: signed data, whatever the noise
-        thin = config.model == "gaussian" and has_thin_foreground(array)
-        estimate = estimate_noise_correlation(array, magnitude=config.model == "rician") if config.correlation == "auto" or thin else None
-        correlation = estimate if config.correlation == "auto" and estimate is not None and not estimate.is_white else None
-        sigma = config.sigma if config.sigma is not None else _estimated_sigma(array, estimate, correlation, thin)
-        warnings = []
-        air = rayleigh_background_sigma(array) if config.model == "rician" and config.sigma is None else None
-        if air is not None and sigma > MAX_TISSUE_OVER_AIR * air:
-            warnings.append(
-                f"the noise read in the tissue (sigma {sigma:.4g}) is {sigma / air:.2f} times the noise in the air around it "
-                f"({air:.4g}), which holds noise alone: fine anatomy was read as noise, so the air's sigma is used and the noise "
-                "is taken for white (give --noise-sigma if you know it)"
-            )
-            sigma, correlation = air, None
-        warnings += check_noise_model_intensities(array, config.model, sigma)
-        inverse = _identity if config.model == "gaussian" else (lambda values: rician_unbias(values, sigma))
-        parameters: dict[str, Any] = {"sigma": float(sigma)}
-        if correlation is not None:
-            parameters["neighbour_correlation_kji"] = correlation.to_summary()["neighbour_correlation_kji"]
-        return NoiseTransform(config.model, float(sigma), _identity, inverse, parameters, warnings, correlation)
+        return _additive_transform(array, config)
     if config.model == "poisson":
         return _poisson_transform(array, config)
     if config.model == "speckle":
         return _speckle_transform(array, config)
     raise ValueError(f"unknown noise model {config.model!r}")
+
+
+def _additive_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
+    """Gaussian and Rician noise: one sigma in the input's units (given, or read in the tissue and, for
+    a magnitude image, bounded by the air's reading: background_noise.py), the spatial correlation
+    under ``noise.correlation: auto``, and for rician the correction of the Rician bias."""
+    if config.model == "rician" and np.count_nonzero(array < 0) > 0.5 * array.size:
+        check_noise_model_intensities(array, "rician")  # mostly negative: signed data, whatever the noise
+    thin = config.model == "gaussian" and has_thin_foreground(array)
+    estimate = estimate_noise_correlation(array, magnitude=config.model == "rician") if config.correlation == "auto" or thin else None
+    correlation = estimate if config.correlation == "auto" and estimate is not None and not estimate.is_white else None
+    sigma = config.sigma if config.sigma is not None else _estimated_sigma(array, estimate, correlation, thin)
+    warnings = []
+    air = rayleigh_background_sigma(array) if config.model == "rician" and config.sigma is None else None
+    if air is not None and sigma > MAX_TISSUE_OVER_AIR * air:
+        warnings.append(
+            f"the noise read in the tissue (sigma {sigma:.4g}) is {sigma / air:.2f} times the noise in the air around it "
+            f"({air:.4g}), which holds noise alone: fine anatomy was read as noise, so the air's sigma is used and the noise "
+            "is taken for white (give --noise-sigma if you know it)"
+        )
+        sigma, correlation = air, None
+    warnings += check_noise_model_intensities(array, config.model, sigma)
+    inverse = _identity if config.model == "gaussian" else (lambda values: rician_unbias(values, sigma))
+    parameters: dict[str, Any] = {"sigma": float(sigma)}
+    if correlation is not None:
+        parameters["neighbour_correlation_kji"] = correlation.to_summary()["neighbour_correlation_kji"]
+    return NoiseTransform(config.model, float(sigma), _identity, inverse, parameters, warnings, correlation)
 
 
 def estimate_poisson_gaussian(image: np.ndarray, bins: int = 24) -> tuple[float, float]:
