@@ -155,6 +155,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--budget-seconds", type=float, default=240.0, help="the default method's training budget")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "real.json")
     parser.add_argument("--series-only", action="store_true", help="only the 4D series (seconds), not the 3D volumes")
+    parser.add_argument("--volumes", nargs="+", help="only the 3D volumes whose file name contains one of these words (and no series)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     methods = {
@@ -162,7 +163,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "dipy NL-means, block radius 2, Rician": dipy_nlm(args.threads),
     }
     rows: list[dict[str, Any]] = []
-    for package, name, title in () if args.series_only else VOLUMES:
+    chosen = [item for item in VOLUMES if args.volumes is None or any(word in item[1] for word in args.volumes)]
+    for package, name, title in () if args.series_only else chosen:
         path = data_file(package, name)
         if not path.is_file():
             print(f"benchmark_real: {path} is missing ({package} not installed?); skipped", file=sys.stderr)
@@ -184,13 +186,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    series = series_rows()
+    series = [] if args.volumes else series_rows()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"volumes": rows, "series": series}, indent=1) + "\n")
     if rows:
         print_table(rows)
         print()
-    print_series_table(series)
+    if series:
+        print_series_table(series)
     return 0
 
 

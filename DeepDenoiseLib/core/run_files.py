@@ -16,6 +16,7 @@ from typing import Any, Optional, Union
 from DeepDenoiseLib.core.atomic_write import FileWriter, write_files
 from DeepDenoiseLib.core.output_paths import check_output_paths
 from DeepDenoiseLib.core.progress import ProgressCallback, ProgressEvent, report
+from DeepDenoiseLib.core.sheared_nifti import check_grid_writable
 from DeepDenoiseLib.core.validation import check_voxel_count
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import read_header, read_volume, volume_writer
@@ -45,11 +46,15 @@ def check_outputs(
         check_voxel_count(read_header(path), what=f"'{Path(path).name}'")
 
 
-def load_volume(path: PathLike, progress: Optional[ProgressCallback], allow_4d: bool = True) -> Volume:
+def load_volume(
+    path: PathLike, progress: Optional[ProgressCallback], allow_4d: bool = True, outputs: Sequence[Optional[PathLike]] = ()
+) -> Volume:
     """The volume (or, with ``allow_4d``, a 4D series) at ``path``, with a ``loading`` event before
-    and after that names its size."""
+    and after that names its size. ``outputs``: the paths that will take its grid, refused now when
+    they cannot keep it (sheared_nifti.check_grid_writable: a sheared grid is NIfTI's alone)."""
     report(progress, ProgressEvent("loading", 0.0, message=str(path)))
     volume = read_volume(path, allow_4d=allow_4d)
+    check_grid_writable(volume, outputs)
     frames = f", {volume.array.shape[0]} frames" if volume.is_4d else ""
     report(progress, ProgressEvent("loading", 1.0, message="x".join(map(str, volume.array.shape[-3:][::-1])) + frames))
     return volume

@@ -24,6 +24,13 @@ from numpy.typing import DTypeLike
 from DeepDenoiseLib.core.atomic_write import FileWriter, write_files
 from DeepDenoiseLib.core.file_checks import EXTENSION_FORMATS, check_content, check_metaimage_data, check_nifti_data
 from DeepDenoiseLib.core.output_paths import VOLUME_EXTENSIONS
+from DeepDenoiseLib.core.sheared_nifti import (
+    check_grid_writable,
+    is_orthonormal,
+    read_sheared_nifti,
+    sheared_nifti_shape,
+    write_sheared_nifti,
+)
 from DeepDenoiseLib.core.validation import InputError, check_voxel_count
 from DeepDenoiseLib.core.volume import Volume
 
@@ -68,7 +75,10 @@ def read_volume(path: PathLike, allow_4d: bool = False) -> Volume:
         image = _read_dicom_series(path, metadata)
     else:
         extension = _extension(path, READ_EXTENSIONS, "read")
-        image = _read_file(path, extension, allow_4d, metadata)
+        try:
+            image = _read_file(path, extension, allow_4d, metadata)
+        except _ShearedGrid:
+            return read_sheared_nifti(path, allow_4d, metadata)
     return _image_to_volume(image, allow_4d, metadata)
 
 
@@ -87,6 +97,8 @@ def read_header(path: PathLike) -> tuple[int, ...]:
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
+        if EXTENSION_FORMATS[extension] == "NIfTI" and "orthonormal" in str(error):
+            return sheared_nifti_shape(path)
         raise _read_error(path, extension, error) from error
     return _shape_kji(reader.GetSize())
 
@@ -122,6 +134,14 @@ def volume_writer(volume: Volume, path: PathLike, dtype: DTypeLike = np.float32)
     extension = _extension(path, WRITE_EXTENSIONS, "write")
     if not path.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "the output folder does not exist; create it first", str(path.parent))
+    if not is_orthonormal(volume.direction):  # ITK would make the axes orthogonal, moving every voxel
+        check_grid_writable(volume, [path])
+        array = _checked_array(volume, dtype)
+
+        def write_sheared(target: Path) -> None:
+            write_sheared_nifti(volume, target, array, compress=extension != ".nii")
+
+        return path, write_sheared
     image = _volume_to_image(volume, dtype)
 
     def write(target: Path) -> None:
@@ -168,6 +188,8 @@ def _read_file(path: Path, extension: str, allow_4d: bool, metadata: dict[str, A
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
+        if EXTENSION_FORMATS[extension] == "NIfTI" and "orthonormal" in str(error):
+            raise _ShearedGrid from error
         raise _read_error(path, extension, error) from error
     size = reader.GetSize()
     if len(size) == 4 and size[3] > 1 and not allow_4d:
@@ -186,6 +208,10 @@ def _read_file(path: Path, extension: str, allow_4d: bool, metadata: dict[str, A
         return reader.Execute()
     except RuntimeError as error:
         raise _read_error(path, extension, error) from error
+
+
+class _ShearedGrid(Exception):
+    """ITK refused a NIfTI header whose axes are not at right angles (core/sheared_nifti.py)."""
 
 
 def _read_error(path: Path, extension: str, error: RuntimeError) -> InputError:
@@ -324,12 +350,17 @@ def _image_to_volume(image: sitk.Image, allow_4d: bool, metadata: dict[str, Any]
     return Volume(array, tuple(spacing), tuple(origin), direction, metadata)
 
 
-def _volume_to_image(volume: Volume, dtype: DTypeLike) -> sitk.Image:
+def _checked_array(volume: Volume, dtype: DTypeLike) -> np.ndarray:
+    """``volume``'s voxels as ``dtype``, once it is known to be writable (scalar, 3D or 4D)."""
     if int(volume.metadata.get("components", 1)) > 1:
         raise InputError("RGB/vector volumes cannot be written; DeepDenoise writes scalar volumes only")
     if volume.array.ndim not in (3, 4):
         raise InputError(f"can write 3D [k, j, i] or 4D [t, k, j, i] volumes; got shape {volume.array.shape}")
-    array = _cast(volume.array, np.dtype(dtype))
+    return _cast(volume.array, np.dtype(dtype))
+
+
+def _volume_to_image(volume: Volume, dtype: DTypeLike) -> sitk.Image:
+    array = _checked_array(volume, dtype)
     frames = [array] if array.ndim == 3 else list(array)
     images = []
     for frame in frames:

@@ -56,7 +56,7 @@ def denoise_file(
             check_saves_model(config.method)
         save_model_path = model_destination(save_model_path)
     check_outputs(input_path, output_path, residual_path, uncertainty_path, force, save_model_path)
-    volume = load_volume(input_path, progress)
+    volume = load_volume(input_path, progress, outputs=(output_path, residual_path, uncertainty_path))
     config = config or DenoiseConfig.for_input(volume.is_4d, len(volume.array))
     if save_model_path is not None:
         check_saves_model(config.method)
@@ -92,7 +92,7 @@ def apply_file(
     if tta is not None:
         saved = saved.with_prediction(tta=tta)
     _check_uncertainty_request(uncertainty_path, saved.config)
-    volume = load_volume(input_path, progress)
+    volume = load_volume(input_path, progress, outputs=(output_path, residual_path, uncertainty_path))
     result = saved.apply_series(volume, progress, cancel) if volume.is_4d else saved.apply(volume, progress, cancel)
     result.summary["model"] = str(saved.path)
     return _write_result(result, output_path, residual_path, uncertainty_path, progress, cancel)
@@ -116,9 +116,13 @@ def noise2noise_files(
         raise InputError(f"give two acquisitions or one 4D series; got {len(input_paths)} input files")
     check_outputs(list(input_paths), output_path, residual_path, uncertainty_path, force)
     if len(input_paths) == 1:
-        result = noise2noise_series(load_volume(input_paths[0], progress), config, progress, cancel)
+        result = noise2noise_series(
+            load_volume(input_paths[0], progress, outputs=(output_path, residual_path, uncertainty_path)), config, progress, cancel
+        )
     else:
-        first, second = (load_volume(path, progress, allow_4d=False) for path in input_paths)
+        first, second = (
+            load_volume(path, progress, allow_4d=False, outputs=(output_path, residual_path, uncertainty_path)) for path in input_paths
+        )
         result = noise2noise_volumes(first, second, config, progress, cancel)
     return _write_result(result, output_path, residual_path, uncertainty_path, progress, cancel)
 
@@ -177,7 +181,9 @@ def denoise_file_with_model(
     """:func:`denoise_with_model` on a file (3D, or a 4D series); returns the summary."""
     _check_uncertainty_request(uncertainty_path, config)
     check_outputs(input_path, output_path, residual_path, uncertainty_path, force)
-    result = denoise_with_model(load_volume(input_path, progress), model, config, progress, cancel)
+    result = denoise_with_model(
+        load_volume(input_path, progress, outputs=(output_path, residual_path, uncertainty_path)), model, config, progress, cancel
+    )
     return _write_result(result, output_path, residual_path, uncertainty_path, progress, cancel)
 
 

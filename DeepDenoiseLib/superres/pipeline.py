@@ -40,6 +40,7 @@ from DeepDenoiseLib.core.normalization import PercentileNormalizer
 from DeepDenoiseLib.core.output_paths import check_output_paths
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
 from DeepDenoiseLib.core.run_files import write_outputs_and_finish
+from DeepDenoiseLib.core.sheared_nifti import check_grid_writable
 from DeepDenoiseLib.core.training_loop import TrainingLimits
 from DeepDenoiseLib.core.validation import (
     SUPERRES_LABEL_MAP_ADVICE,
@@ -210,6 +211,7 @@ def superres_file(
         check_voxel_count(read_header(path), what=f"'{Path(path).name}'")
     report(progress, ProgressEvent("loading", 0.0, message=str(input_path)))
     volume = read_volume(input_path)
+    check_grid_writable(volume, [output_path, uncertainty_path])
     training = [read_volume(path) for path in training_paths or []]
     report(progress, ProgressEvent("loading", 1.0, message="x".join(map(str, volume.array.shape[::-1]))))
     result = superres_volume(volume, config, training or None, progress, cancel)
