@@ -3,12 +3,15 @@
 The estimates in the tissue (the finest-scale details, and noise_correlation's flat-tissue products)
 take whatever varies from voxel to voxel for noise. On a coarse grid with little noise, anatomy does:
 the template on a 5 x 4 x 4 mm grid with Rician noise of 0.03 reads sigma 0.066 there, and a
-correlation of 0.52 along one axis, and the default's result was 4.7 dB worse than its input, with
+correlation of 0.52 along one axis, and the default's result was 4.4 dB worse than its input, with
 every self-check passing (they all take the sigma as given; bench/benchmark_coarse.py). The air of
-a single-channel magnitude image holds noise alone, Rayleigh distributed: ``E[m**2] = 2 sigma**2``,
-whatever its correlation. Where the air's statistics are Rayleigh's (``mean**2 / variance`` near
-``pi / (4 - pi)``, 3.66), it bounds the tissue's reading (noise_models.MAX_TISSUE_OVER_AIR). Many real scans do not qualify, and are left alone: multi-channel magnitudes (noncentral chi:
-dipy's ``test_piesno`` reads 13), or backgrounds filtered, masked or with ghosts (``aniso_vox``: 2.84).
+a single-channel magnitude image holds noise alone, Rayleigh distributed, whatever its correlation:
+its median is ``sigma * sqrt(2 ln 2)``. Where the air's quartiles sit where Rayleigh's do (relative to
+its median), it bounds the tissue's reading (noise_models.MAX_TISSUE_OVER_AIR). Quartiles, not the
+mean and variance, so that a few bright voxels (ghosts, a coil's glare) do not hide a Rayleigh air:
+dipy's ``S0_10slices`` has one, its tail heavy. Many real scans do not qualify and are left alone:
+multi-channel magnitudes (noncentral chi, as dipy's ``test_piesno``), or filtered backgrounds (as
+``aniso_vox``).
 """
 
 from __future__ import annotations
@@ -28,14 +31,16 @@ AIR_MARGIN = 3
 AIR_CLEARANCE = 1.3
 #: Fewer air voxels than this (not counting exact zeros, which are masking, not noise): no reading.
 MIN_AIR_VOXELS = 2000
-#: ``mean**2 / variance`` of Rayleigh magnitudes, and how far the air's may be from it.
-RAYLEIGH_RATIO = math.pi / (4.0 - math.pi)
-RATIO_TOLERANCE = 0.12
+#: Rayleigh's median over sigma, its lower and upper quartiles over its median, and how far (as a
+#: share) the air's quartiles over its median may be from them.
+RAYLEIGH_MEDIAN = math.sqrt(2.0 * math.log(2.0))
+RAYLEIGH_QUARTILES = (math.sqrt(-2.0 * math.log(0.75)) / RAYLEIGH_MEDIAN, math.sqrt(2.0 * math.log(4.0)) / RAYLEIGH_MEDIAN)
+QUARTILE_TOLERANCE = 0.05
 
 
 def rayleigh_background_sigma(volume: np.ndarray) -> Optional[float]:
     """The noise sigma of a magnitude image ``[k, j, i]`` read in its air (see the module docstring),
-    or None when the air is too small or its statistics are not Rayleigh's. For a series
+    or None when the air is too small or its quartiles are not Rayleigh's. For a series
     ``[t, k, j, i]``, its middle frame."""
     volume = np.asarray(volume, dtype=np.float32)
     if volume.ndim == 4:
@@ -47,10 +52,9 @@ def rayleigh_background_sigma(volume: np.ndarray) -> Optional[float]:
     values = volume[~body & (volume > 0)].astype(np.float64)
     if values.size < MIN_AIR_VOXELS or threshold < AIR_CLEARANCE * float(values.mean()):
         return None  # too little air, or a threshold within the noise that picks the air's darker voxels
-    variance = float(values.var())
-    if not variance > 0:
+    lower, median, upper = (float(value) for value in np.percentile(values, [25, 50, 75]))
+    if not median > 0:
         return None
-    ratio = float(values.mean()) ** 2 / variance
-    if abs(ratio - RAYLEIGH_RATIO) > RATIO_TOLERANCE * RAYLEIGH_RATIO:
+    if any(abs(quartile / median / rayleigh - 1.0) > QUARTILE_TOLERANCE for quartile, rayleigh in zip((lower, upper), RAYLEIGH_QUARTILES)):
         return None
-    return float(np.sqrt(np.mean(values**2) / 2.0))
+    return median / RAYLEIGH_MEDIAN
