@@ -29,6 +29,15 @@ _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 NIFTI_EXTENSIONS = tuple(extension for extension, name in EXTENSION_FORMATS.items() if name == "NIfTI")
 
 
+def _nibabel() -> Any:
+    """nibabel, which the library installs with it but Slicer does not ship (Slicer cannot load these files)."""
+    try:
+        import nibabel
+    except ImportError as error:
+        raise InputError("reading or writing a NIfTI file with a sheared grid needs nibabel: pip install nibabel") from error
+    return nibabel
+
+
 def is_orthonormal(direction: np.ndarray) -> bool:
     """Whether ``direction``'s columns are orthonormal, as ITK needs them to be."""
     matrix = np.asarray(direction, dtype=np.float64)
@@ -50,9 +59,8 @@ def check_grid_writable(volume: Volume, paths: Sequence[Optional[Union[str, os.P
 
 def sheared_nifti_shape(path: Path) -> tuple[int, ...]:
     """The array shape ``[k, j, i]`` (``[t, k, j, i]`` for a series of more than one frame) from the header."""
-    import nibabel
-
-    shape = tuple(int(n) for n in nibabel.load(str(path)).shape)  # type: ignore[attr-defined]
+    nibabel = _nibabel()
+    shape = tuple(int(n) for n in nibabel.load(str(path)).shape)
     return tuple(reversed(shape[:3] if len(shape) == 4 and shape[3] == 1 else shape))
 
 
@@ -60,8 +68,7 @@ def read_sheared_nifti(path: Path, allow_4d: bool, metadata: dict[str, Any]) -> 
     """The volume of a NIfTI file with a sheared sform, read with nibabel (``[k, j, i]``, or ``[t, k,
     j, i]`` with ``allow_4d``) after the checks every NIfTI file gets (core/file_checks.py); the
     geometry is the sform's, converted to LPS."""
-    import nibabel
-
+    nibabel = _nibabel()
     image: Any = nibabel.load(str(path))
     shape = tuple(reversed(sheared_nifti_shape(path)))
     check_voxel_count(tuple(reversed(shape)), what=f"'{path.name}'")
@@ -94,8 +101,7 @@ def read_sheared_nifti(path: Path, allow_4d: bool, metadata: dict[str, Any]) -> 
 def write_sheared_nifti(volume: Volume, target: Path, array: np.ndarray, compress: bool) -> None:
     """Writes ``array`` (``volume``'s voxels, already cast) to ``target`` as NIfTI with ``volume``'s
     sheared grid as the sform (the qform, which cannot hold a shear, is left unset)."""
-    import nibabel
-
+    nibabel = _nibabel()
     affine = np.eye(4)
     affine[:3, :3] = np.asarray(volume.direction, dtype=np.float64) * np.asarray(volume.spacing, dtype=np.float64)
     affine[:3, 3] = volume.origin

@@ -26,6 +26,9 @@ NOT_PIP_INSTALLED_IN_SLICER = {"numpy", "SimpleITK", "torch", "slicer", "vtk", "
 # Cohorts (deepdenoise batch, DeepDenoiseLib/cohort) need Dask; the panel does not run them, so the
 # worker's requirements do not install it (batch_denoise in Slicer's console: pip_install it first).
 NOT_PIP_INSTALLED_IN_SLICER |= {"dask", "distributed"}
+# Sheared NIfTI grids (core/sheared_nifti.py) are read with nibabel; Slicer cannot load such files, so the
+# panel never hands one to the worker (in Slicer's console: pip_install it first; the error says so).
+NOT_PIP_INSTALLED_IN_SLICER |= {"nibabel"}
 
 
 def cmake_commands(text: str, name: str) -> list[list[str]]:
