@@ -59,18 +59,21 @@ def check_grid_writable(volume: Volume, paths: Sequence[Optional[Union[str, os.P
 
 def sheared_nifti_shape(path: Path) -> tuple[int, ...]:
     """The array shape ``[k, j, i]`` (``[t, k, j, i]`` for a series of more than one frame) from the header."""
-    nibabel = _nibabel()
-    shape = tuple(int(n) for n in nibabel.load(str(path)).shape)
-    return tuple(reversed(shape[:3] if len(shape) == 4 and shape[3] == 1 else shape))
+    return tuple(reversed(_stored_shape(_nibabel().load(str(path)))))
+
+
+def _stored_shape(image: Any) -> tuple[int, ...]:
+    """nibabel's shape (x, y, z[, t]), without a time axis of one frame."""
+    shape = tuple(int(n) for n in image.shape)
+    return shape[:3] if len(shape) == 4 and shape[3] == 1 else shape
 
 
 def read_sheared_nifti(path: Path, allow_4d: bool, metadata: dict[str, Any]) -> Volume:
     """The volume of a NIfTI file with a sheared sform, read with nibabel (``[k, j, i]``, or ``[t, k,
     j, i]`` with ``allow_4d``) after the checks every NIfTI file gets (core/file_checks.py); the
     geometry is the sform's, converted to LPS."""
-    nibabel = _nibabel()
-    image: Any = nibabel.load(str(path))
-    shape = tuple(reversed(sheared_nifti_shape(path)))
+    image: Any = _nibabel().load(str(path))
+    shape = _stored_shape(image)
     check_voxel_count(tuple(reversed(shape)), what=f"'{path.name}'")
     metadata["warnings"] = check_nifti_data(path)  # truncated data, NaN or infinite voxels
     if len(shape) == 4 and not allow_4d:
@@ -91,7 +94,7 @@ def read_sheared_nifti(path: Path, allow_4d: bool, metadata: dict[str, Any]) -> 
         zooms = image.header.get_zooms()
         metadata["time_spacing"] = float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else 1.0
         metadata["time_origin"] = 0.0
-    metadata.setdefault("warnings", []).append(
+    metadata["warnings"].append(
         f"'{path.name}' has a sheared grid (its axes are not at right angles): read with nibabel, and its outputs "
         "can be written as NIfTI only, which keeps that grid exactly"
     )

@@ -97,7 +97,7 @@ def read_header(path: PathLike) -> tuple[int, ...]:
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
-        if EXTENSION_FORMATS[extension] == "NIfTI" and "orthonormal" in str(error):
+        if _is_sheared_refusal(extension, error):
             return sheared_nifti_shape(path)
         raise _read_error(path, extension, error) from error
     return _shape_kji(reader.GetSize())
@@ -188,7 +188,7 @@ def _read_file(path: Path, extension: str, allow_4d: bool, metadata: dict[str, A
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
-        if EXTENSION_FORMATS[extension] == "NIfTI" and "orthonormal" in str(error):
+        if _is_sheared_refusal(extension, error):
             raise _ShearedGrid from error
         raise _read_error(path, extension, error) from error
     size = reader.GetSize()
@@ -212,6 +212,11 @@ def _read_file(path: Path, extension: str, allow_4d: bool, metadata: dict[str, A
 
 class _ShearedGrid(Exception):
     """ITK refused a NIfTI header whose axes are not at right angles (core/sheared_nifti.py)."""
+
+
+def _is_sheared_refusal(extension: str, error: RuntimeError) -> bool:
+    """Whether ITK's ``error`` on a file of ``extension`` is its refusal of a sheared NIfTI grid."""
+    return EXTENSION_FORMATS[extension] == "NIfTI" and "orthonormal" in str(error)
 
 
 def _read_error(path: Path, extension: str, error: RuntimeError) -> InputError:

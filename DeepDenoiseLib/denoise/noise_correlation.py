@@ -146,8 +146,10 @@ def flat_tissue(array: np.ndarray, magnitude: bool = True) -> Optional[np.ndarra
     its voxels that are not locally constant, it is a thin bright structure (the skull of a CT in
     Hounsfield units), whose edges would read as correlation: every such voxel is a candidate then."""
     candidates = bright_foreground(array)
-    if not magnitude and has_thin_foreground(array):
-        candidates = _varying(array)
+    if not magnitude:
+        varying = _varying(array)
+        if _is_thin(candidates, varying):
+            candidates = varying
     share = next((share for share in FLAT_SHARES if share * np.count_nonzero(candidates) >= MIN_VOXELS), None)
     if share is None:
         return None
@@ -163,7 +165,12 @@ def has_thin_foreground(volume: np.ndarray) -> bool:
     volume = np.asarray(volume, dtype=np.float32)
     if volume.ndim == 4:
         volume = volume[len(volume) // 2]
-    return bool(np.count_nonzero(bright_foreground(volume)) < THIN_FOREGROUND * np.count_nonzero(_varying(volume)))
+    return _is_thin(bright_foreground(volume), _varying(volume))
+
+
+def _is_thin(foreground: np.ndarray, varying: np.ndarray) -> bool:
+    """The rule of :func:`has_thin_foreground`, on masks already made."""
+    return bool(np.count_nonzero(foreground) < THIN_FOREGROUND * np.count_nonzero(varying))
 
 
 def _varying(volume: np.ndarray) -> np.ndarray:
