@@ -1,15 +1,17 @@
-"""Benchmark: magnitude volumes on coarse grids with little noise, where fine anatomy reads as noise in
-the tissue, and the air's reading (DeepDenoiseLib/denoise/background_noise.py) that bounds it.
+"""Benchmark: volumes on coarse grids with little noise, where fine anatomy reads as noise in the
+tissue, and the air's reading (DeepDenoiseLib/denoise/background_noise.py) that bounds it.
 
-First a table without training: the sigma read in the tissue (the estimate before the bound: the
-flat-tissue estimate where it finds the noise correlated, else the finest-scale estimate in the
-foreground), the sigma read in the air and the sigma a run takes, on the benchmark's Rician variants,
-the real volumes of benchmark_real.py and the template on coarse grids. Then, unless
-``--estimates-only``, denoising runs on the coarse grids, scored in the brain against the truth: the
-default; the same run given the tissue's reading as ``noise.sigma`` (what the default did before the
-bound; its correlation is still estimated); and dipy's NL-means (Rician, its own sigma)::
+``--noise rician`` (the default): magnitude volumes; ``--noise gaussian``: the template plus real
+Gaussian noise, its air zero plus noise. First a table without training: the sigma read in the tissue
+(noise_models.tissue_reading, the estimate before the bound), the sigma read in the air and the sigma
+a run takes, on the benchmark's variants of that noise, the real volumes of benchmark_real.py (Rician
+only) and the template on coarse grids. Then, unless ``--estimates-only``, denoising runs on the
+coarse grids, scored in the brain against the truth: the default; the same run given the tissue's
+reading as ``noise.sigma`` (what the default did before the bound; its correlation is still
+estimated); and dipy's NL-means (its own sigma)::
 
     python bench/benchmark_coarse.py --budget-seconds 60
+    python bench/benchmark_coarse.py --noise gaussian --spacings 5,4,4 3,3,3 --levels 0.004 0.03
 """
 
 from __future__ import annotations
@@ -31,44 +33,45 @@ from scipy import ndimage  # noqa: E402
 from bench.baselines import dipy_nlm_array  # noqa: E402
 from bench.benchmark_real import VOLUMES, data_file, first_frame  # noqa: E402
 from bench.variants import SHARED_SPACING_MM, VARIANTS, BenchData, load_bench_data, make_noisy, variant_truth  # noqa: E402
-from DeepDenoiseLib.core.metrics import estimate_foreground_noise_sigma, psnr  # noqa: E402
+from DeepDenoiseLib.core.metrics import psnr  # noqa: E402
 from DeepDenoiseLib.core.validation import InputError  # noqa: E402
 from DeepDenoiseLib.core.volume import Volume  # noqa: E402
 from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
-from DeepDenoiseLib.denoise.background_noise import rayleigh_background_sigma  # noqa: E402
 from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
 from DeepDenoiseLib.denoise.noise_config import NoiseConfig  # noqa: E402
-from DeepDenoiseLib.denoise.noise_correlation import estimate_noise_correlation  # noqa: E402
-from DeepDenoiseLib.denoise.noise_models import fit_noise_model  # noqa: E402
+from DeepDenoiseLib.denoise.noise_models import air_reading, fit_noise_model, tissue_reading  # noqa: E402
 from DeepDenoiseLib.denoise.pipeline import denoise_volume  # noqa: E402
 
 NOISE_SEED = 21
 
 
-def coarse(data: BenchData, spacing_kji: tuple[float, float, float], level: float) -> tuple[Volume, np.ndarray, np.ndarray]:
+def coarse(
+    data: BenchData, spacing_kji: tuple[float, float, float], level: float, noise: str = "rician"
+) -> tuple[Volume, np.ndarray, np.ndarray]:
     """The template and its brain mask resampled (linearly) to ``spacing_kji`` mm, and the template with
-    white Rician noise of ``level`` (seeded): ``(noisy volume, clean, mask)``."""
+    white Rician or Gaussian noise of ``level`` (seeded): ``(noisy volume, clean, mask)``."""
     factors = [SHARED_SPACING_MM / spacing for spacing in spacing_kji]
     clean = ndimage.zoom(data.clean.array.astype(np.float64), factors, order=1).astype(np.float32)
     mask = ndimage.zoom(data.mask.astype(np.float64), factors, order=1) > 0.5
     rng = np.random.default_rng(NOISE_SEED)
-    noisy = np.sqrt((clean + level * rng.standard_normal(clean.shape)) ** 2 + (level * rng.standard_normal(clean.shape)) ** 2)
+    noisy = clean + level * rng.standard_normal(clean.shape)
+    if noise == "rician":
+        noisy = np.sqrt(noisy**2 + (level * rng.standard_normal(clean.shape)) ** 2)
     volume = Volume(noisy.astype(np.float32), tuple(reversed(spacing_kji)), data.clean.origin, data.clean.direction.copy())
     return volume, clean, mask
 
 
-def tissue_sigma(array: np.ndarray) -> float:
-    """The noise sigma the tissue reads under the rician model, before the air's bound."""
-    estimate = estimate_noise_correlation(array, magnitude=True)
-    return estimate.sigma if estimate is not None and not estimate.is_white else estimate_foreground_noise_sigma(array)
+def tissue_sigma(array: np.ndarray, noise: str) -> float:
+    """The noise sigma the tissue reads under the ``noise`` model, before the air's bound."""
+    return tissue_reading(array, NoiseConfig(model=noise))[0]
 
 
-def reading_row(name: str, truth: str, array: np.ndarray) -> str:
-    air = rayleigh_background_sigma(array)
-    taken = fit_noise_model(array, NoiseConfig(model="rician"))
+def reading_row(name: str, truth: str, array: np.ndarray, noise: str) -> str:
+    air = air_reading(array, noise)
+    taken = fit_noise_model(array, NoiseConfig(model=noise))
     bound = "bounded by the air" if taken.warnings and "read as noise" in " ".join(taken.warnings) else ""
     air_text = "not read" if air is None else f"{air:.4g}"
-    return f"| {name} | {truth} | {tissue_sigma(array):.4g} | {air_text} | {taken.sigma:.4g} {bound} |"
+    return f"| {name} | {truth} | {tissue_sigma(array, noise):.4g} | {air_text} | {taken.sigma:.4g} {bound} |"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,36 +82,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--estimates-only", action="store_true")
+    parser.add_argument("--noise", choices=["rician", "gaussian"], default="rician", help="the coarse grids' noise and the model runs take")
     args = parser.parse_args(argv)
     data = load_bench_data(args.shared)
     spacings = [tuple(float(value) for value in text.split(",")) for text in args.spacings]
     print("| volume | truth | sigma read in the tissue | in the air | taken by a run |")
     print("|---|---|---|---|---|")
     for name, variant in VARIANTS.items():
-        if variant.model == "rician":
+        if variant.model == args.noise:
             noisy = make_noisy(variant, variant_truth(variant, data).clean, args.shared)
-            print(reading_row(name, f"sigma {variant.level:g}", noisy.array), flush=True)
-    for package, name, title in VOLUMES:
+            print(reading_row(name, f"sigma {variant.level:g}", noisy.array, args.noise), flush=True)
+    for package, name, title in VOLUMES if args.noise == "rician" else ():
         try:
-            print(reading_row(title, "unknown", first_frame(read_volume(data_file(package, name), allow_4d=True)).array), flush=True)
+            print(
+                reading_row(title, "unknown", first_frame(read_volume(data_file(package, name), allow_4d=True)).array, "rician"), flush=True
+            )
         except (InputError, FileNotFoundError) as error:
             print(f"| {title} | unknown | not read ({type(error).__name__}: see benchmark_real.py's table) | | |")
     for spacing in spacings:
         for level in args.levels:
-            volume, _, _ = coarse(data, spacing, level)  # type: ignore[arg-type]
+            volume, _, _ = coarse(data, spacing, level, args.noise)  # type: ignore[arg-type]
             grid = "x".join(f"{value:g}" for value in spacing)
-            print(reading_row(f"template, {grid} mm", f"sigma {level:g}", volume.array), flush=True)
+            print(reading_row(f"template, {grid} mm", f"sigma {level:g}", volume.array, args.noise), flush=True)
     if args.estimates_only:
         return 0
     print("\n| grid (mm) | noise | noisy | default | given the tissue's reading | dipy NL-means | notes |")
     print("|---|---|---|---|---|---|---|")
     for spacing in spacings:
         for level in args.levels:
-            volume, clean, mask = coarse(data, spacing, level)  # type: ignore[arg-type]
+            volume, clean, mask = coarse(data, spacing, level, args.noise)  # type: ignore[arg-type]
             scores, notes = [psnr(clean, volume.array, data_range=1.0, mask=mask)], []
-            for label, sigma in (("default", None), ("tissue", tissue_sigma(volume.array))):
+            for label, sigma in (("default", None), ("tissue", tissue_sigma(volume.array, args.noise))):
                 training = {"seed": 0, "threads": args.threads, "budget_seconds": args.budget_seconds}
-                config = DenoiseConfig.for_method("r2r", noise={"model": "rician", "sigma": sigma}, training=training)
+                config = DenoiseConfig.for_method("r2r", noise={"model": args.noise, "sigma": sigma}, training=training)
                 start = time.perf_counter()
                 result = denoise_volume(volume, config)
                 summary = result.summary
@@ -120,12 +126,15 @@ def main(argv: list[str] | None = None) -> int:
                     + f", {summary['training_steps']} steps, {time.perf_counter() - start:.0f} s"
                     + ("" if summary["self_check"]["passed"] else ", self-check FAILED")
                 )
-            output, nlm_sigma = dipy_nlm_array(volume.array, rician=True, threads=args.threads)
+            output, nlm_sigma = dipy_nlm_array(volume.array, rician=args.noise == "rician", threads=args.threads)
             scores.append(psnr(clean, output, data_range=1.0, mask=mask))
             notes.append(f"NL-means sigma {nlm_sigma:.3g}")
             grid = "x".join(f"{value:g}" for value in spacing)
             print(
-                f"| {grid} | Rician {level:g} | " + " | ".join(f"{score:.2f}" for score in scores) + f" | {'; '.join(notes)} |", flush=True
+                f"| {grid} | {args.noise.capitalize()} {level:g} | "
+                + " | ".join(f"{score:.2f}" for score in scores)
+                + f" | {'; '.join(notes)} |",
+                flush=True,
             )
     return 0
 

@@ -2,7 +2,14 @@
 input, the library's 4D default (MP-PCA through the whole pipeline, ``denoise_series``), its Wiener
 variant, dipy's ``mppca`` (patch radius 2, every patch position), dipy's ``patch2self`` (OLS, every
 frame given b-value 1000) and, with ``--network-minutes`` above 0, the previous default (R2R, one
-network for all frames, each frame denoised on its own) with that training budget.
+network for all frames, each frame denoised on its own) with that training budget; ``--skip`` leaves
+methods out.
+
+Two ceiling rows (temporal_mean_ceiling): the true changes over time on the noisy series' temporal
+mean, and on that mean denoised as a 3D volume by the 3D default (``--mean-seconds`` of training, the
+true sigma over the square root of the frame count). A method that keeps each voxel's temporal mean as
+measured, as local PCA does, cannot pass the first; the second shows what denoising that mean in space
+adds.
 
 The anatomy is the project's standard volume (the MNI152 T1 in ../shared/data, 1.5 mm) resampled to
 3 mm and cropped to the head: 48 x 60 x 51 voxels. Each variant is one call of ``make_series``
@@ -50,7 +57,7 @@ from bench.variants import CLEAN_FILE  # noqa: E402
 from DeepDenoiseLib.core.volume import Volume  # noqa: E402
 from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
 from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
-from DeepDenoiseLib.denoise.pipeline import denoise_series  # noqa: E402
+from DeepDenoiseLib.denoise.pipeline import denoise_series, denoise_volume  # noqa: E402
 
 #: name -> make_series arguments.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -111,25 +118,49 @@ def score(name: str, result: np.ndarray, truth: SyntheticSeries, seconds: Option
     )
 
 
+def temporal_mean_ceiling(truth: SyntheticSeries, mean: Optional[np.ndarray] = None) -> np.ndarray:
+    """The true changes over time on the noisy series' temporal mean (or on ``mean``, that mean
+    denoised): what a method reaches that recovers every change exactly but keeps each voxel's mean
+    over time as the frames measured it (noise sigma / sqrt(frames)). Local PCA is such a method: each
+    voxel's loading on the components it keeps is its own, with no spatial prior."""
+    return truth.clean - truth.clean.mean(axis=0) + (truth.noisy.mean(axis=0) if mean is None else mean)
+
+
+def _denoised_mean(truth: SyntheticSeries, args: argparse.Namespace) -> np.ndarray:
+    """The noisy temporal mean denoised as a volume by the 3D default (R2R), given its true sigma."""
+    sigma = truth.sigma / np.sqrt(truth.noisy.shape[0])
+    training = {"device": args.device, "threads": args.threads, "budget_seconds": args.mean_seconds, "seed": 0}
+    config = DenoiseConfig.for_method("r2r", noise={"model": "gaussian", "sigma": float(sigma)}, training=training)
+    return denoise_volume(Volume(truth.noisy.mean(axis=0)), config).denoised.array
+
+
 def run_variant(name: str, spec: dict[str, Any], anatomy_array: np.ndarray, args: argparse.Namespace) -> list[dict[str, Any]]:
     truth = make_series(anatomy_array, **spec)
     noise_model = spec["noise_model"]
-    methods: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = [
-        ("MP-PCA, the 4D default (stride 2)", _ours(noise_model, args.device, args.threads)),
-        ("MP-PCA + Wiener pass (stride 2)", _ours(noise_model, args.device, args.threads, wiener=True)),
-        ("MP-PCA (stride 1)", _ours(noise_model, args.device, args.threads, patch_stride=1)),
-        ("dipy mppca (radius 2)", dipy_mppca),
+    methods: list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]] = [
+        ("default", "MP-PCA, the 4D default (stride 2)", _ours(noise_model, args.device, args.threads)),
+        ("wiener", "MP-PCA + Wiener pass (stride 2)", _ours(noise_model, args.device, args.threads, wiener=True)),
+        ("stride1", "MP-PCA (stride 1)", _ours(noise_model, args.device, args.threads, patch_stride=1)),
+        ("dipy-mppca", "dipy mppca (radius 2)", dipy_mppca),
     ]
     if importlib.util.find_spec("sklearn") is not None:  # dipy's patch2self fits with scikit-learn
-        methods.append(("dipy patch2self (OLS)", _dipy_patch2self))
+        methods.append(("patch2self", "dipy patch2self (OLS)", _dipy_patch2self))
     else:
         print("dipy patch2self left out: it needs scikit-learn (pip install '.[bench]')", flush=True)
     if args.network_minutes > 0:
-        methods.append(
-            (f"R2R per frame ({args.network_minutes:g} min)", _network(noise_model, args.device, args.threads, args.network_minutes))
-        )
+        network = _network(noise_model, args.device, args.threads, args.network_minutes)
+        methods.append(("network", f"R2R per frame ({args.network_minutes:g} min)", network))
     rows = [dict(variant=name, **score("noisy input", truth.noisy, truth, None))]
-    for method, run in methods:
+    ceiling = "ceiling: the true changes on the noisy temporal mean"
+    rows.append(dict(variant=name, **score(ceiling, temporal_mean_ceiling(truth), truth, None)))
+    if args.mean_seconds > 0:
+        start = time.perf_counter()
+        mean = _denoised_mean(truth, args)
+        label = f"ceiling: the true changes on the temporal mean denoised in 3D (R2R, {args.mean_seconds:g} s, true sigma)"
+        rows.append(dict(variant=name, **score(label, temporal_mean_ceiling(truth, mean), truth, time.perf_counter() - start)))
+    for key, method, run in methods:
+        if args.skip and key in args.skip:
+            continue
         start = time.perf_counter()
         result = run(truth.noisy.copy())
         rows.append(dict(variant=name, **score(method, result, truth, time.perf_counter() - start)))
@@ -175,6 +206,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--device", default="cpu", help="auto, cuda, mps or cpu (the library's methods)")
     parser.add_argument("--network-minutes", type=float, default=0.0, help="also run the per-frame R2R network with this budget (0: skip)")
     parser.add_argument("--variants", nargs="*", type=int, help="indices of the variants to run (default: all)")
+    parser.add_argument("--mean-seconds", type=float, default=30.0, help="the ceiling with a denoised temporal mean: its budget (0: skip)")
+    parser.add_argument(
+        "--skip", nargs="*", choices=["default", "wiener", "stride1", "dipy-mppca", "patch2self", "network"], help="methods to leave out"
+    )
     parser.add_argument("--scale", action="store_true", help="time the 4D default on a 64x64x36 series of 300 frames instead")
     parser.add_argument("--json", type=Path, default=Path("bench/results/series.json"))
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The noise level read in the air around the body of a magnitude image, where there is no anatomy.
+"""The noise level read in the air around the body, where there is no anatomy.
 
 The estimates in the tissue (the finest-scale details, and noise_correlation's flat-tissue products)
 take whatever varies from voxel to voxel for noise. On a coarse grid with little noise, anatomy does:
@@ -12,6 +12,13 @@ mean and variance, so that a few bright voxels (ghosts, a coil's glare) do not h
 dipy's ``S0_10slices`` has one, its tail heavy. Many real scans do not qualify and are left alone:
 multi-channel magnitudes (noncentral chi, as dipy's ``test_piesno``), or filtered backgrounds (as
 ``aniso_vox``).
+
+A real-valued image whose air is zero plus Gaussian noise (a synthetic volume, the temporal mean of a
+series, a reconstruction that keeps signed values) has the same weakness and the same remedy: where
+the air's quartiles are symmetric about a median near zero, as a Gaussian's are, sigma is its
+interquartile range over 1.349. The template at 3 mm with white Gaussian noise of 0.004 (the mean of
+a 40-frame series) read 2.6 times that in its tissue, and the default returned 44.0 dB from an input of
+48.1 dB with every self-check passing.
 """
 
 from __future__ import annotations
@@ -36,6 +43,23 @@ MIN_AIR_VOXELS = 2000
 RAYLEIGH_MEDIAN = math.sqrt(2.0 * math.log(2.0))
 RAYLEIGH_QUARTILES = (math.sqrt(-2.0 * math.log(0.75)) / RAYLEIGH_MEDIAN, math.sqrt(2.0 * math.log(4.0)) / RAYLEIGH_MEDIAN)
 QUARTILE_TOLERANCE = 0.05
+#: A standard normal's interquartile range, and how far from zero a Gaussian air's median may be (as a
+#: share of its sigma: the median of 2000 draws is within 0.1 sigma of zero 99.6 % of the time).
+GAUSSIAN_IQR = 1.3489795
+GAUSSIAN_MEDIAN_TOLERANCE = 0.1
+
+
+def _air(volume: np.ndarray, keep: np.ndarray) -> Optional[tuple[np.ndarray, float]]:
+    """The air's voxels among ``keep`` (a float64 array) and the threshold that drew the body, or None
+    when the volume is not a 3D finite image (a series: its middle frame) or the air is too small."""
+    if volume.ndim == 4:
+        volume, keep = volume[len(volume) // 2], keep[len(keep) // 2]
+    if volume.ndim != 3 or not np.all(np.isfinite(volume)):
+        return None
+    threshold = AIR_FRACTION * float(np.percentile(volume, 99.5))
+    body = ndimage.binary_dilation(ndimage.uniform_filter(volume, size=AIR_SMOOTHING) > threshold, iterations=AIR_MARGIN)
+    values = volume[~body & keep].astype(np.float64)
+    return (values, threshold) if values.size >= MIN_AIR_VOXELS else None
 
 
 def rayleigh_background_sigma(volume: np.ndarray) -> Optional[float]:
@@ -43,18 +67,33 @@ def rayleigh_background_sigma(volume: np.ndarray) -> Optional[float]:
     or None when the air is too small or its quartiles are not Rayleigh's. For a series
     ``[t, k, j, i]``, its middle frame."""
     volume = np.asarray(volume, dtype=np.float32)
-    if volume.ndim == 4:
-        volume = volume[len(volume) // 2]
-    if volume.ndim != 3 or not np.all(np.isfinite(volume)):
+    air = _air(volume, volume > 0)
+    if air is None:
         return None
-    threshold = AIR_FRACTION * float(np.percentile(volume, 99.5))
-    body = ndimage.binary_dilation(ndimage.uniform_filter(volume, size=AIR_SMOOTHING) > threshold, iterations=AIR_MARGIN)
-    values = volume[~body & (volume > 0)].astype(np.float64)
-    if values.size < MIN_AIR_VOXELS or threshold < AIR_CLEARANCE * float(values.mean()):
-        return None  # too little air, or a threshold within the noise that picks the air's darker voxels
+    values, threshold = air
+    if threshold < AIR_CLEARANCE * float(values.mean()):
+        return None  # a threshold within the noise that picks the air's darker voxels
     lower, median, upper = (float(value) for value in np.percentile(values, [25, 50, 75]))
     if not median > 0:
         return None
     if any(abs(quartile / median / rayleigh - 1.0) > QUARTILE_TOLERANCE for quartile, rayleigh in zip((lower, upper), RAYLEIGH_QUARTILES)):
         return None
     return median / RAYLEIGH_MEDIAN
+
+
+def gaussian_background_sigma(volume: np.ndarray) -> Optional[float]:
+    """The noise sigma of a real-valued image ``[k, j, i]`` whose air is zero plus Gaussian noise (see
+    the module docstring), or None when the air is too small, not centred on zero or not symmetric.
+    For a series ``[t, k, j, i]``, its middle frame."""
+    volume = np.asarray(volume, dtype=np.float32)
+    air = _air(volume, volume != 0)
+    if air is None:
+        return None
+    values, threshold = air
+    lower, median, upper = (float(value) for value in np.percentile(values, [25, 50, 75]))
+    sigma = (upper - lower) / GAUSSIAN_IQR
+    if not sigma > 0 or abs(median) > GAUSSIAN_MEDIAN_TOLERANCE * sigma or threshold < AIR_CLEARANCE * sigma:
+        return None  # not centred on zero, or a threshold within the noise
+    if abs((upper - median) / (median - lower) - 1.0) > 2.0 * QUARTILE_TOLERANCE:
+        return None
+    return sigma

@@ -21,7 +21,7 @@ from DeepDenoiseLib.core.metrics import (
     haar_detail_and_mean,
 )
 from DeepDenoiseLib.core.validation import InputError, check_noise_model_intensities
-from DeepDenoiseLib.denoise.background_noise import rayleigh_background_sigma
+from DeepDenoiseLib.denoise.background_noise import gaussian_background_sigma, rayleigh_background_sigma
 from DeepDenoiseLib.denoise.noise_config import NoiseConfig
 from DeepDenoiseLib.denoise.noise_correlation import NoiseCorrelation, estimate_noise_correlation, has_thin_foreground
 from DeepDenoiseLib.denoise.rician import rician_unbias
@@ -34,10 +34,10 @@ from DeepDenoiseLib.denoise.vst import (
     speckle_looks_from_log_sigma,
 )
 
-#: A magnitude image's tissue reading of the noise may exceed the air's (background_noise.py) by this
-#: factor; beyond it, anatomy was read as noise and the air's is used. The shared benchmark's Rician
-#: volumes read 1.00 to 1.03 times their air; the template on a 5x4x4 mm grid with noise of 0.03, 2.2
-#: times (bench/benchmark_coarse.py).
+#: The tissue's reading of the noise may exceed the air's (background_noise.py) by this factor; beyond
+#: it, anatomy was read as noise and the air's is used. The shared benchmark's Rician volumes read 1.00
+#: to 1.03 times their air; the template on a 5x4x4 mm grid with noise of 0.03, 2.2 times
+#: (bench/benchmark_coarse.py).
 MAX_TISSUE_OVER_AIR = 1.1
 
 
@@ -85,16 +85,13 @@ def fit_noise_model(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
 
 def _additive_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
     """Gaussian and Rician noise: one sigma in the input's units (given, or read in the tissue and, for
-    a magnitude image, bounded by the air's reading: background_noise.py), the spatial correlation
+    bounded by the air's reading where the air holds noise alone: background_noise.py), the spatial correlation
     under ``noise.correlation: auto``, and for rician the correction of the Rician bias."""
     if config.model == "rician" and np.count_nonzero(array < 0) > 0.5 * array.size:
         check_noise_model_intensities(array, "rician")  # mostly negative: signed data, whatever the noise
-    thin = config.model == "gaussian" and has_thin_foreground(array)
-    estimate = estimate_noise_correlation(array, magnitude=config.model == "rician") if config.correlation == "auto" or thin else None
-    correlation = estimate if config.correlation == "auto" and estimate is not None and not estimate.is_white else None
-    sigma = config.sigma if config.sigma is not None else _estimated_sigma(array, estimate, correlation, thin)
+    sigma, correlation = tissue_reading(array, config)
     warnings = []
-    air = rayleigh_background_sigma(array) if config.model == "rician" and config.sigma is None else None
+    air = air_reading(array, config.model) if config.sigma is None else None
     if air is not None and sigma > MAX_TISSUE_OVER_AIR * air:
         warnings.append(
             f"the noise read in the tissue (sigma {sigma:.4g}) is {sigma / air:.2f} times the noise in the air around it "
@@ -108,6 +105,26 @@ def _additive_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransfor
     if correlation is not None:
         parameters["neighbour_correlation_kji"] = correlation.to_summary()["neighbour_correlation_kji"]
     return NoiseTransform(config.model, float(sigma), _identity, inverse, parameters, warnings, correlation)
+
+
+def tissue_reading(array: np.ndarray, config: NoiseConfig) -> tuple[float, Optional[NoiseCorrelation]]:
+    """Gaussian or Rician noise's sigma (given, or read in the tissue, before the air's bound) and its
+    spatial correlation under ``noise.correlation: auto`` (None: white)."""
+    thin = config.model == "gaussian" and has_thin_foreground(array)
+    estimate = estimate_noise_correlation(array, magnitude=config.model == "rician") if config.correlation == "auto" or thin else None
+    correlation = estimate if config.correlation == "auto" and estimate is not None and not estimate.is_white else None
+    sigma = config.sigma if config.sigma is not None else _estimated_sigma(array, estimate, correlation, thin)
+    return sigma, correlation
+
+
+def air_reading(array: np.ndarray, model: str) -> Optional[float]:
+    """The noise read in the air: Rayleigh's for a magnitude image; for the gaussian model, a Gaussian
+    air's, else a Rayleigh one's (a magnitude MR image denoised as Gaussian has the same sigma in its
+    tissue)."""
+    if model == "rician":
+        return rayleigh_background_sigma(array)
+    gaussian = gaussian_background_sigma(array)
+    return gaussian if gaussian is not None else rayleigh_background_sigma(array)
 
 
 def estimate_poisson_gaussian(image: np.ndarray, bins: int = 24) -> tuple[float, float]:

@@ -1,5 +1,5 @@
-"""The noise level read in the air of a magnitude image, and its use as a bound on the tissue's reading:
-fine anatomy on a coarse grid must not be taken for noise."""
+"""The noise level read in the air (of a magnitude image, or zero plus Gaussian noise), and its use as a
+bound on the tissue's reading: fine anatomy on a coarse grid must not be taken for noise."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from DeepDenoiseLib.core.metrics import estimate_foreground_noise_sigma
-from DeepDenoiseLib.denoise.background_noise import rayleigh_background_sigma
+from DeepDenoiseLib.denoise.background_noise import gaussian_background_sigma, rayleigh_background_sigma
 from DeepDenoiseLib.denoise.noise_config import NoiseConfig
 from DeepDenoiseLib.denoise.noise_models import MAX_TISSUE_OVER_AIR, fit_noise_model
 from Testing.support.phantoms import smooth_phantom
@@ -77,4 +77,39 @@ def test_a_tissue_reading_that_agrees_with_the_air_is_kept_and_gaussian_or_given
     assert air is not None and noise.sigma <= MAX_TISSUE_OVER_AIR * air and not noise.warnings
     coarse = magnitude(coarse_head(), 0.02, seed=1)
     assert fit_noise_model(coarse, NoiseConfig(model="rician", sigma=0.05)).sigma == 0.05
-    assert fit_noise_model(coarse, NoiseConfig(model="gaussian")).sigma > 1.5 * 0.02  # no Rayleigh air to read
+    assert fit_noise_model(coarse, NoiseConfig(model="gaussian", sigma=0.05)).sigma == 0.05
+
+
+def test_a_magnitude_image_denoised_as_gaussian_is_bounded_by_its_rayleigh_air() -> None:
+    coarse = magnitude(coarse_head(), 0.02, seed=1)
+    assert gaussian_background_sigma(coarse) is None  # its air is not centred on zero
+    noise = fit_noise_model(coarse, NoiseConfig(model="gaussian"))
+    assert noise.sigma == pytest.approx(0.02, rel=0.05)
+    assert any("fine anatomy was read as noise" in warning for warning in noise.warnings)
+
+
+def test_zero_plus_gaussian_air_reads_its_sigma_and_bounds_the_tissue() -> None:
+    rng = np.random.default_rng(3)
+    noisy = (coarse_head() + 0.02 * rng.standard_normal((40, 64, 64))).astype(np.float32)
+    assert gaussian_background_sigma(noisy) == pytest.approx(0.02, rel=0.05)
+    assert rayleigh_background_sigma(noisy) is None  # negative values: not a magnitude
+    assert estimate_foreground_noise_sigma(noisy) > 1.5 * 0.02
+    noise = fit_noise_model(noisy, NoiseConfig(model="gaussian"))
+    assert noise.sigma == pytest.approx(0.02, rel=0.05)
+    assert noise.correlation is None
+    assert any("fine anatomy was read as noise" in warning for warning in noise.warnings)
+
+
+@pytest.mark.parametrize("case", ["air not at zero (CT's -1000 HU)", "skewed air", "no air", "magnitude air"])
+def test_air_that_is_not_zero_plus_gaussian_noise_reads_nothing(case: str) -> None:
+    clean = smooth_phantom((40, 64, 64))
+    noise = 0.02 * np.random.default_rng(4).standard_normal(clean.shape)
+    if case == "air not at zero (CT's -1000 HU)":
+        noisy = 1000.0 * (clean - 1.0) + 20.0 * noise / 0.02
+    elif case == "skewed air":
+        noisy = clean + np.abs(noise) - 0.01
+    elif case == "no air":
+        noisy = clean[10:30, 20:44, 20:44] + 0.5 + noise[10:30, 20:44, 20:44]
+    else:
+        noisy = magnitude(clean, 0.02)
+    assert gaussian_background_sigma(noisy.astype(np.float32)) is None
