@@ -5,7 +5,8 @@ frame given b-value 1000) and, with ``--network-minutes`` above 0, the previous 
 network for all frames, each frame denoised on its own) with that training budget; ``--skip`` leaves
 methods out.
 
-Two ceiling rows (temporal_mean_ceiling): the true changes over time on the noisy series' temporal
+Besides the PSNR of the whole series, the PSNR of the changes over time alone (each voxel's time
+course minus its temporal mean; series_generator.changes_psnr). Two ceiling rows (temporal_mean_ceiling): the true changes over time on the noisy series' temporal
 mean, and on that mean denoised as a 3D volume by the 3D default (``--mean-seconds`` of training, the
 true sigma over the square root of the frame count). A method that keeps each voxel's temporal mean as
 measured, as local PCA does, cannot pass the first; the second shows what denoising that mean in space
@@ -47,6 +48,7 @@ from scipy import ndimage  # noqa: E402
 
 from bench.series_generator import (  # noqa: E402
     SyntheticSeries,
+    changes_psnr,
     event_kept,
     make_series,
     series_psnr,
@@ -110,6 +112,7 @@ def score(name: str, result: np.ndarray, truth: SyntheticSeries, seconds: Option
     return dict(
         method=name,
         psnr=series_psnr(result, truth),
+        changes_psnr=changes_psnr(result, truth),
         bold_correlation=time_course_correlation(result, truth, truth.bold_regions),
         event_correlation=time_course_correlation(result, truth, truth.event_region),
         event_kept=event_kept(result, truth),
@@ -190,11 +193,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         if row["variant"] != variant:
             variant = row["variant"]
             print(f"\n**{variant}**\n")
-            print("| method | PSNR (dB) | BOLD time-course r | event time-course r | event kept | tSNR | seconds |")
-            print("|---|---|---|---|---|---|---|")
+            print("| method | PSNR (dB) | changes' PSNR (dB) | BOLD time-course r | event time-course r | event kept | tSNR | seconds |")
+            print("|---|---|---|---|---|---|---|---|")
         seconds = "" if row["seconds"] is None else f"{row['seconds']:.1f}"
+        changes = "exact" if row["changes_psnr"] is None else f"{row['changes_psnr']:.2f}"
         print(
-            f"| {row['method']} | {row['psnr']:.2f} | {row['bold_correlation']:.3f} | {row['event_correlation']:.3f} | "
+            f"| {row['method']} | {row['psnr']:.2f} | {changes} | {row['bold_correlation']:.3f} | {row['event_correlation']:.3f} | "
             f"{row['event_kept']:.2f} | {row['tsnr']:.1f} | {seconds} |"
         )
 
