@@ -90,6 +90,9 @@ def ours(threads: int, budget_seconds: float) -> Callable[[Volume], tuple[np.nda
             f", neighbour correlation {', '.join(f'{value:.2f}' for value in correlation)} (k, j, i)" if correlation else ", white noise"
         )
         note = f"{summary['training_steps']} steps, sigma {sigma:.4g}{alike}, self-check {'passed' if passed else 'FAILED: input returned'}"
+        note += f" (SURE {summary['self_check']['error_to_noise']})"
+        if any("below zero" in warning for warning in summary["warnings"]):
+            note += "; warned: SURE below zero, noise level taken too high"
         return result.denoised.array, note
 
     return run

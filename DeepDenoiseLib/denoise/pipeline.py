@@ -39,7 +39,7 @@ from DeepDenoiseLib.denoise.mppca import ignored_settings_warning, mppca_series
 from DeepDenoiseLib.denoise.n2v_training import train_noise2void
 from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.noise2noise import noise2noise_series
-from DeepDenoiseLib.denoise.noise_models import NoiseTransform, fit_noise_model
+from DeepDenoiseLib.denoise.noise_models import NoiseTransform, fit_noise_model, foreground
 from DeepDenoiseLib.denoise.r2r_training import SelfCheck, train_r2r
 from DeepDenoiseLib.denoise.result import DenoiseResult
 from DeepDenoiseLib.denoise.self_check import ErrorEstimate, check_error_estimate, check_residual
@@ -217,6 +217,7 @@ def _run(
     if model is not None:
         report(progress, ProgressEvent("predicting", 1.0, message="checking the result"))
         error_check = _error_estimate(model, prepared, config, normalized_sigma, checked_output, cancel)
+    summary["warnings"] += error_check.implausible_warnings()
     summary["self_check"] = {
         **error_check.to_summary(),
         "residual_to_noise": residual_check.to_summary()["residual_to_noise"],
@@ -310,9 +311,9 @@ def _error_estimate(
     checked_output: np.ndarray,
     cancel: Optional[CancelToken],
 ) -> ErrorEstimate:
-    """SURE's estimate of the result's error on the volume (the middle frame of a series), in the
-    normalised stabilised domain where the network works and the noise sigma is ``sigma``;
-    ``checked_output`` is the network's prediction there."""
+    """SURE's estimate of the result's error in the tissue of the volume (the middle frame of a
+    series), in the normalised stabilised domain where the network works and the noise sigma is
+    ``sigma``; ``checked_output`` is the network's prediction there."""
     normalized = prepared.normalized if prepared.normalized.ndim == 3 else prepared.normalized[len(prepared.normalized) // 2]
     return check_error_estimate(
         lambda values: predict_volume(model, values, config.prediction, None, cancel).denoised,
@@ -320,6 +321,7 @@ def _error_estimate(
         sigma,
         output=checked_output,
         colour=prepared.noise.colour,
+        region=foreground(normalized),
     )
 
 
