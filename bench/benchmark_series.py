@@ -6,11 +6,12 @@ network for all frames, each frame denoised on its own) with that training budge
 methods out.
 
 Besides the PSNR of the whole series, the PSNR of the changes over time alone (each voxel's time
-course minus its temporal mean; series_generator.changes_psnr). Two ceiling rows (temporal_mean_ceiling): the true changes over time on the noisy series' temporal
-mean, and on that mean denoised as a 3D volume by the 3D default (``--mean-seconds`` of training, the
-true sigma over the square root of the frame count). A method that keeps each voxel's temporal mean as
-measured, as local PCA does, cannot pass the first; the second shows what denoising that mean in space
-adds.
+course minus its temporal mean; series_generator.changes_psnr). Two ceiling rows
+(temporal_mean_ceiling): the true changes over time on the noisy series' temporal mean, and on that
+mean denoised as a 3D volume by the 3D default (``--mean-seconds`` of training, the true sigma over the
+square root of the frame count). A method that keeps each voxel's temporal mean as measured, as local
+PCA does, cannot pass the first (with Rician noise only roughly: that mean also carries the Rician
+bias, which a method can correct); the second shows what denoising that mean in space adds.
 
 The anatomy is the project's standard volume (the MNI152 T1 in ../shared/data, 1.5 mm) resampled to
 3 mm and cropped to the head: 48 x 60 x 51 voxels. Each variant is one call of ``make_series``

@@ -84,9 +84,9 @@ def fit_noise_model(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
 
 
 def _additive_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform:
-    """Gaussian and Rician noise: one sigma in the input's units (given, or read in the tissue and, for
-    bounded by the air's reading where the air holds noise alone: background_noise.py), the spatial correlation
-    under ``noise.correlation: auto``, and for rician the correction of the Rician bias."""
+    """Gaussian and Rician noise: one sigma in the input's units (given, or read in the tissue and
+    bounded by the air's reading where the air holds noise alone: background_noise.py), the spatial
+    correlation under ``noise.correlation: auto``, and for rician the correction of the Rician bias."""
     if config.model == "rician" and np.count_nonzero(array < 0) > 0.5 * array.size:
         check_noise_model_intensities(array, "rician")  # mostly negative: signed data, whatever the noise
     sigma, correlation = tissue_reading(array, config)
