@@ -39,8 +39,7 @@ from DeepDenoiseLib.core.device import fallback_warnings
 from DeepDenoiseLib.core.normalization import PercentileNormalizer
 from DeepDenoiseLib.core.output_paths import check_output_paths
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, check_cancelled, report
-from DeepDenoiseLib.core.run_files import write_outputs_and_finish
-from DeepDenoiseLib.core.sheared_nifti import check_grid_writable
+from DeepDenoiseLib.core.run_files import load_volume, write_outputs_and_finish
 from DeepDenoiseLib.core.training_loop import TrainingLimits
 from DeepDenoiseLib.core.validation import (
     SUPERRES_LABEL_MAP_ADVICE,
@@ -209,11 +208,8 @@ def superres_file(
     check_superres_output_size(shape, config.factor)
     for path in training_paths or []:
         check_voxel_count(read_header(path), what=f"'{Path(path).name}'")
-    report(progress, ProgressEvent("loading", 0.0, message=str(input_path)))
-    volume = read_volume(input_path)
-    check_grid_writable(volume, [output_path, uncertainty_path])
+    volume = load_volume(input_path, progress, allow_4d=False, outputs=(output_path, uncertainty_path))
     training = [read_volume(path) for path in training_paths or []]
-    report(progress, ProgressEvent("loading", 1.0, message="x".join(map(str, volume.array.shape[::-1]))))
     result = superres_volume(volume, config, training or None, progress, cancel)
     check_cancelled(cancel)
     outputs: list[tuple[Volume, PathLike]] = [(result.volume, output_path)]
