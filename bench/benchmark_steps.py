@@ -9,6 +9,13 @@ writes bench/results/steps.json::
 
     python bench/benchmark_steps.py --method blindspot --variants rician10 --steps 300 600 1000 1500
     python bench/benchmark_steps.py --method r2r --crop 64 --steps 600 --learning-rates 0.001 0.0003
+
+Two ablations of the default method's loss (r2r_training.py), for studies, not settings:
+``--r2r-alpha A`` trains with the recorruption strength ``A`` instead of the shipped ``ALPHA``, and
+``--r2r-everywhere`` takes the loss over every voxel, as before recorruptible.py left out those whose
+noise is not at sigma (noise-free or Rayleigh air)::
+
+    python bench/benchmark_steps.py --variants rician05 rician10 gaussian07 poisson60 --steps 600 --r2r-everywhere --r2r-alpha 0.5
 """
 
 from __future__ import annotations
@@ -46,7 +53,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--crop", type=int, help="score the central N^3 block only (a faster study)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="several seeds: the median is reported")
     parser.add_argument("--output", type=Path, default=Path("bench/results/steps.json"))
+    parser.add_argument("--r2r-alpha", type=float, help="r2r only: train with this recorruption strength (default: the shipped one)")
+    parser.add_argument("--r2r-everywhere", action="store_true", help="r2r only: take the loss over every voxel (no recorruptible.py)")
     args = parser.parse_args()
+    if (args.r2r_alpha is not None or args.r2r_everywhere) and args.method != "r2r":
+        parser.error("--r2r-alpha and --r2r-everywhere apply to method r2r only")
+    if args.r2r_alpha is not None and not args.r2r_alpha > 0:
+        parser.error(f"--r2r-alpha must be positive; got {args.r2r_alpha}")
     per_epoch = TrainingConfig.steps_per_epoch
     bad = [steps for steps in args.steps if steps % per_epoch]
     if bad:
@@ -54,8 +67,19 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def apply_ablations(args: argparse.Namespace) -> None:
+    """Replaces the r2r module's recorruption strength, or its learnable voxels, for this process only."""
+    from DeepDenoiseLib.denoise import r2r_training
+
+    if args.r2r_alpha is not None:
+        r2r_training.ALPHA = args.r2r_alpha
+    if args.r2r_everywhere:
+        r2r_training.recorruptible_voxels = lambda volume, sigma: None  # type: ignore[assignment]
+
+
 def main() -> None:
     args = parse_args()
+    apply_ablations(args)
     data = load_bench_data(args.shared)
     rows: list[dict[str, Any]] = []
     rates = args.learning_rates or [DenoiseConfig.for_method(args.method).training.learning_rate]
@@ -106,7 +130,10 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
 
     print()
-    print(f"method {args.method}" + (f", central {args.crop}^3 block" if args.crop else ""))
+    ablations = ([f"alpha {args.r2r_alpha}"] if args.r2r_alpha is not None else []) + (
+        ["loss over every voxel"] if args.r2r_everywhere else []
+    )
+    print(f"method {args.method}" + (f", central {args.crop}^3 block" if args.crop else "") + "".join(f", {a}" for a in ablations))
     print("| training steps | learning rate | " + " | ".join(VARIANTS[name].title for name in args.variants) + " | wall s (median) |")
     print("|---|---|" + "---|" * len(args.variants) + "---|")
     for steps, rate in [(0, None)] + [(steps, rate) for steps in args.steps for rate in rates]:

@@ -14,6 +14,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+#: With learnable voxels, a patch is redrawn at most this many times before the last one is kept.
+MAX_DRAWS = 20
 #: Held-out patches drawn once and scored after each epoch (training keeps the weights that score best).
 VALIDATION_PATCHES = 16
 
@@ -114,6 +116,11 @@ class PatchSampler:
     With a ``target`` (aligned voxel for voxel with ``volume``: a second acquisition, or the clean
     truth), each patch carries the target's patch as one more, last, channel (in 2D its slice alone,
     without context), cut at the same place and flipped and rotated with it.
+
+    With ``learnable`` (aligned too: ones where a loss may learn, zeros where it may not; see
+    recorruptible.py), each patch carries it the same way as its very last channel, and patches are
+    drawn in proportion to how much of that channel is ones, so that steps are not spent where
+    nothing can be learnt.
     """
 
     def __init__(
@@ -124,24 +131,29 @@ class PatchSampler:
         rng: np.random.Generator,
         slice_axes: tuple[int, ...] = (0,),
         target: Optional[np.ndarray] = None,
+        learnable: Optional[np.ndarray] = None,
     ) -> None:
-        if target is not None and target.shape != volume.shape:
-            raise ValueError(f"the target's shape {target.shape} differs from the volume's {volume.shape}")
+        for name, aligned in (("target", target), ("learnable", learnable)):
+            if aligned is not None and aligned.shape != volume.shape:
+                raise ValueError(f"the {name}'s shape {aligned.shape} differs from the volume's {volume.shape}")
         self.geometry = geometry
         self.rng = rng
         self.spatial_dims = len(geometry.spatial)
         self.slice_axes = slice_axes if self.spatial_dims == 2 else (0,)
         frames = volume[np.newaxis] if volume.ndim == 3 else volume
-        target_frames = None if target is None else (target[np.newaxis] if target.ndim == 3 else target)
         spatial_shape = frames.shape[1:]
         # views are frame-major: frame 0 in each orientation, then frame 1...
         self.views = [oriented(frame, axis) for frame in frames for axis in self.slice_axes]
         # the volume axes (k, j, i) along each view's axes: the slice axis first, then the others in order
         self.view_axes = [(axis, *(a for a in range(3) if a != axis)) for _ in frames for axis in self.slice_axes]
-        self.target_views = (
-            None if target_frames is None else [oriented(frame, axis) for frame in target_frames for axis in self.slice_axes]
-        )
-        self.channels = geometry.channels + (0 if target is None else 1)
+        # the aligned volumes carried as last channels: the target, then the learnable voxels
+        self.carried_views = [
+            [oriented(frame, axis) for frame in (carried[np.newaxis] if carried.ndim == 3 else carried) for axis in self.slice_axes]
+            for carried in (target, learnable)
+            if carried is not None
+        ]
+        self.draws_learnable = learnable is not None
+        self.channels = geometry.channels + len(self.carried_views)
         # the patch as a 3D box in a view: a 2D patch is one slice thick
         self.patch_shape: tuple[int, ...] = (1, *geometry.spatial) if self.spatial_dims == 2 else geometry.spatial
         held_axis = int(np.argmax(spatial_shape))
@@ -173,14 +185,19 @@ class PatchSampler:
             patch = volume[z : z + shape[0], y : y + shape[1], x : x + shape[2]][None]
         else:
             patch = context_stack(volume, z, self.geometry.context_slices)[:, y : y + shape[1], x : x + shape[2]]
-        if self.target_views is None:
+        if not self.carried_views:
             return patch
-        target = self.target_views[view][z : z + shape[0], y : y + shape[1], x : x + shape[2]]
-        return np.concatenate([patch, target if self.spatial_dims == 2 else target[None]])
+        carried = [views[view][z : z + shape[0], y : y + shape[1], x : x + shape[2]] for views in self.carried_views]
+        return np.concatenate([patch] + [c if self.spatial_dims == 2 else c[None] for c in carried])
 
     def _random_patch(self, region: tuple[int, int]) -> tuple[np.ndarray, int]:
-        view = int(self.rng.integers(len(self.views)))
-        return self._extract(view, self._random_corner(view, region)), view
+        for _ in range(MAX_DRAWS):
+            view = int(self.rng.integers(len(self.views)))
+            patch = self._extract(view, self._random_corner(view, region))
+            # with learnable voxels, a patch is kept with the probability of its share of them
+            if not self.draws_learnable or self.rng.random() < float(np.mean(patch[-1])):
+                break
+        return patch, view
 
     def training_batch(self, batch_size: int) -> np.ndarray:
         """``(B, C, *spatial)`` float32 patches with random flips and in-plane rotations."""
