@@ -39,11 +39,11 @@ from DeepDenoiseLib.denoise.recorruptible import recorruptible_voxels
 from DeepDenoiseLib.nets.conditioned import NoiseConditionedUNet
 
 #: The recorruption strength: the input gets ``alpha * sigma`` more noise, the target's noise grows
-#: to ``sigma * sqrt(1 + 1 / alpha**2)``. The R2R paper takes 0.5; from the pretrained prior, 1.0
-#: halves the target's noise variance (2 sigma**2 against 5), so each step's gradient is less noisy:
-#: at 600 steps on the benchmark's variants it gained 0.1 to 0.4 dB on Rician and Poisson noise and
-#: lost 0.02 on Gaussian noise; 1.5 lost on both (bench/README.md, "Where R2R learns").
-ALPHA = 1.0
+#: to ``sigma * sqrt(1 + 1 / alpha**2)``. 0.5 is the R2R paper's choice for Gaussian noise. 1.0
+#: (a target noise of 2 sigma**2 against 5) gained 0.1 to 0.4 dB at 600 steps on Rician and Poisson
+#: noise, but at the full 4-minute budget lost 0.12 to 0.35 dB on Gaussian and 2 mm Rician noise and
+#: 1.09 dB on correlated noise (bench/README.md, "Where R2R learns").
+ALPHA = 0.5
 #: A network must beat the identity's held-out loss by this share to pass the self-check.
 SELF_CHECK_MARGIN = 0.01
 

@@ -11,7 +11,7 @@ the network the wrong thing there:
 In both the recorrupted input and target are anti-correlated, so the loss rewards a network that
 answers noise with anti-noise. Those voxels read a local spread (the standard deviation over a
 5x5x5 block) well under sigma, while noise at sigma, or tissue, never does (over 125 voxels the
-spread of pure noise at sigma falls under 0.8 sigma about once in a thousand). They are left out of
+spread of pure noise at sigma falls under 0.8 sigma less than once in a thousand). They are left out of
 the loss, and patches are drawn in proportion to how much of them is left in, so steps are not spent
 on empty air (measured in bench/README.md, "Where R2R learns").
 """
@@ -38,12 +38,13 @@ MAX_RECORRUPTIBLE = 0.99
 
 def local_spread(volume: np.ndarray) -> np.ndarray:
     """The standard deviation over each voxel's :data:`SPREAD_BLOCK` cube (mirrored at the edges); a
-    series ``[t, k, j, i]`` is read frame by frame."""
+    series ``[t, k, j, i]`` is read frame by frame (one frame's float64 copies at a time)."""
+    if volume.ndim == 4:
+        return np.stack([local_spread(frame) for frame in volume])
     values = np.asarray(volume, dtype=np.float64)
-    size = (SPREAD_BLOCK,) * 3 if values.ndim == 3 else (1,) + (SPREAD_BLOCK,) * 3
-    mean = ndimage.uniform_filter(values, size=size, mode="mirror")
-    mean_square = ndimage.uniform_filter(values * values, size=size, mode="mirror")
-    return np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
+    mean = ndimage.uniform_filter(values, size=SPREAD_BLOCK, mode="mirror")
+    mean_square = ndimage.uniform_filter(values * values, size=SPREAD_BLOCK, mode="mirror")
+    return np.sqrt(np.maximum(mean_square - mean * mean, 0.0)).astype(np.float32)
 
 
 def recorruptible_voxels(volume: np.ndarray, sigma: float) -> Optional[np.ndarray]:
