@@ -1,0 +1,33 @@
+"""Tests of benchmark_steps.py's ablations of the default loss: they change the r2r module for the
+process that asks, and are refused for other methods or a non-positive strength."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench import benchmark_steps
+from DeepDenoiseLib.denoise import r2r_training
+
+
+def parsed(monkeypatch: pytest.MonkeyPatch, *arguments: str):
+    monkeypatch.setattr("sys.argv", ["benchmark_steps.py", "--steps", "50", *arguments])
+    return benchmark_steps.parse_args()
+
+
+def test_the_ablations_replace_alpha_and_the_learnable_voxels(monkeypatch: pytest.MonkeyPatch) -> None:
+    # restored after the test: monkeypatch records the originals before apply_ablations replaces them
+    monkeypatch.setattr(r2r_training, "ALPHA", r2r_training.ALPHA)
+    monkeypatch.setattr(r2r_training, "recorruptible_voxels", r2r_training.recorruptible_voxels)
+    air = np.zeros((12, 12, 12), dtype=np.float32)
+    air[6:] = np.random.default_rng(0).normal(1.0, 0.1, (6, 12, 12))
+    assert r2r_training._learnable_voxels([air], [0.1], None)[0] is not None
+    benchmark_steps.apply_ablations(parsed(monkeypatch, "--method", "r2r", "--r2r-alpha", "0.5", "--r2r-everywhere"))
+    assert r2r_training.ALPHA == 0.5
+    assert r2r_training._learnable_voxels([air], [0.1], None) == [None]
+
+
+@pytest.mark.parametrize("arguments", [("--method", "blindspot", "--r2r-everywhere"), ("--method", "r2r", "--r2r-alpha", "0")])
+def test_ablations_that_cannot_apply_are_refused(monkeypatch: pytest.MonkeyPatch, arguments: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit):
+        parsed(monkeypatch, *arguments)
