@@ -39,6 +39,7 @@ from typing import Any  # noqa: E402
 
 from bench.variants import VARIANTS, centre_block, centre_crop, load_bench_data, make_noisy, variant_truth  # noqa: E402
 from DeepDenoiseLib.core.metrics import psnr, ssim  # noqa: E402
+from DeepDenoiseLib.core.settings import PRECISIONS  # noqa: E402
 from DeepDenoiseLib.denoise.config import DenoiseConfig, TrainingConfig  # noqa: E402
 from DeepDenoiseLib.denoise.pipeline import denoise_volume  # noqa: E402
 
@@ -55,9 +56,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=Path("bench/results/steps.json"))
     parser.add_argument("--r2r-alpha", type=float, help="r2r only: train with this recorruption strength (default: the shipped one)")
     parser.add_argument("--r2r-everywhere", action="store_true", help="r2r only: take the loss over every voxel (no recorruptible.py)")
+    parser.add_argument(
+        "--r2r-independent", action="store_true", help="r2r only: independent recorruption noise for every patch (no antithetic pairs)"
+    )
+    parser.add_argument("--precision", choices=PRECISIONS, help="training arithmetic (default: the method's, auto)")
     args = parser.parse_args()
-    if (args.r2r_alpha is not None or args.r2r_everywhere) and args.method != "r2r":
-        parser.error("--r2r-alpha and --r2r-everywhere apply to method r2r only")
+    if (args.r2r_alpha is not None or args.r2r_everywhere or args.r2r_independent) and args.method != "r2r":
+        parser.error("--r2r-alpha, --r2r-everywhere and --r2r-independent apply to method r2r only")
     if args.r2r_alpha is not None and not args.r2r_alpha > 0:
         parser.error(f"--r2r-alpha must be positive; got {args.r2r_alpha}")
     per_epoch = TrainingConfig.steps_per_epoch
@@ -75,6 +80,8 @@ def apply_ablations(args: argparse.Namespace) -> None:
         r2r_training.ALPHA = args.r2r_alpha
     if args.r2r_everywhere:
         r2r_training.recorruptible_voxels = lambda volume, sigma: None  # type: ignore[assignment]
+    if args.r2r_independent:
+        r2r_training.ANTITHETIC = False
 
 
 def main() -> None:
@@ -112,6 +119,7 @@ def main() -> None:
                         "max_epochs": steps // TrainingConfig.steps_per_epoch,
                         "patience": None,
                         "learning_rate": rate,
+                        **({"precision": args.precision} if args.precision else {}),
                     }
                     config = DenoiseConfig.for_method(args.method, training=training, noise={"model": variant.model})
                     start = time.perf_counter()
@@ -130,8 +138,11 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
 
     print()
-    ablations = ([f"alpha {args.r2r_alpha}"] if args.r2r_alpha is not None else []) + (
-        ["loss over every voxel"] if args.r2r_everywhere else []
+    ablations = (
+        ([f"alpha {args.r2r_alpha}"] if args.r2r_alpha is not None else [])
+        + (["loss over every voxel"] if args.r2r_everywhere else [])
+        + (["independent recorruption noise"] if args.r2r_independent else [])
+        + ([f"precision {args.precision}"] if args.precision else [])
     )
     print(f"method {args.method}" + (f", central {args.crop}^3 block" if args.crop else "") + "".join(f", {a}" for a in ablations))
     print("| training steps | learning rate | " + " | ".join(VARIANTS[name].title for name in args.variants) + " | wall s (median) |")

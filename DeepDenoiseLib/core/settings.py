@@ -30,6 +30,8 @@ from typing import Any, Callable, ClassVar, Optional, TypeVar, Union
 DEVICES = ("auto", "cuda", "mps", "cpu")
 #: The panel's devices; "GPU" is CUDA, or Metal (MPS) on a Mac.
 DEVICE_NAMES = {"auto": "auto", "GPU": "mps" if sys.platform == "darwin" else "cuda", "CPU": "cpu"}
+#: The arithmetic networks train in (core/precision.py); ``auto`` takes bfloat16 where it is faster.
+PRECISIONS = ("auto", "float32", "bfloat16")
 #: The longest time budget (a week).
 WEEK_SECONDS = 7 * 24 * 3600.0
 

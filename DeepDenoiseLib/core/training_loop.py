@@ -58,7 +58,8 @@ class TrainingLimits:
 class TrainingHistory:
     """What happened during training, for the run's summary and for tests. ``train_loss`` holds each
     epoch's mean loss, ``step_losses`` every step's; ``stopped_by`` is ``epochs`` (or ``steps``
-    without epochs), ``budget`` or ``min_steps``."""
+    without epochs), ``budget`` or ``min_steps``; ``precision`` the arithmetic it trained in
+    (core/precision.py)."""
 
     steps: int = 0
     seconds: float = 0.0
@@ -68,6 +69,7 @@ class TrainingHistory:
     best_validation_loss: Optional[float] = None
     initial_validation_loss: Optional[float] = None
     stopped_by: str = ""
+    precision: str = "float32"
 
 
 def cosine_decay(base: float, floor: float = 0.02, start: float = 0.0) -> Callable[[float], float]:

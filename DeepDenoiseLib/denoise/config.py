@@ -19,6 +19,7 @@ from DeepDenoiseLib.core.settings import (
     DEVICE_NAMES,
     DEVICES,
     MINUTES,
+    PRECISIONS,
     WEEK_SECONDS,
     Configuration,
     Flag,
@@ -39,6 +40,7 @@ from DeepDenoiseLib.denoise.method_rules import (
     check_method_settings,
     check_network_width,
     check_patch_size,
+    check_precision,
     check_series_settings,
     check_struct_axis,
     default_method,
@@ -219,6 +221,17 @@ class TrainingConfig(Section):
         panel=Panel("device", labels=DEVICE_NAMES, shared=True),
     )
     threads: Optional[int] = setting(None, low=1, high=1024, flags=[Flag("--threads", "CPU threads for torch", PREDICTION_COMMANDS)])
+    precision: str = setting(
+        "auto",
+        choices=PRECISIONS,
+        flags=[
+            Flag(
+                "--precision",
+                "r2r's training arithmetic: auto (bfloat16 where a timed step says it is faster), float32 or bfloat16",
+                SINGLE_VOLUME_COMMANDS,
+            )
+        ],
+    )
     loss: str = setting(
         "l2", choices=LOSSES, flags=[Flag("--loss", "reconstruction loss: l2 (default, the mean) or l1 (the median)", PAIRED_COMMANDS)]
     )
@@ -310,6 +323,7 @@ class DenoiseConfig(Configuration):
         check_struct_axis(self.method, self.masking.struct_axis)
         architecture, loss, adversarial_weight = self.model.architecture, self.training.loss, self.training.adversarial_weight
         check_method_settings(self.method, self.masking == MaskingConfig(), architecture, loss, adversarial_weight)
+        check_precision(self.method, self.training.precision)
         check_series_settings(self.method, self.series == SeriesConfig(), self.prediction.tta)
 
     @classmethod

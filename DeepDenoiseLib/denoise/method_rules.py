@@ -9,6 +9,7 @@ the command line, the Python API and the Slicer panel all call, each in its own 
 - The paired methods mask nothing, and the settings of one family of methods are refused in the
   other (:func:`check_method_settings`); the panel leaves a setting out for the methods that do not
   take it (:data:`METHODS_TAKING`) and locks it for those it changes nothing for (:data:`METHODS_USING`).
+- Only R2R trains in bfloat16 (:func:`check_precision`); ``auto`` means float32 for the others.
 - structN2V needs the axis of its line mask (:func:`check_struct_axis`).
 - An uncertainty output needs test-time augmentation (:func:`check_uncertainty_request`).
 - MP-PCA (``mppca``) denoises a 4D series only, of at least :data:`MPPCA_MIN_FRAMES` frames, and
@@ -113,6 +114,13 @@ def check_method_settings(method: str, default_masking: bool, architecture: str,
             "the adversarial loss teaches the network what clean volumes look like, so it needs clean "
             "targets: use training.adversarial_weight with method supervised only (0 turns it off)"
         )
+
+
+def check_precision(method: str, precision: str) -> None:
+    """bfloat16 training is measured for method r2r only (bench/README.md), so it is refused for the
+    others, which train in float32 (``auto`` picks float32 for them)."""
+    if precision == "bfloat16" and method != "r2r":
+        raise ValueError(f"training.precision 'bfloat16' applies to method r2r; method '{method}' trains in float32 (use auto or float32)")
 
 
 def check_initialisation(method: str, init: str, changed_model_settings: list[str]) -> None:

@@ -237,6 +237,7 @@ def _run(
             training_seconds=round(model.history.seconds, 2),
             training_steps=model.history.steps,
             stopped_by=model.history.stopped_by,
+            training_precision=model.history.precision,
             best_validation_loss=model.history.best_validation_loss,
         )
         if model.history.initial_validation_loss is not None:  # the pretrained prior's score, before any step
