@@ -50,12 +50,21 @@ class TrainingPrecision:
         bfloat16 convolutions take), and gives them back in the standard layout afterwards, which
         prediction and saved model files expect."""
         if self.bfloat16:
-            network.to(memory_format=torch.channels_last)
+            _lay_out(network, torch.channels_last)
         try:
             yield
         finally:
             if self.bfloat16:
-                network.to(memory_format=torch.contiguous_format)
+                _lay_out(network, torch.contiguous_format)
+
+
+def _lay_out(network: torch.nn.Module, memory_format: torch.memory_format) -> None:
+    """Stores the 2D convolution weights of ``network`` in ``memory_format``, in place (what
+    ``Module.to(memory_format=...)`` does)."""
+    with torch.no_grad():
+        for parameter in network.parameters():
+            if parameter.ndim == 4:
+                parameter.data = parameter.data.contiguous(memory_format=memory_format)
 
 
 def bfloat16_available(device: torch.device) -> bool:
