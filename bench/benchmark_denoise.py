@@ -139,7 +139,8 @@ def deepdenoise(method: str, overrides: dict[str, Any]) -> Callable[[Volume, Var
         if correlation:  # the finest-scale sigma reads correlated noise low: say what the run took
             taken = summary["noise_sigma_fused"]
             alike = f" (correlated: taken as {taken:.4f}, neighbour correlation {', '.join(f'{value:.2f}' for value in correlation)} along k, j, i)"
-        note = f"{summary.get('training_steps')} steps, noise sigma {sigma:.4f}{alike}"
+        precision = f" in {summary['training_precision']}" if summary.get("training_precision") else ""
+        note = f"{summary.get('training_steps')} steps{precision}, noise sigma {sigma:.4f}{alike}"
         return Outcome(result.denoised.array, seconds, note)
 
     return run

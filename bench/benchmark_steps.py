@@ -132,6 +132,7 @@ def main() -> None:
                         "psnr": psnr(clean, result.denoised.array, 1.0, mask),
                         "ssim": ssim(clean, result.denoised.array, 1.0, mask=mask),
                         "seconds": time.perf_counter() - start,
+                        "training_precision": result.summary.get("training_precision"),
                         "self_check": result.summary.get("self_check"),
                     }
                     rows.append(row)
