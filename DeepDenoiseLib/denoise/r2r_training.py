@@ -89,8 +89,9 @@ def antithetic_noise(drawn: torch.Tensor, pairing: torch.Tensor) -> torch.Tensor
 
     Antithetic variates: ``z`` and ``-z`` are equally likely, so the loss stays unbiased, and the
     target's extra noise ``-sigma z / alpha`` (variance ``4 sigma**2`` at alpha 0.5, four times the
-    volume's own) cancels between the two to first order. At 3000 steps this gained 0.1 dB on the
-    benchmark's Gaussian variant over independent draws at the same cost (bench/README.md)."""
+    volume's own) cancels between the two to first order. At 3000 steps, against independent draws
+    at the same cost, this gained 0.06 and 0.13 dB on the benchmark's Gaussian variant (two seeds)
+    and lost 0.09 dB on the Poisson one, within what a seed changes (bench/README.md)."""
     if len(pairing) == len(drawn):  # no pairs: every patch drawn for itself
         return drawn
     signs = 1.0 - 2.0 * (torch.arange(len(pairing)) % 2).to(drawn.dtype)
@@ -214,9 +215,10 @@ def train_r2r(
     def probe(candidate: TrainingPrecision) -> None:
         """One forward and backward pass on held-out patches, for timing (no optimiser step)."""
         group = slice(0, training.batch_size)
-        with candidate.training(network), candidate.autocast():
-            loss = r2r_loss(network, validation[group], validation_sigma[group], validation_noise[group])
-        loss.backward()
+        with candidate.training(network):
+            with candidate.autocast():
+                loss = r2r_loss(network, validation[group], validation_sigma[group], validation_noise[group])
+            loss.backward()
         network.zero_grad(set_to_none=True)
 
     @torch.no_grad()
