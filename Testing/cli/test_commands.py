@@ -302,3 +302,11 @@ def test_noise_model_flags_set_the_noise_settings() -> None:
         parse("--noise-model", "gaussian", "--noise-gain", "0.02")
     assert parse().noise.correlation == "auto"
     assert parse("--noise-correlation", "white").noise.correlation == "white"
+
+
+def test_the_summary_says_when_training_ran_in_bfloat16(capsys) -> None:
+    summary = {"training_seconds": 240.0, "training_steps": 7000, "device": "cpu"}
+    cli._print_summary({**summary, "training_precision": "bfloat16"})
+    assert "7000 steps in bfloat16 on cpu" in capsys.readouterr().err
+    cli._print_summary({**summary, "training_precision": "float32"})
+    assert "7000 steps on cpu" in capsys.readouterr().err
