@@ -114,7 +114,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         work = f"MP-PCA on {summary.get('device', '-')}, no training"
     else:
         steps = summary.get("training_steps", 0)
-        arithmetic = f" in {summary['training_precision']}" if summary.get("training_precision") == "bfloat16" else ""
+        arithmetic = " in bfloat16" if summary.get("training_precision") == "bfloat16" else ""
         work = f"training {summary.get('training_seconds', 0):.1f} s, {steps} steps{arithmetic} on {summary.get('device', '-')}"
     frames = f", {summary['frames']} frames" if "frames" in summary else ""
     lines = [f"done in {summary.get('seconds', 0):.1f} s ({work}; prediction {summary.get('prediction_seconds', 0):.1f} s{frames})"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from DeepDenoiseLib.core.settings import PRECISIONS
+from DeepDenoiseLib.core.settings import PRECISIONS, choice
 
 #: ``auto`` takes bfloat16 only when its timed step is at least this many times faster.
 MIN_SPEEDUP = 1.2
@@ -79,8 +79,7 @@ def choose_precision(requested: str, device: torch.device, probe: Callable[[Trai
     """The precision of a run: ``float32`` or ``bfloat16`` as asked (bfloat16 refused where it
     cannot run), or for ``auto`` whichever runs ``probe`` (one forward and backward pass, no
     optimiser step) faster, bfloat16 only by :data:`MIN_SPEEDUP` or more."""
-    if requested not in PRECISIONS:
-        raise ValueError(f"training.precision must be one of {', '.join(PRECISIONS)}; got {requested!r}")
+    choice("training.precision", requested, PRECISIONS)
     single = TrainingPrecision(device.type)
     half = TrainingPrecision(device.type, bfloat16=True)
     if requested == "float32":

@@ -194,10 +194,11 @@ def train_r2r(
     Batch = tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, np.ndarray]
 
     pairing = antithetic_pairing(training.batch_size)
+    drawn_per_batch = int(pairing.max()) + 1
 
     def draw_batch() -> Batch:
         # each patch is drawn once and trained on twice, with recorruption noise z and -z
-        batch = sampler.training_batch(int(pairing.max()) + 1)
+        batch = sampler.training_batch(drawn_per_batch)
         patches, patch_learnable = _split_learnable(torch.from_numpy(batch.patches).to(device)[pairing], carries_learnable)
         return patches, patch_learnable, level_of[torch.from_numpy(batch.sources)[pairing]].to(device), batch.axes
 

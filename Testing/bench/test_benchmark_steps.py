@@ -27,7 +27,21 @@ def test_the_ablations_replace_alpha_and_the_learnable_voxels(monkeypatch: pytes
     assert r2r_training._learnable_voxels([air], [0.1], None) == [None]
 
 
-@pytest.mark.parametrize("arguments", [("--method", "blindspot", "--r2r-everywhere"), ("--method", "r2r", "--r2r-alpha", "0")])
+def test_the_independent_ablation_draws_every_patch_for_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(r2r_training, "ANTITHETIC", r2r_training.ANTITHETIC)
+    assert r2r_training.antithetic_pairing(4).tolist() == [0, 0, 1, 1]
+    benchmark_steps.apply_ablations(parsed(monkeypatch, "--method", "r2r", "--r2r-independent"))
+    assert r2r_training.antithetic_pairing(4).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ("--method", "blindspot", "--r2r-everywhere"),
+        ("--method", "blindspot", "--r2r-independent"),
+        ("--method", "r2r", "--r2r-alpha", "0"),
+    ],
+)
 def test_ablations_that_cannot_apply_are_refused(monkeypatch: pytest.MonkeyPatch, arguments: tuple[str, ...]) -> None:
     with pytest.raises(SystemExit):
         parsed(monkeypatch, *arguments)
