@@ -55,6 +55,10 @@ class NoiseTransform:
     warnings: list[str] = field(default_factory=list)
     #: How alike the noise of neighbouring voxels is, when it is (None: white noise).
     correlation: Optional[NoiseCorrelation] = None
+    #: Whether the network's errors count in the output by the inverse's slope, so that R2R weighs
+    #: them by it (loss_weights.py): true for Poisson noise's Anscombe domain. Speckle's log domain
+    #: would be too, but it is not measured there; Gaussian and Rician noise are denoised as they are.
+    stabilised: bool = False
 
     @property
     def colour(self) -> Optional[Callable[[np.ndarray], np.ndarray]]:
@@ -196,6 +200,7 @@ def _poisson_transform(array: np.ndarray, config: NoiseConfig) -> NoiseTransform
         lambda values: anscombe_inverse(values, gain, read_sigma),
         {"gain": gain, "read_sigma": read_sigma, "stabilised_sigma": sigma},
         warnings,
+        stabilised=True,
     )
 
 

@@ -117,10 +117,10 @@ class PatchSampler:
     truth), each patch carries the target's patch as one more, last, channel (in 2D its slice alone,
     without context), cut at the same place and flipped and rotated with it.
 
-    With ``learnable`` (aligned too: ones where a loss may learn, zeros where it may not; see
-    recorruptible.py), each patch carries it the same way as its very last channel, and patches are
-    drawn in proportion to how much of that channel is ones, so that steps are not spent where
-    nothing can be learnt.
+    With ``learnable`` (aligned too: each voxel's weight in the loss, zero where it may not learn;
+    see recorruptible.py and loss_weights.py), each patch carries it the same way as its very last
+    channel, and a patch is kept with the probability of that channel's mean (at most 1), so that
+    steps are not spent where nothing, or little, can be learnt.
     """
 
     def __init__(
@@ -194,7 +194,7 @@ class PatchSampler:
         for _ in range(MAX_DRAWS):
             view = int(self.rng.integers(len(self.views)))
             patch = self._extract(view, self._random_corner(view, region))
-            # with learnable voxels, a patch is kept with the probability of its share of them
+            # with learnable voxels, a patch is kept with the probability of their mean weight
             if not self.draws_learnable or self.rng.random() < float(np.mean(patch[-1])):
                 break
         return patch, view

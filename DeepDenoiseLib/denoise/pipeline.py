@@ -34,6 +34,7 @@ from DeepDenoiseLib.core.validation import (
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.denoise.config import PAIRED_METHODS, DenoiseConfig
 from DeepDenoiseLib.denoise.inference import predict_volume
+from DeepDenoiseLib.denoise.loss_weights import intensity_weights
 from DeepDenoiseLib.denoise.method_rules import SERIES_ONLY_METHODS, check_series_method
 from DeepDenoiseLib.denoise.mppca import ignored_settings_warning, mppca_series
 from DeepDenoiseLib.denoise.n2v_training import train_noise2void
@@ -270,7 +271,7 @@ def _model(
     trained: Optional[TrainedModel],
     progress: Optional[ProgressCallback],
     cancel: Optional[CancelToken],
-    companions: Sequence[tuple[np.ndarray, float]] = (),
+    companions: Sequence[_Prepared] = (),
 ) -> tuple[TrainedModel, Optional[SelfCheck]]:
     """The network that denoises: trained on the volume now (R2R's held-out check with it), or the
     model trained before, told this volume's noise level."""
@@ -281,13 +282,15 @@ def _model(
     spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
     if config.method == "r2r":
         correlation = prepared.noise.correlation
-        return train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, normalized_sigma, companions, correlation)
+        sigmas = [(companion.normalized, companion.noise_sigma / companion.normalizer.scale) for companion in companions]
+        weights = [intensity_weights(one.normalized, one.normalizer, one.noise) for one in (prepared, *companions)]
+        return train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, normalized_sigma, sigmas, correlation, weights)
     return train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma), None
 
 
-def _companions(volumes: Sequence[Volume], config: DenoiseConfig) -> tuple[list[tuple[np.ndarray, float]], list[str]]:
+def _companions(volumes: Sequence[Volume], config: DenoiseConfig) -> tuple[list[_Prepared], list[str]]:
     """Each companion scan checked and prepared as the volume is (its own noise fit and
-    normalisation), with its noise sigma in its normalised units; a constant one is left out, and so
+    normalisation); a constant one is left out, and so
     is one the checks refuse (NaN, a label map, intensities the noise model cannot take), with a
     warning that says why: it only narrows the training."""
     prepared_ones, left_out = [], []
@@ -300,7 +303,7 @@ def _companions(volumes: Sequence[Volume], config: DenoiseConfig) -> tuple[list[
             name = companion.metadata.get("source_path", f"companion scan {index}")
             left_out.append(f"{name} was left out of the training: {error}")
             continue
-        prepared_ones.append((prepared.normalized, prepared.noise_sigma / prepared.normalizer.scale))
+        prepared_ones.append(prepared)
     return prepared_ones, left_out
 
 

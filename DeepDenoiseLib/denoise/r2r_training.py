@@ -107,7 +107,8 @@ def r2r_loss(
     network: NoiseConditionedUNet, batch: torch.Tensor, sigma: Sigma, noise: torch.Tensor, learnable: Optional[torch.Tensor] = None
 ) -> torch.Tensor:
     """The mean squared error between the network's answer to the recorrupted input and the target,
-    over the ``learnable`` voxels (ones and zeros shaped as the target; None: all)."""
+    over the ``learnable`` voxels (each voxel's weight, shaped as the target: zero where it is left
+    out, see _learnable_voxels; None: all alike)."""
     recorrupted, target = recorrupted_pair(batch, sigma, noise)
     return _mean_over(network(recorrupted, input_noise_level(sigma))[:, 0] - target, learnable)
 
@@ -148,6 +149,7 @@ def train_r2r(
     noise_sigma: Optional[float] = None,
     companions: Sequence[tuple[np.ndarray, float]] = (),
     noise_correlation: Optional[NoiseCorrelation] = None,
+    loss_weights: Sequence[Optional[np.ndarray]] = (),
 ) -> tuple[TrainedModel, SelfCheck]:
     """Trains on ``volume`` (normalised; ``[k, j, i]``, or a series ``[t, k, j, i]`` sharing one
     model) with the noise sigma ``noise_sigma`` in the normalised units, and returns the model kept
@@ -155,7 +157,9 @@ def train_r2r(
     scans of a cohort) that the one model learns from too, each as often as ``volume``; the network
     is told each patch's own noise level. ``noise_correlation``: the noise's spatial correlation, when
     it is not white; the recorruption noise then has it too (correlated_noise.py), so that input and
-    target noises stay independent (the companions are taken to share it: one protocol)."""
+    target noises stay independent (the companions are taken to share it: one protocol).
+    ``loss_weights``: one per trained volume (``volume``, then the companions; None or absent: every
+    voxel alike), each voxel's weight in the loss (loss_weights.py)."""
     sigmas = [noise_sigma] + [companion_sigma for _, companion_sigma in companions]
     if any(sigma is None or not sigma > 0 for sigma in sigmas):
         raise ValueError("method r2r needs the noise sigma (estimated or given) of every volume it trains on")
@@ -173,7 +177,7 @@ def train_r2r(
         network.load_state_dict(load_prior().state)
     network.to(device)
     level_of = torch.tensor([float(sigma) for sigma in sigmas], dtype=torch.float32)  # type: ignore[arg-type]
-    learnable = _learnable_voxels(volumes, sigmas, noise_correlation)  # type: ignore[arg-type]
+    learnable = _learnable_voxels(volumes, sigmas, noise_correlation, loss_weights)  # type: ignore[arg-type]
     sampler = MixedPatchSampler(
         [PatchSampler(v, geometry, training.validation_fraction, rng, slice_axes, learnable=mask) for v, mask in zip(volumes, learnable)],
         rng,
@@ -268,15 +272,24 @@ def train_r2r(
 
 
 def _learnable_voxels(
-    volumes: Sequence[np.ndarray], sigmas: Sequence[float], noise_correlation: Optional[NoiseCorrelation]
+    volumes: Sequence[np.ndarray],
+    sigmas: Sequence[float],
+    noise_correlation: Optional[NoiseCorrelation],
+    loss_weights: Sequence[Optional[np.ndarray]] = (),
 ) -> list[Optional[np.ndarray]]:
-    """Each volume's recorruptible voxels (recorruptible.py), or None for all when no volume has
-    voxels to leave out. Correlated noise spreads less over a block than white noise of the same
-    sigma, so the rule is not applied to it. When some volumes have voxels to leave out, the others
-    get all ones, so that every patch carries the same channels."""
+    """Each volume's weight of every voxel in the loss: zero where it is not recorruptible
+    (recorruptible.py), times its loss weight where it has one (loss_weights.py); or None for all
+    when every voxel of every volume weighs alike. Correlated noise spreads less over a block than
+    white noise of the same sigma, so the recorruptible rule is not applied to it. When some volumes
+    have weights, the others get all ones, so that every patch carries the same channels."""
     if noise_correlation is not None:
-        return [None] * len(volumes)
-    masks = [recorruptible_voxels(volume, sigma) for volume, sigma in zip(volumes, sigmas)]
+        masks: list[Optional[np.ndarray]] = [None] * len(volumes)
+    else:
+        masks = [recorruptible_voxels(volume, sigma) for volume, sigma in zip(volumes, sigmas)]
+    weights = list(loss_weights) + [None] * (len(volumes) - len(loss_weights))
+    masks = [
+        mask if weight is None else weight if mask is None else (mask * weight).astype(np.float32) for mask, weight in zip(masks, weights)
+    ]
     if all(mask is None for mask in masks):
         return masks
     return [np.ones(volume.shape, dtype=np.float32) if mask is None else mask for volume, mask in zip(volumes, masks)]
