@@ -16,6 +16,11 @@ Two ablations of the default method's loss (r2r_training.py), for studies, not s
 noise is not at sigma (noise-free or Rayleigh air)::
 
     python bench/benchmark_steps.py --variants rician05 rician10 gaussian07 poisson60 --steps 600 --r2r-everywhere --r2r-alpha 0.5
+
+``--r2r-independent`` draws every patch's recorruption noise for itself (no antithetic pairs), and
+``--r2r-unweighted`` weighs every voxel alike under Poisson noise (no loss_weights.py)::
+
+    python bench/benchmark_steps.py --variants poisson60 poisson20 --steps 1500 --r2r-unweighted
 """
 
 from __future__ import annotations
@@ -59,10 +64,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--r2r-independent", action="store_true", help="r2r only: independent recorruption noise for every patch (no antithetic pairs)"
     )
+    parser.add_argument(
+        "--r2r-unweighted", action="store_true", help="r2r only: every voxel alike in the loss under Poisson noise (no loss_weights.py)"
+    )
     parser.add_argument("--precision", choices=PRECISIONS, help="training arithmetic (default: the method's, auto)")
     args = parser.parse_args()
-    if (args.r2r_alpha is not None or args.r2r_everywhere or args.r2r_independent) and args.method != "r2r":
-        parser.error("--r2r-alpha, --r2r-everywhere and --r2r-independent apply to method r2r only")
+    if (args.r2r_alpha is not None or args.r2r_everywhere or args.r2r_independent or args.r2r_unweighted) and args.method != "r2r":
+        parser.error("--r2r-alpha, --r2r-everywhere, --r2r-independent and --r2r-unweighted apply to method r2r only")
     if args.r2r_alpha is not None and not args.r2r_alpha > 0:
         parser.error(f"--r2r-alpha must be positive; got {args.r2r_alpha}")
     per_epoch = TrainingConfig.steps_per_epoch
@@ -73,8 +81,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def apply_ablations(args: argparse.Namespace) -> None:
-    """Replaces the r2r module's recorruption strength, or its learnable voxels, for this process only."""
-    from DeepDenoiseLib.denoise import r2r_training
+    """Replaces the r2r module's recorruption strength, its learnable voxels, its antithetic pairs or
+    its loss weights, for this process only."""
+    from DeepDenoiseLib.denoise import pipeline, r2r_training
 
     if args.r2r_alpha is not None:
         r2r_training.ALPHA = args.r2r_alpha
@@ -82,6 +91,8 @@ def apply_ablations(args: argparse.Namespace) -> None:
         r2r_training.recorruptible_voxels = lambda volume, sigma: None  # type: ignore[assignment]
     if args.r2r_independent:
         r2r_training.ANTITHETIC = False
+    if args.r2r_unweighted:
+        pipeline.intensity_weights = lambda normalized, normalizer, noise: None
 
 
 def main() -> None:
@@ -143,6 +154,7 @@ def main() -> None:
         ([f"alpha {args.r2r_alpha}"] if args.r2r_alpha is not None else [])
         + (["loss over every voxel"] if args.r2r_everywhere else [])
         + (["independent recorruption noise"] if args.r2r_independent else [])
+        + (["no loss weights"] if args.r2r_unweighted else [])
         + ([f"precision {args.precision}"] if args.precision else [])
     )
     print(f"method {args.method}" + (f", central {args.crop}^3 block" if args.crop else "") + "".join(f", {a}" for a in ablations))

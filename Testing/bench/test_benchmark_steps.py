@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from bench import benchmark_steps
-from DeepDenoiseLib.denoise import r2r_training
+from DeepDenoiseLib.core.noise_simulation import add_poisson_noise
+from DeepDenoiseLib.core.normalization import PercentileNormalizer
+from DeepDenoiseLib.denoise import pipeline, r2r_training
+from DeepDenoiseLib.denoise.noise_config import NoiseConfig
+from DeepDenoiseLib.denoise.noise_models import fit_noise_model
+from Testing.support.phantoms import smooth_phantom
 
 
 def parsed(monkeypatch: pytest.MonkeyPatch, *arguments: str):
@@ -34,9 +39,21 @@ def test_the_independent_ablation_draws_every_patch_for_itself(monkeypatch: pyte
     assert r2r_training.antithetic_pairing(4).tolist() == [0, 1, 2, 3]
 
 
+def test_the_unweighted_ablation_hands_no_loss_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "intensity_weights", pipeline.intensity_weights)
+    noisy = add_poisson_noise(smooth_phantom((12, 40, 40), seed=2), 60.0, seed=3)
+    noise = fit_noise_model(noisy, NoiseConfig(model="poisson"))
+    normalizer = PercentileNormalizer.fit(noise.forward(noisy), 0.5, 99.5)
+    normalized = normalizer.forward(noise.forward(noisy))
+    assert pipeline.intensity_weights(normalized, normalizer, noise) is not None
+    benchmark_steps.apply_ablations(parsed(monkeypatch, "--method", "r2r", "--r2r-unweighted"))
+    assert pipeline.intensity_weights(normalized, normalizer, noise) is None
+
+
 @pytest.mark.parametrize(
     "arguments",
     [
+        ("--method", "blindspot", "--r2r-unweighted"),
         ("--method", "blindspot", "--r2r-everywhere"),
         ("--method", "blindspot", "--r2r-independent"),
         ("--method", "r2r", "--r2r-alpha", "0"),
