@@ -282,17 +282,17 @@ def _model(
     spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
     if config.method == "r2r":
         correlation = prepared.noise.correlation
-        sigmas = [(companion.normalized, companion.noise_sigma / companion.normalizer.scale) for companion in companions]
+        others = [(companion.normalized, companion.noise_sigma / companion.normalizer.scale) for companion in companions]
         weights = [intensity_weights(one.normalized, one.normalizer, one.noise) for one in (prepared, *companions)]
-        return train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, normalized_sigma, sigmas, correlation, weights)
+        return train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, normalized_sigma, others, correlation, weights)
     return train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma), None
 
 
 def _companions(volumes: Sequence[Volume], config: DenoiseConfig) -> tuple[list[_Prepared], list[str]]:
     """Each companion scan checked and prepared as the volume is (its own noise fit and
-    normalisation); a constant one is left out, and so
-    is one the checks refuse (NaN, a label map, intensities the noise model cannot take), with a
-    warning that says why: it only narrows the training."""
+    normalisation); a constant one is left out, and so is one the checks refuse (NaN, a label map,
+    intensities the noise model cannot take), with a warning that says why: it only narrows the
+    training."""
     prepared_ones, left_out = [], []
     for index, companion in enumerate(volumes, start=1):
         try:
