@@ -287,12 +287,17 @@ def _learnable_voxels(
     else:
         masks = [recorruptible_voxels(volume, sigma) for volume, sigma in zip(volumes, sigmas)]
     weights = list(loss_weights) + [None] * (len(volumes) - len(loss_weights))
-    masks = [
-        mask if weight is None else weight if mask is None else (mask * weight).astype(np.float32) for mask, weight in zip(masks, weights)
-    ]
+    masks = [_weighted(mask, weight) for mask, weight in zip(masks, weights)]
     if all(mask is None for mask in masks):
         return masks
     return [np.ones(volume.shape, dtype=np.float32) if mask is None else mask for volume, mask in zip(volumes, masks)]
+
+
+def _weighted(mask: Optional[np.ndarray], weight: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """A volume's recorruptible voxels times its loss weights; either may be None (all alike)."""
+    if mask is None or weight is None:
+        return weight if mask is None else mask
+    return (mask * weight).astype(np.float32)
 
 
 def _split_learnable(patches: torch.Tensor, carries_learnable: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
