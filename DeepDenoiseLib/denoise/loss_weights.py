@@ -7,7 +7,7 @@ bright voxel counts several times more there than the same error in a dark one. 
 voxel's squared error by the inverse's squared slope makes the loss the intensity-domain error. The
 slope is taken at a lightly smoothed copy of the volume, so that the weight barely depends on the
 voxel's own noise (the loss stays a nearly unbiased estimate of the weighted error). On the benchmark's
-Poisson variants at 1500 steps this gained 0.50 dB at peak 60 and 0.33 dB at peak 20, in every
+Poisson variants at 1500 steps this gained 0.53 dB at peak 60 and 0.34 dB at peak 20, in every
 intensity quartile (bench/README.md).
 """
 
