@@ -21,6 +21,11 @@ noise is not at sigma (noise-free or Rayleigh air)::
 ``--r2r-unweighted`` weighs every voxel alike under Poisson noise (no loss_weights.py)::
 
     python bench/benchmark_steps.py --variants poisson60 poisson20 --steps 1500 --r2r-unweighted
+
+``--prior FILE`` starts from a candidate prior (bench/train_prior.py's output) instead of the shipped
+one, to score it before it replaces the shipped file::
+
+    python bench/benchmark_steps.py --variants gaussian07 poisson60 --steps 1500 --prior /tmp/prior.safetensors
 """
 
 from __future__ import annotations
@@ -67,10 +72,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--r2r-unweighted", action="store_true", help="r2r only: every voxel alike in the loss under Poisson noise (no loss_weights.py)"
     )
+    parser.add_argument("--prior", type=Path, help="r2r only: start from this prior file (bench/train_prior.py) instead of the shipped one")
     parser.add_argument("--precision", choices=PRECISIONS, help="training arithmetic (default: the method's, auto)")
     args = parser.parse_args()
-    if (args.r2r_alpha is not None or args.r2r_everywhere or args.r2r_independent or args.r2r_unweighted) and args.method != "r2r":
-        parser.error("--r2r-alpha, --r2r-everywhere, --r2r-independent and --r2r-unweighted apply to method r2r only")
+    r2r_only = args.r2r_alpha is not None or args.r2r_everywhere or args.r2r_independent or args.r2r_unweighted or args.prior
+    if r2r_only and args.method != "r2r":
+        parser.error("--r2r-alpha, --r2r-everywhere, --r2r-independent, --r2r-unweighted and --prior apply to method r2r only")
     if args.r2r_alpha is not None and not args.r2r_alpha > 0:
         parser.error(f"--r2r-alpha must be positive; got {args.r2r_alpha}")
     per_epoch = TrainingConfig.steps_per_epoch
@@ -81,9 +88,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def apply_ablations(args: argparse.Namespace) -> None:
-    """Replaces the r2r module's recorruption strength, its learnable voxels, its antithetic pairs or
-    its loss weights, for this process only."""
-    from DeepDenoiseLib.denoise import pipeline, r2r_training
+    """Replaces the r2r module's recorruption strength, its learnable voxels, its antithetic pairs,
+    its loss weights or its prior, for this process only."""
+    from DeepDenoiseLib.denoise import pipeline, prior, r2r_training
 
     if args.r2r_alpha is not None:
         r2r_training.ALPHA = args.r2r_alpha
@@ -93,6 +100,9 @@ def apply_ablations(args: argparse.Namespace) -> None:
         r2r_training.ANTITHETIC = False
     if args.r2r_unweighted:
         pipeline.intensity_weights = lambda normalized, normalizer, noise: None
+    if args.prior:
+        candidate = prior.load_prior(args.prior)  # refused here, before any training, if it is not a prior
+        r2r_training.load_prior = lambda path=None: candidate  # type: ignore[assignment]
 
 
 def main() -> None:
@@ -155,6 +165,7 @@ def main() -> None:
         + (["loss over every voxel"] if args.r2r_everywhere else [])
         + (["independent recorruption noise"] if args.r2r_independent else [])
         + (["no loss weights"] if args.r2r_unweighted else [])
+        + ([f"prior {args.prior}"] if args.prior else [])
         + ([f"precision {args.precision}"] if args.precision else [])
     )
     print(f"method {args.method}" + (f", central {args.crop}^3 block" if args.crop else "") + "".join(f", {a}" for a in ablations))

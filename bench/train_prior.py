@@ -28,6 +28,7 @@ import shlex  # noqa: E402
 import torch  # noqa: E402
 
 from DeepDenoiseLib.core.progress import ProgressEvent  # noqa: E402
+from DeepDenoiseLib.core.settings import PRECISIONS  # noqa: E402
 from DeepDenoiseLib.denoise.prior import SHIPPED_PRIOR, PriorArchitecture, save_prior  # noqa: E402
 from DeepDenoiseLib.denoise.prior_training import PriorTrainingSettings, train_prior  # noqa: E402
 
@@ -46,6 +47,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    parser.add_argument(
+        "--precision", default=defaults.precision, choices=PRECISIONS, help="training arithmetic (auto: bfloat16 where it is faster)"
+    )
     return parser.parse_args(argv)
 
 
@@ -59,6 +63,7 @@ def main(argv: list[str]) -> int:
         seed=args.seed,
         threads=args.threads,
         device=args.device,
+        precision=args.precision,
         architecture=PriorArchitecture(args.context_slices, args.depth, args.channels),
     )
 
@@ -71,6 +76,7 @@ def main(argv: list[str]) -> int:
         "command": "python bench/train_prior.py " + shlex.join(argv),
         "settings": {key: value for key, value in dataclasses.asdict(settings).items() if key != "architecture"},
         "steps": history.steps,
+        "precision": history.precision,
         "seconds": round(history.seconds, 1),
         "best_validation_loss": history.best_validation_loss,
         "date": datetime.date.today().isoformat(),

@@ -6,6 +6,7 @@ and transposed at random) from a pool of synthetic volumes that is slowly renewe
 their intensities at random, adds Gaussian noise of a random level (log-uniform over
 ``sigma_range``), and trains the network, told that level, to return the clean slice. The loss is the
 squared error divided by the noise level, so that low and high levels weigh alike in the gradient.
+It trains in bfloat16 where that is faster (core/precision.py), as the fine-tuning does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from DeepDenoiseLib.core.precision import TrainingPrecision, choose_precision
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback
 from DeepDenoiseLib.core.training_loop import TrainingHistory, TrainingLimits, cosine_decay, fit, seeded_run, set_learning_rate
 from DeepDenoiseLib.denoise.patches import context_stack, oriented
@@ -46,6 +48,7 @@ class PriorTrainingSettings:
     seed: int = 0
     threads: Optional[int] = None
     device: str = "auto"
+    precision: str = "auto"
     architecture: PriorArchitecture = field(default_factory=PriorArchitecture)
 
 
@@ -127,7 +130,8 @@ def train_prior(
     def train_step(batch: tuple[torch.Tensor, torch.Tensor], learning_rate: float) -> float:
         set_learning_rate(optimizer, learning_rate)
         clean, sigma = batch
-        loss = level_weighted_loss(network, clean, sigma, torch.randn(clean.shape, generator=generator).to(device))
+        with precision.autocast():
+            loss = level_weighted_loss(network, clean, sigma, torch.randn(clean.shape, generator=generator).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), settings.gradient_clip)
@@ -145,8 +149,29 @@ def train_prior(
         network.train()
         return float(np.mean(losses))
 
+    def probe(candidate: TrainingPrecision) -> None:
+        """One forward and backward pass on held-out patches, for timing (no optimiser step)."""
+        clean, sigma = validation
+        with candidate.training(network):
+            with candidate.autocast():
+                level_weighted_loss(
+                    network, clean[: settings.batch_size], sigma[: settings.batch_size], validation_noise[: settings.batch_size]
+                ).backward()
+        network.zero_grad(set_to_none=True)
+
     limits = TrainingLimits(settings.steps, settings.budget_seconds, 0, settings.steps_per_epoch)
-    history = fit(
-        network, limits, draw_batch, train_step, cosine_decay(settings.learning_rate), validation_loss, progress, cancel, label="prior: "
-    )
+    precision = choose_precision(settings.precision, device, probe)
+    with precision.training(network):
+        history = fit(
+            network,
+            limits,
+            draw_batch,
+            train_step,
+            cosine_decay(settings.learning_rate),
+            validation_loss,
+            progress,
+            cancel,
+            label="prior: ",
+        )
+    history.precision = precision.name
     return network, history

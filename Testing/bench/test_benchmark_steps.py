@@ -1,17 +1,21 @@
-"""Tests of benchmark_steps.py's ablations of the default loss: they change the r2r module for the
-process that asks, and are refused for other methods or a non-positive strength."""
+"""Tests of benchmark_steps.py's ablations of the default loss and its candidate prior: they change the
+r2r module for the process that asks, and are refused for other methods, a non-positive strength or a
+file that is not a prior."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from bench import benchmark_steps
 from DeepDenoiseLib.core.noise_simulation import add_poisson_noise
 from DeepDenoiseLib.core.normalization import PercentileNormalizer
+from DeepDenoiseLib.core.validation import InputError
 from DeepDenoiseLib.denoise import pipeline, r2r_training
 from DeepDenoiseLib.denoise.noise_config import NoiseConfig
 from DeepDenoiseLib.denoise.noise_models import fit_noise_model
+from DeepDenoiseLib.denoise.prior import PriorArchitecture, save_prior
 from Testing.support.phantoms import smooth_phantom
 
 
@@ -50,12 +54,30 @@ def test_the_unweighted_ablation_hands_no_loss_weights(monkeypatch: pytest.Monke
     assert pipeline.intensity_weights(normalized, normalizer, noise) is None
 
 
+def test_the_prior_option_starts_r2r_from_the_candidate_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(r2r_training, "load_prior", r2r_training.load_prior)
+    candidate = PriorArchitecture(context_slices=1, depth=1, base_channels=4).build()
+    path = save_prior(tmp_path / "candidate.safetensors", candidate, {"steps": 1, "command": "test"})
+    benchmark_steps.apply_ablations(parsed(monkeypatch, "--method", "r2r", "--prior", str(path)))
+    loaded = r2r_training.load_prior()
+    assert loaded.architecture == PriorArchitecture(context_slices=1, depth=1, base_channels=4)
+    torch.testing.assert_close(loaded.state["unet.head.weight"], candidate.state_dict()["unet.head.weight"])
+
+
+def test_a_prior_option_that_is_not_a_prior_is_refused_before_training(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(r2r_training, "load_prior", r2r_training.load_prior)
+    (tmp_path / "not_a_prior.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError):
+        benchmark_steps.apply_ablations(parsed(monkeypatch, "--method", "r2r", "--prior", str(tmp_path / "not_a_prior.safetensors")))
+
+
 @pytest.mark.parametrize(
     "arguments",
     [
         ("--method", "blindspot", "--r2r-unweighted"),
         ("--method", "blindspot", "--r2r-everywhere"),
         ("--method", "blindspot", "--r2r-independent"),
+        ("--method", "blindspot", "--prior", "prior.safetensors"),
         ("--method", "r2r", "--r2r-alpha", "0"),
     ],
 )
