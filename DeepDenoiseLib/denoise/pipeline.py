@@ -41,7 +41,7 @@ from DeepDenoiseLib.denoise.n2v_training import train_noise2void
 from DeepDenoiseLib.denoise.networks import TrainedModel
 from DeepDenoiseLib.denoise.noise2noise import noise2noise_series
 from DeepDenoiseLib.denoise.noise_models import NoiseTransform, fit_noise_model, foreground
-from DeepDenoiseLib.denoise.r2r_training import SelfCheck, train_r2r
+from DeepDenoiseLib.denoise.r2r_training import SelfCheck, TrainingVolume, train_r2r
 from DeepDenoiseLib.denoise.result import DenoiseResult
 from DeepDenoiseLib.denoise.self_check import ErrorEstimate, check_error_estimate, check_residual
 
@@ -281,10 +281,10 @@ def _model(
         return dataclasses.replace(trained, noise_variance=variance), None
     spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
     if config.method == "r2r":
-        correlation = prepared.noise.correlation
-        others = [(companion.normalized, companion.noise_sigma / companion.normalizer.scale) for companion in companions]
+        sigmas = [normalized_sigma] + [companion.noise_sigma / companion.normalizer.scale for companion in companions]
         weights = [intensity_weights(one.normalized, one.normalizer, one.noise) for one in (prepared, *companions)]
-        return train_r2r(prepared.normalized, config, spacing_zyx, progress, cancel, normalized_sigma, others, correlation, weights)
+        trained_on = [TrainingVolume(one.normalized, sigma, weight) for one, sigma, weight in zip((prepared, *companions), sigmas, weights)]
+        return train_r2r(trained_on, config, spacing_zyx, progress, cancel, prepared.noise.correlation)
     return train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma), None
 
 

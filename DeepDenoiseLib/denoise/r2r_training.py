@@ -140,35 +140,43 @@ def estimated_gain_db(identity: float, network: float, sigma: float) -> Optional
     return 10.0 * math.log10(error_identity / error_network)
 
 
+@dataclass(frozen=True)
+class TrainingVolume:
+    """One volume R2R learns from: ``array`` normalised (``[k, j, i]``, or a series ``[t, k, j, i]``),
+    its noise ``sigma`` in those units, and each voxel's weight in the loss (loss_weights.py; None:
+    every voxel alike)."""
+
+    array: np.ndarray
+    sigma: float
+    loss_weights: Optional[np.ndarray] = None
+
+
 def train_r2r(
-    volume: np.ndarray,
+    volumes: Sequence[TrainingVolume],
     config: DenoiseConfig,
     spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
-    noise_sigma: Optional[float] = None,
-    companions: Sequence[tuple[np.ndarray, float]] = (),
     noise_correlation: Optional[NoiseCorrelation] = None,
-    loss_weights: Sequence[Optional[np.ndarray]] = (),
 ) -> tuple[TrainedModel, SelfCheck]:
-    """Trains on ``volume`` (normalised; ``[k, j, i]``, or a series ``[t, k, j, i]`` sharing one
-    model) with the noise sigma ``noise_sigma`` in the normalised units, and returns the model kept
-    with its self-check. ``companions``: more volumes (normalised, each with its own sigma; other
-    scans of a cohort) that the one model learns from too, each as often as ``volume``; the network
-    is told each patch's own noise level. ``noise_correlation``: the noise's spatial correlation, when
-    it is not white; the recorruption noise then has it too (correlated_noise.py), so that input and
-    target noises stay independent (the companions are taken to share it: one protocol).
-    ``loss_weights``: one per trained volume (``volume``, then the companions; None or absent: every
-    voxel alike), each voxel's weight in the loss (loss_weights.py)."""
-    sigmas = [noise_sigma] + [companion_sigma for _, companion_sigma in companions]
+    """Trains one model on ``volumes`` and returns the model kept with its self-check. The first is
+    the volume to denoise; the others (other scans of a cohort, of any size and noise level) are
+    learnt from as often as it, and the network is told each patch's own noise level.
+    ``noise_correlation``: the noise's spatial correlation, when it is not white; the recorruption
+    noise then has it too (correlated_noise.py), so that input and target noises stay independent
+    (every volume is taken to share it: one protocol)."""
+    if not volumes:
+        raise ValueError("method r2r needs a volume to train on")
+    sigmas = [one.sigma for one in volumes]
     if any(sigma is None or not sigma > 0 for sigma in sigmas):
         raise ValueError("method r2r needs the noise sigma (estimated or given) of every volume it trains on")
-    volumes = [volume] + [companion for companion, _ in companions]
+    arrays = [one.array for one in volumes]
+    volume, noise_sigma = arrays[0], volumes[0].sigma
     training = config.training
     rng, generator, device = seeded_run(training.seed, training.threads, training.device)
     volume_shape: tuple[int, int, int] = tuple(int(n) for n in volume.shape[-3:])  # type: ignore[assignment]
     # the patch must fit every volume: it is fitted to the smallest extent of each axis
-    fitted_shape: tuple[int, int, int] = tuple(min(int(v.shape[-3:][axis]) for v in volumes) for axis in range(3))  # type: ignore[assignment]
+    fitted_shape: tuple[int, int, int] = tuple(min(int(v.shape[-3:][axis]) for v in arrays) for axis in range(3))  # type: ignore[assignment]
     slice_axes = resolve_slice_axes(config, volume_shape, spacing_zyx)
     network, geometry = build_network(config, fitted_shape, spacing_zyx, slice_axes)
     assert isinstance(network, NoiseConditionedUNet)
@@ -176,10 +184,10 @@ def train_r2r(
         report(progress, ProgressEvent("training", 0.0, message="loading the pretrained prior"))
         network.load_state_dict(load_prior().state)
     network.to(device)
-    level_of = torch.tensor([float(sigma) for sigma in sigmas], dtype=torch.float32)  # type: ignore[arg-type]
-    learnable = _learnable_voxels(volumes, sigmas, noise_correlation, loss_weights)  # type: ignore[arg-type]
+    level_of = torch.tensor([float(sigma) for sigma in sigmas], dtype=torch.float32)
+    learnable = _learnable_voxels(arrays, sigmas, noise_correlation, [one.loss_weights for one in volumes])
     sampler = MixedPatchSampler(
-        [PatchSampler(v, geometry, training.validation_fraction, rng, slice_axes, learnable=mask) for v, mask in zip(volumes, learnable)],
+        [PatchSampler(v, geometry, training.validation_fraction, rng, slice_axes, learnable=mask) for v, mask in zip(arrays, learnable)],
         rng,
     )
     carries_learnable = learnable[0] is not None
@@ -263,7 +271,7 @@ def train_r2r(
         device=device,
         geometry=geometry,
         history=history,
-        noise_variance=float(noise_sigma) ** 2,  # type: ignore[arg-type]
+        noise_variance=float(noise_sigma) ** 2,
         slice_axes=slice_axes,
         volume_shape=volume_shape,
         spacing_zyx=tuple(float(s) for s in spacing_zyx),  # type: ignore[arg-type]

@@ -87,7 +87,7 @@ def test_a_poisson_run_trains_every_volume_with_its_own_weights_and_a_gaussian_o
     train = r2r_training.train_r2r
 
     def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
-        handed.append(list(args[8]))
+        handed.append([volume.loss_weights for volume in args[0]])
         return train(*args, **kwargs)
 
     monkeypatch.setattr("DeepDenoiseLib.denoise.pipeline.train_r2r", recording)
