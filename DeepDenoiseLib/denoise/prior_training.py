@@ -31,7 +31,7 @@ from DeepDenoiseLib.nets.conditioned import NoiseConditionedUNet
 class PriorTrainingSettings:
     """How the prior is trained (bench/train_prior.py's flags)."""
 
-    steps: int = 10000
+    steps: int = 30000
     budget_seconds: Optional[float] = None
     batch_size: int = 8
     patch_size: int = 64
