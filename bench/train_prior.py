@@ -1,7 +1,7 @@
 """Trains the noise-conditioned prior that method ``r2r`` starts from, on procedural volumes only.
 
 The package ships the result (DeepDenoiseLib/data/priors/noise_conditioned_2p5d.safetensors); this is
-the command that made it, and anyone can rerun it (a GPU makes it minutes instead of hours)::
+the command that made it, and anyone can rerun it (a GPU makes it minutes instead of half an hour)::
 
     python bench/train_prior.py --steps 30000 --threads 2   # the shipped prior: 35 minutes on 2 CPU cores in bfloat16
     python bench/train_prior.py --steps 100000 --batch-size 32 --device cuda --output my_prior.safetensors
