@@ -94,6 +94,21 @@ def choose_precision(requested: str, device: torch.device, probe: Callable[[Trai
     return half if speedup >= MIN_SPEEDUP else single
 
 
+def loss_probe(network: torch.nn.Module, loss: Callable[[], torch.Tensor]) -> Callable[[TrainingPrecision], None]:
+    """A probe for :func:`choose_precision`: one forward and backward pass of ``loss()`` with
+    ``network`` laid out and cast as each candidate would train it; no optimiser step, and the
+    gradients are dropped."""
+
+    def probe(candidate: TrainingPrecision) -> None:
+        with candidate.training(network):
+            with candidate.autocast():
+                value = loss()
+            value.backward()
+        network.zero_grad(set_to_none=True)
+
+    return probe
+
+
 def probe_seconds(precision: TrainingPrecision, device: torch.device, probe: Callable[[TrainingPrecision], None]) -> float:
     """The fastest of :data:`PROBE_PASSES` timed runs of ``probe`` in ``precision``, after a warm-up."""
     fastest = float("inf")

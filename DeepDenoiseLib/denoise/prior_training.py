@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from DeepDenoiseLib.core.precision import TrainingPrecision, choose_precision
+from DeepDenoiseLib.core.precision import choose_precision, loss_probe
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback
 from DeepDenoiseLib.core.training_loop import TrainingHistory, TrainingLimits, cosine_decay, fit, seeded_run, set_learning_rate
 from DeepDenoiseLib.denoise.patches import context_stack, oriented
@@ -149,18 +149,15 @@ def train_prior(
         network.train()
         return float(np.mean(losses))
 
-    def probe(candidate: TrainingPrecision) -> None:
-        """One forward and backward pass on held-out patches, for timing (no optimiser step)."""
-        clean, sigma = validation
-        with candidate.training(network):
-            with candidate.autocast():
-                level_weighted_loss(
-                    network, clean[: settings.batch_size], sigma[: settings.batch_size], validation_noise[: settings.batch_size]
-                ).backward()
-        network.zero_grad(set_to_none=True)
-
     limits = TrainingLimits(settings.steps, settings.budget_seconds, 0, settings.steps_per_epoch)
-    precision = choose_precision(settings.precision, device, probe)
+
+    def held_out_loss() -> torch.Tensor:
+        """The loss of one batch of held-out patches: what the precision probe times."""
+        clean, sigma = validation
+        count = settings.batch_size
+        return level_weighted_loss(network, clean[:count], sigma[:count], validation_noise[:count])
+
+    precision = choose_precision(settings.precision, device, loss_probe(network, held_out_loss))
     with precision.training(network):
         history = fit(
             network,

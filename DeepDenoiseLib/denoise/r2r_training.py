@@ -27,7 +27,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from DeepDenoiseLib.core.precision import TrainingPrecision, choose_precision
+from DeepDenoiseLib.core.precision import choose_precision, loss_probe
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback, ProgressEvent, report
 from DeepDenoiseLib.core.training_loop import TrainingLimits, cosine_decay, fit, seeded_run, set_learning_rate
 from DeepDenoiseLib.denoise.config import DenoiseConfig
@@ -225,15 +225,6 @@ def train_r2r(
         optimizer.step()
         return float(loss.detach())
 
-    def probe(candidate: TrainingPrecision) -> None:
-        """One forward and backward pass on held-out patches, for timing (no optimiser step)."""
-        group = slice(0, training.batch_size)
-        with candidate.training(network):
-            with candidate.autocast():
-                loss = r2r_loss(network, validation[group], validation_sigma[group], validation_noise[group])
-            loss.backward()
-        network.zero_grad(set_to_none=True)
-
     @torch.no_grad()
     def validation_loss() -> float:
         network.eval()
@@ -258,7 +249,13 @@ def train_r2r(
         patience=training.patience,
         validate_first=True,
     )
-    precision = choose_precision(training.precision, device, probe)
+
+    def held_out_loss() -> torch.Tensor:
+        """The loss of one batch of held-out patches: what the precision probe times."""
+        group = slice(0, training.batch_size)
+        return r2r_loss(network, validation[group], validation_sigma[group], validation_noise[group])
+
+    precision = choose_precision(training.precision, device, loss_probe(network, held_out_loss))
     with precision.training(network):
         history = fit(network, limits, draw_batch, train_step, cosine_decay(training.learning_rate), validation_loss, progress, cancel)
     history.precision = precision.name
