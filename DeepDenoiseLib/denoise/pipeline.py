@@ -122,7 +122,7 @@ def apply_trained_model(
 
 @dataclass
 class _Prepared:
-    """The input as the network sees it: normalised, with the noise sigma in the input's units."""
+    """The input as the network sees it: stabilised and normalised, with its noise model."""
 
     array: np.ndarray
     noise: NoiseTransform
@@ -130,9 +130,9 @@ class _Prepared:
     normalized: np.ndarray
 
     @property
-    def noise_sigma(self) -> float:
-        """The noise sigma in the stabilised domain (the input's units for Gaussian and Rician noise)."""
-        return self.noise.sigma
+    def normalized_sigma(self) -> float:
+        """The noise sigma in the normalised units the network works in."""
+        return self.noise.sigma / self.normalizer.scale
 
 
 def _prepare(array: np.ndarray, config: DenoiseConfig) -> _Prepared:
@@ -191,7 +191,7 @@ def _run(
             f"the noise is alike in neighbouring voxels (correlation {prepared.noise.parameters['neighbour_correlation_kji']} along k, j, i): "
             f"method {config.method} assumes independent noise and leaves the correlated part; method r2r (the default) accounts for it"
         )
-    normalized_sigma = prepared.noise_sigma / prepared.normalizer.scale
+    normalized_sigma = prepared.normalized_sigma
     r2r_check: Optional[SelfCheck] = None
     model: Optional[TrainedModel] = None
     if config.method in SERIES_ONLY_METHODS:
@@ -205,7 +205,7 @@ def _run(
     else:
         prepared_companions, left_out = _companions(companions, config)
         summary["warnings"] += left_out
-        model, r2r_check = _model(volume, config, prepared, normalized_sigma, trained, progress, cancel, prepared_companions)
+        model, r2r_check = _model(volume, config, prepared, trained, progress, cancel, prepared_companions)
         if companions:  # the constant ones are left out
             summary["trained_on_volumes"] = 1 + len(prepared_companions)
         check_cancelled(cancel)
@@ -267,7 +267,6 @@ def _model(
     volume: Volume,
     config: DenoiseConfig,
     prepared: _Prepared,
-    normalized_sigma: float,
     trained: Optional[TrainedModel],
     progress: Optional[ProgressCallback],
     cancel: Optional[CancelToken],
@@ -277,15 +276,16 @@ def _model(
     model trained before, told this volume's noise level."""
     if trained is not None:
         # The fusion step weighs each voxel's own value by this volume's noise level, not the training volume's.
-        variance = None if trained.noise_variance is None else normalized_sigma**2
+        variance = None if trained.noise_variance is None else prepared.normalized_sigma**2
         return dataclasses.replace(trained, noise_variance=variance), None
     spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
     if config.method == "r2r":
-        sigmas = [normalized_sigma] + [companion.noise_sigma / companion.normalizer.scale for companion in companions]
-        weights = [intensity_weights(one.normalized, one.normalizer, one.noise) for one in (prepared, *companions)]
-        trained_on = [TrainingVolume(one.normalized, sigma, weight) for one, sigma, weight in zip((prepared, *companions), sigmas, weights)]
+        trained_on = [
+            TrainingVolume(one.normalized, one.normalized_sigma, intensity_weights(one.normalized, one.normalizer, one.noise))
+            for one in (prepared, *companions)
+        ]
         return train_r2r(trained_on, config, spacing_zyx, progress, cancel, prepared.noise.correlation)
-    return train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=normalized_sigma), None
+    return train_noise2void(prepared.normalized, config, spacing_zyx, progress, cancel, noise_sigma=prepared.normalized_sigma), None
 
 
 def _companions(volumes: Sequence[Volume], config: DenoiseConfig) -> tuple[list[_Prepared], list[str]]:
