@@ -167,16 +167,14 @@ def train_r2r(
     (every volume is taken to share it: one protocol)."""
     if not volumes:
         raise ValueError("method r2r needs a volume to train on")
-    sigmas = [one.sigma for one in volumes]
-    if any(sigma is None or not sigma > 0 for sigma in sigmas):
+    if any(one.sigma is None or not one.sigma > 0 for one in volumes):
         raise ValueError("method r2r needs the noise sigma (estimated or given) of every volume it trains on")
-    arrays = [one.array for one in volumes]
-    volume, noise_sigma = arrays[0], volumes[0].sigma
+    volume, noise_sigma = volumes[0].array, volumes[0].sigma
     training = config.training
     rng, generator, device = seeded_run(training.seed, training.threads, training.device)
     volume_shape: tuple[int, int, int] = tuple(int(n) for n in volume.shape[-3:])  # type: ignore[assignment]
     # the patch must fit every volume: it is fitted to the smallest extent of each axis
-    fitted_shape: tuple[int, int, int] = tuple(min(int(v.shape[-3:][axis]) for v in arrays) for axis in range(3))  # type: ignore[assignment]
+    fitted_shape: tuple[int, int, int] = tuple(min(int(one.array.shape[-3:][axis]) for one in volumes) for axis in range(3))  # type: ignore[assignment]
     slice_axes = resolve_slice_axes(config, volume_shape, spacing_zyx)
     network, geometry = build_network(config, fitted_shape, spacing_zyx, slice_axes)
     assert isinstance(network, NoiseConditionedUNet)
@@ -184,10 +182,13 @@ def train_r2r(
         report(progress, ProgressEvent("training", 0.0, message="loading the pretrained prior"))
         network.load_state_dict(load_prior().state)
     network.to(device)
-    level_of = torch.tensor([float(sigma) for sigma in sigmas], dtype=torch.float32)
-    learnable = _learnable_voxels(arrays, sigmas, noise_correlation, [one.loss_weights for one in volumes])
+    level_of = torch.tensor([float(one.sigma) for one in volumes], dtype=torch.float32)
+    learnable = _learnable_voxels(volumes, noise_correlation)
     sampler = MixedPatchSampler(
-        [PatchSampler(v, geometry, training.validation_fraction, rng, slice_axes, learnable=mask) for v, mask in zip(arrays, learnable)],
+        [
+            PatchSampler(one.array, geometry, training.validation_fraction, rng, slice_axes, learnable=mask)
+            for one, mask in zip(volumes, learnable)
+        ],
         rng,
     )
     carries_learnable = learnable[0] is not None
@@ -276,12 +277,7 @@ def train_r2r(
     return model, check
 
 
-def _learnable_voxels(
-    volumes: Sequence[np.ndarray],
-    sigmas: Sequence[float],
-    noise_correlation: Optional[NoiseCorrelation],
-    loss_weights: Sequence[Optional[np.ndarray]] = (),
-) -> list[Optional[np.ndarray]]:
+def _learnable_voxels(volumes: Sequence[TrainingVolume], noise_correlation: Optional[NoiseCorrelation]) -> list[Optional[np.ndarray]]:
     """Each volume's weight of every voxel in the loss: zero where it is not recorruptible
     (recorruptible.py), times its loss weight where it has one (loss_weights.py); or None for all
     when every voxel of every volume weighs alike. Correlated noise spreads less over a block than
@@ -290,12 +286,11 @@ def _learnable_voxels(
     if noise_correlation is not None:
         masks: list[Optional[np.ndarray]] = [None] * len(volumes)
     else:
-        masks = [recorruptible_voxels(volume, sigma) for volume, sigma in zip(volumes, sigmas)]
-    weights = list(loss_weights) + [None] * (len(volumes) - len(loss_weights))
-    masks = [_weighted(mask, weight) for mask, weight in zip(masks, weights)]
+        masks = [recorruptible_voxels(one.array, one.sigma) for one in volumes]
+    masks = [_weighted(mask, one.loss_weights) for mask, one in zip(masks, volumes)]
     if all(mask is None for mask in masks):
         return masks
-    return [np.ones(volume.shape, dtype=np.float32) if mask is None else mask for volume, mask in zip(volumes, masks)]
+    return [np.ones(one.array.shape, dtype=np.float32) if mask is None else mask for one, mask in zip(volumes, masks)]
 
 
 def _weighted(mask: Optional[np.ndarray], weight: Optional[np.ndarray]) -> Optional[np.ndarray]:

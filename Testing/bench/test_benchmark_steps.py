@@ -30,10 +30,10 @@ def test_the_ablations_replace_alpha_and_the_learnable_voxels(monkeypatch: pytes
     monkeypatch.setattr(r2r_training, "recorruptible_voxels", r2r_training.recorruptible_voxels)
     air = np.zeros((12, 12, 12), dtype=np.float32)
     air[6:] = np.random.default_rng(0).normal(1.0, 0.1, (6, 12, 12))
-    assert r2r_training._learnable_voxels([air], [0.1], None)[0] is not None
+    assert r2r_training._learnable_voxels([r2r_training.TrainingVolume(air, 0.1)], None)[0] is not None
     benchmark_steps.apply_ablations(parsed(monkeypatch, "--method", "r2r", "--r2r-alpha", "0.5", "--r2r-everywhere"))
     assert r2r_training.ALPHA == 0.5
-    assert r2r_training._learnable_voxels([air], [0.1], None) == [None]
+    assert r2r_training._learnable_voxels([r2r_training.TrainingVolume(air, 0.1)], None) == [None]
 
 
 def test_the_independent_ablation_draws_every_patch_for_itself(monkeypatch: pytest.MonkeyPatch) -> None:

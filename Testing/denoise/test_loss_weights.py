@@ -16,7 +16,7 @@ from DeepDenoiseLib.denoise.loss_weights import intensity_weights
 from DeepDenoiseLib.denoise.noise_config import NoiseConfig
 from DeepDenoiseLib.denoise.noise_models import fit_noise_model
 from DeepDenoiseLib.denoise.pipeline import denoise_volume
-from DeepDenoiseLib.denoise.r2r_training import ALPHA, identity_loss, recorrupted_pair
+from DeepDenoiseLib.denoise.r2r_training import ALPHA, TrainingVolume, identity_loss, recorrupted_pair
 from Testing.support.phantoms import noisy_phantom, single_thread, smooth_phantom, tiny_config  # noqa: F401
 
 
@@ -73,13 +73,13 @@ def test_the_recorruptible_mask_and_the_weights_combine_and_a_volume_without_eit
     volume = other.copy()
     volume[:, :, :16] = 0.0  # noise-free air: not recorruptible
     weights = np.full(volume.shape, 2.0, dtype=np.float32)
-    masks = r2r_training._learnable_voxels([volume, other], [0.1, 0.1], None, [weights])
+    masks = r2r_training._learnable_voxels([TrainingVolume(volume, 0.1, weights), TrainingVolume(other, 0.1)], None)
     assert masks[0] is not None and float(np.max(masks[0][:, :, :8])) == 0.0  # zero stays zero, whatever the weight
     assert set(np.unique(masks[0]).tolist()) == {0.0, 2.0} and float(np.mean(masks[0][:, :, 24:])) > 1.9
     assert masks[1] is not None and np.all(masks[1] == 1.0)
-    weighted = r2r_training._learnable_voxels([other], [0.1], None, [weights])
+    weighted = r2r_training._learnable_voxels([TrainingVolume(other, 0.1, weights)], None)
     assert weighted[0] is not None and np.all(weighted[0] == 2.0)
-    assert r2r_training._learnable_voxels([other], [0.1], None) == [None]
+    assert r2r_training._learnable_voxels([TrainingVolume(other, 0.1)], None) == [None]
 
 
 def test_a_poisson_run_trains_every_volume_with_its_own_weights_and_a_gaussian_one_without(monkeypatch) -> None:

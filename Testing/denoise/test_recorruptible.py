@@ -11,7 +11,7 @@ import torch
 
 from DeepDenoiseLib.denoise.noise_correlation import NoiseCorrelation
 from DeepDenoiseLib.denoise.patches import PatchGeometry, PatchSampler
-from DeepDenoiseLib.denoise.r2r_training import ALPHA, _learnable_voxels, identity_loss, recorrupted_pair
+from DeepDenoiseLib.denoise.r2r_training import ALPHA, TrainingVolume, _learnable_voxels, identity_loss, recorrupted_pair
 from DeepDenoiseLib.denoise.recorruptible import MIN_SPREAD, local_spread, recorruptible_voxels
 
 SIGMA = 0.1
@@ -104,8 +104,8 @@ def test_patches_carry_the_learnable_voxels_and_are_drawn_where_they_are() -> No
 def test_the_rule_is_not_applied_to_correlated_noise_and_fills_in_for_volumes_without_air() -> None:
     air, noisy = half_air("none"), half_air("gaussian")
     correlation = NoiseCorrelation(SIGMA, ((0.5,), (0.5,), (0.5,)))
-    assert _learnable_voxels([air], [SIGMA], correlation) == [None]
-    masks = _learnable_voxels([air, noisy], [SIGMA, SIGMA], None)
+    assert _learnable_voxels([TrainingVolume(air, SIGMA)], correlation) == [None]
+    masks = _learnable_voxels([TrainingVolume(air, SIGMA), TrainingVolume(noisy, SIGMA)], None)
     assert masks[0] is not None and masks[0].mean() < 0.7
     assert masks[1] is not None and np.all(masks[1] == 1.0)
-    assert _learnable_voxels([noisy], [SIGMA], None) == [None]
+    assert _learnable_voxels([TrainingVolume(noisy, SIGMA)], None) == [None]
