@@ -5,6 +5,11 @@ the command that made it, and anyone can rerun it (a GPU makes it minutes instea
 
     python bench/train_prior.py --steps 30000 --threads 2   # the shipped prior: 35 minutes on 2 CPU cores in bfloat16
     python bench/train_prior.py --steps 100000 --batch-size 32 --device cuda --output my_prior.safetensors
+    python bench/train_prior.py --start-from first.safetensors --seed 1 --learning-rate 3e-4 --output second.safetensors
+
+``--start-from`` trains a prior further: the same schedule again from its weights, on a fresh stream
+of procedural volumes when ``--seed`` differs; the record keeps the first prior's record, and the
+held-out loss of its weights on this run's patches (``start_validation_loss``).
 
 The file records its settings, this command line, the steps made and the time it took. No real image
 is used: the bundled sample only scores the result at the end, for the log.
@@ -29,7 +34,7 @@ import torch  # noqa: E402
 
 from DeepDenoiseLib.core.progress import ProgressEvent  # noqa: E402
 from DeepDenoiseLib.core.settings import PRECISIONS  # noqa: E402
-from DeepDenoiseLib.denoise.prior import SHIPPED_PRIOR, PriorArchitecture, save_prior  # noqa: E402
+from DeepDenoiseLib.denoise.prior import SHIPPED_PRIOR, PriorArchitecture, load_prior, save_prior  # noqa: E402
 from DeepDenoiseLib.denoise.prior_training import PriorTrainingSettings, train_prior  # noqa: E402
 
 
@@ -37,12 +42,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     defaults = PriorTrainingSettings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=SHIPPED_PRIOR, help="where to write the prior (default: the shipped one)")
+    parser.add_argument("--start-from", type=Path, help="a prior to train further (its architecture is kept; default: random weights)")
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--budget-minutes", type=float, help="stop after this much training time (default: the step count only)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--channels", type=int, default=defaults.architecture.base_channels)
-    parser.add_argument("--depth", type=int, default=defaults.architecture.depth)
-    parser.add_argument("--context-slices", type=int, default=defaults.architecture.context_slices)
+    architecture = defaults.architecture
+    parser.add_argument("--channels", type=int, help=f"default {architecture.base_channels}; not with --start-from")
+    parser.add_argument("--depth", type=int, help=f"default {architecture.depth}; not with --start-from")
+    parser.add_argument("--context-slices", type=int, help=f"default {architecture.context_slices}; not with --start-from")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -50,11 +57,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--precision", default=defaults.precision, choices=PRECISIONS, help="training arithmetic (auto: bfloat16 where it is faster)"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    shape_flags = [name for name in ("channels", "depth", "context_slices") if getattr(args, name) is not None]
+    if args.start_from is not None and shape_flags:
+        parser.error(f"--start-from keeps the prior's architecture; drop --{shape_flags[0].replace('_', '-')}")
+    return args
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    start_from = load_prior(args.start_from) if args.start_from is not None else None
+    default = PriorArchitecture()
+    architecture = (
+        start_from.architecture
+        if start_from is not None
+        else PriorArchitecture(
+            args.context_slices if args.context_slices is not None else default.context_slices,
+            args.depth if args.depth is not None else default.depth,
+            args.channels if args.channels is not None else default.base_channels,
+        )
+    )
     settings = PriorTrainingSettings(
         steps=args.steps,
         budget_seconds=None if args.budget_minutes is None else 60.0 * args.budget_minutes,
@@ -64,14 +86,14 @@ def main(argv: list[str]) -> int:
         threads=args.threads,
         device=args.device,
         precision=args.precision,
-        architecture=PriorArchitecture(args.context_slices, args.depth, args.channels),
+        architecture=architecture,
     )
 
     def show(event: ProgressEvent) -> None:
         if event.message and (event.message.endswith("0 steps") or "00" in event.message.split()[-1]):
             print(f"{event.message}  loss {event.loss}", flush=True)
 
-    network, history = train_prior(settings, progress=show)
+    network, history = train_prior(settings, progress=show, start_from=start_from)
     record = {
         "command": "python bench/train_prior.py " + shlex.join(argv),
         "settings": {key: value for key, value in dataclasses.asdict(settings).items() if key != "architecture"},
@@ -79,6 +101,7 @@ def main(argv: list[str]) -> int:
         "precision": history.precision,
         "seconds": round(history.seconds, 1),
         "best_validation_loss": history.best_validation_loss,
+        **({} if start_from is None else {"started_from": start_from.training, "start_validation_loss": history.initial_validation_loss}),
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
     }

@@ -22,7 +22,7 @@ from DeepDenoiseLib.core.precision import choose_precision, loss_probe
 from DeepDenoiseLib.core.progress import CancelToken, ProgressCallback
 from DeepDenoiseLib.core.training_loop import TrainingHistory, TrainingLimits, cosine_decay, fit, seeded_run, set_learning_rate
 from DeepDenoiseLib.denoise.patches import context_stack, oriented
-from DeepDenoiseLib.denoise.prior import PriorArchitecture
+from DeepDenoiseLib.denoise.prior import Prior, PriorArchitecture
 from DeepDenoiseLib.denoise.synthetic_volumes import synthetic_volume
 from DeepDenoiseLib.nets.conditioned import NoiseConditionedUNet
 
@@ -106,11 +106,17 @@ def train_prior(
     settings: PriorTrainingSettings,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    start_from: Optional[Prior] = None,
 ) -> tuple[NoiseConditionedUNet, TrainingHistory]:
-    """Trains a prior from scratch and returns it (the weights that scored best on fixed held-out
-    synthetic patches) with its history."""
+    """Trains a prior from scratch, or further from the weights of ``start_from`` (a second run of
+    the schedule from a trained prior, whose architecture ``settings`` must name; the history's
+    ``initial_validation_loss`` then scores those weights), and returns it (the weights that scored
+    best on fixed held-out synthetic patches, the starting ones included) with its history."""
+    if start_from is not None and start_from.architecture != settings.architecture:
+        raise ValueError(f"the prior to start from has architecture {start_from.architecture}, not {settings.architecture}")
     rng, generator, device = seeded_run(settings.seed, settings.threads, settings.device)
-    network = settings.architecture.build().to(device)
+    network = settings.architecture.build() if start_from is None else start_from.network()
+    network = network.to(device)
     patches = SyntheticPatches(settings, rng)
     validation = (
         torch.from_numpy(patches.clean_batch(settings.validation_patches)).to(device),
@@ -149,7 +155,7 @@ def train_prior(
         network.train()
         return float(np.mean(losses))
 
-    limits = TrainingLimits(settings.steps, settings.budget_seconds, 0, settings.steps_per_epoch)
+    limits = TrainingLimits(settings.steps, settings.budget_seconds, 0, settings.steps_per_epoch, validate_first=start_from is not None)
 
     def held_out_loss() -> torch.Tensor:
         """The loss of one batch of held-out patches: what the precision probe times."""
