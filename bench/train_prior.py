@@ -59,25 +59,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--precision", default=defaults.precision, choices=PRECISIONS, help="training arithmetic (auto: bfloat16 where it is faster)"
     )
     args = parser.parse_args(argv)
-    shape_flags = [name for name in ("channels", "depth", "context_slices") if getattr(args, name) is not None]
+    shape_flags = [flag for flag in ARCHITECTURE_FLAGS if getattr(args, flag) is not None]
     if args.start_from is not None and shape_flags:
         parser.error(f"--start-from keeps the prior's architecture; drop --{shape_flags[0].replace('_', '-')}")
     return args
 
 
+#: The architecture flags and the PriorArchitecture fields they set.
+ARCHITECTURE_FLAGS = {"context_slices": "context_slices", "depth": "depth", "channels": "base_channels"}
+
+
+def given_architecture(args: argparse.Namespace) -> PriorArchitecture:
+    """The default architecture with the flags given on the command line."""
+    given = {field: getattr(args, flag) for flag, field in ARCHITECTURE_FLAGS.items() if getattr(args, flag) is not None}
+    return dataclasses.replace(PriorArchitecture(), **given)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     start_from = load_prior(args.start_from) if args.start_from is not None else None
-    default = PriorArchitecture()
-    architecture = (
-        start_from.architecture
-        if start_from is not None
-        else PriorArchitecture(
-            args.context_slices if args.context_slices is not None else default.context_slices,
-            args.depth if args.depth is not None else default.depth,
-            args.channels if args.channels is not None else default.base_channels,
-        )
-    )
+    architecture = start_from.architecture if start_from is not None else given_architecture(args)
     settings = PriorTrainingSettings(
         steps=args.steps,
         budget_seconds=None if args.budget_minutes is None else 60.0 * args.budget_minutes,

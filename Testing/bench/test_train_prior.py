@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench import train_prior
+from DeepDenoiseLib.denoise.prior import PriorArchitecture
 
 
 def test_start_from_refuses_an_architecture_flag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -14,6 +15,7 @@ def test_start_from_refuses_an_architecture_flag(capsys: pytest.CaptureFixture[s
     assert "drop --channels" in capsys.readouterr().err
 
 
-def test_architecture_flags_apply_without_start_from() -> None:
+def test_architecture_flags_change_the_default_architecture_without_start_from() -> None:
     args = train_prior.parse_args(["--depth", "3"])
     assert args.depth == 3 and args.start_from is None and args.channels is None
+    assert train_prior.given_architecture(args) == PriorArchitecture(depth=3)
