@@ -38,6 +38,9 @@ from DeepDenoiseLib.core.settings import PRECISIONS  # noqa: E402
 from DeepDenoiseLib.denoise.prior import SHIPPED_PRIOR, PriorArchitecture, load_prior, save_prior  # noqa: E402
 from DeepDenoiseLib.denoise.prior_training import PriorTrainingSettings, train_prior  # noqa: E402
 
+#: The architecture flags and the PriorArchitecture fields they set.
+ARCHITECTURE_FLAGS = {"context_slices": "context_slices", "depth": "depth", "channels": "base_channels"}
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     defaults = PriorTrainingSettings()
@@ -63,10 +66,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.start_from is not None and shape_flags:
         parser.error(f"--start-from keeps the prior's architecture; drop --{shape_flags[0].replace('_', '-')}")
     return args
-
-
-#: The architecture flags and the PriorArchitecture fields they set.
-ARCHITECTURE_FLAGS = {"context_slices": "context_slices", "depth": "depth", "channels": "base_channels"}
 
 
 def given_architecture(args: argparse.Namespace) -> PriorArchitecture:

@@ -191,12 +191,11 @@ def _run(
             f"the noise is alike in neighbouring voxels (correlation {prepared.noise.parameters['neighbour_correlation_kji']} along k, j, i): "
             f"method {config.method} assumes independent noise and leaves the correlated part; method r2r (the default) accounts for it"
         )
-    normalized_sigma = prepared.normalized_sigma
     r2r_check: Optional[SelfCheck] = None
     model: Optional[TrainedModel] = None
     if config.method in SERIES_ONLY_METHODS:
         predict_start = time.perf_counter()
-        outcome = mppca_series(prepared.normalized, config, normalized_sigma, progress, cancel, prepared.noise.colour)
+        outcome = mppca_series(prepared.normalized, config, prepared.normalized_sigma, progress, cancel, prepared.noise.colour)
         denoised = prepared.noise.inverse(prepared.normalizer.inverse(outcome.denoised)).astype(np.float32)
         spread, device, error_check = None, outcome.device, outcome.error_check
         outcome.figures["local_sigma_median"] *= prepared.normalizer.scale
@@ -217,7 +216,7 @@ def _run(
     residual_check = check_residual(array, denoised, prepared.noise)
     if model is not None:
         report(progress, ProgressEvent("predicting", 1.0, message="checking the result"))
-        error_check = _error_estimate(model, prepared, config, normalized_sigma, checked_output, cancel)
+        error_check = _error_estimate(model, prepared, config, checked_output, cancel)
     summary["warnings"] += error_check.implausible_warnings()
     summary["self_check"] = {
         **error_check.to_summary(),
@@ -311,18 +310,17 @@ def _error_estimate(
     model: TrainedModel,
     prepared: _Prepared,
     config: DenoiseConfig,
-    sigma: float,
     checked_output: np.ndarray,
     cancel: Optional[CancelToken],
 ) -> ErrorEstimate:
     """SURE's estimate of the result's error in the tissue of the volume (the middle frame of a
-    series), in the normalised stabilised domain where the network works and the noise sigma is
-    ``sigma``; ``checked_output`` is the network's prediction there."""
+    series), in the normalised stabilised domain where the network works (noise sigma
+    ``prepared.normalized_sigma``); ``checked_output`` is the network's prediction there."""
     normalized = prepared.normalized if prepared.normalized.ndim == 3 else prepared.normalized[len(prepared.normalized) // 2]
     return check_error_estimate(
         lambda values: predict_volume(model, values, config.prediction, None, cancel).denoised,
         normalized,
-        sigma,
+        prepared.normalized_sigma,
         output=checked_output,
         colour=prepared.noise.colour,
         region=foreground(normalized),

@@ -115,8 +115,7 @@ def train_prior(
     if start_from is not None and start_from.architecture != settings.architecture:
         raise ValueError(f"the prior to start from has architecture {start_from.architecture}, not {settings.architecture}")
     rng, generator, device = seeded_run(settings.seed, settings.threads, settings.device)
-    network = settings.architecture.build() if start_from is None else start_from.network()
-    network = network.to(device)
+    network = settings.architecture.build().to(device) if start_from is None else start_from.network(device)
     patches = SyntheticPatches(settings, rng)
     validation = (
         torch.from_numpy(patches.clean_batch(settings.validation_patches)).to(device),
