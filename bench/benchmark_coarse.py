@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,12 +32,11 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from bench.baselines import dipy_nlm_array  # noqa: E402
-from bench.benchmark_real import VOLUMES, data_file, first_frame  # noqa: E402
+from bench.benchmark_real import VOLUMES, load_volume  # noqa: E402
 from bench.variants import SHARED_SPACING_MM, VARIANTS, BenchData, load_bench_data, make_noisy, variant_truth  # noqa: E402
 from DeepDenoiseLib.core.metrics import psnr  # noqa: E402
 from DeepDenoiseLib.core.validation import InputError  # noqa: E402
 from DeepDenoiseLib.core.volume import Volume  # noqa: E402
-from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
 from DeepDenoiseLib.denoise.config import DenoiseConfig  # noqa: E402
 from DeepDenoiseLib.denoise.noise_config import NoiseConfig  # noqa: E402
 from DeepDenoiseLib.denoise.noise_models import air_reading, fit_noise_model, tissue_reading  # noqa: E402
@@ -92,13 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         if variant.model == args.noise:
             noisy = make_noisy(variant, variant_truth(variant, data).clean, args.shared)
             print(reading_row(name, f"sigma {variant.level:g}", noisy.array, args.noise), flush=True)
-    for package, name, title in VOLUMES if args.noise == "rician" else ():
-        try:
-            print(
-                reading_row(title, "unknown", first_frame(read_volume(data_file(package, name), allow_4d=True)).array, "rician"), flush=True
-            )
-        except (InputError, FileNotFoundError) as error:
-            print(f"| {title} | unknown | not read ({type(error).__name__}: see benchmark_real.py's table) | | |")
+    with tempfile.TemporaryDirectory() as work:
+        for package, name, title in VOLUMES if args.noise == "rician" else ():
+            try:
+                print(reading_row(title, "unknown", load_volume(package, name, Path(work)).array, "rician"), flush=True)
+            except (InputError, FileNotFoundError) as error:
+                print(f"| {title} | unknown | not read ({type(error).__name__}: see benchmark_real.py's table) | | |")
     for spacing in spacings:
         for level in args.levels:
             volume, _, _ = coarse(data, spacing, level, args.noise)  # type: ignore[arg-type]

@@ -6,8 +6,10 @@ its spread at the strongest edges against flat tissue).
 The volumes are real scans bundled with dipy and nibabel (no download; this project has never tuned on
 them): dipy's ``test_piesno.nii.gz`` (MR magnitude, 96x96x14), ``S0_10slices.nii.gz`` (a diffusion
 b0 volume, 128x128x10), ``aniso_vox.nii.gz`` (58x58x24, 4x4x5 mm), and nibabel's ``example4d.nii.gz``
-(the first frame of an fMRI run, 128x96x24). Every method assumes Rician noise (magnitude MR; the
-library's default).
+(the first frame of an fMRI run, 128x96x24). The same EPI frame is also written as a 16-bit DICOM MR
+series and read back from its folder, as a user's exported series is (bench/dicom_series.py: no real
+multi-slice MR DICOM series is available without a download). Every method assumes Rician noise
+(magnitude MR; the library's default).
 
 Then real 4D series, the 4D default (MP-PCA, ``denoise_series``) against dipy's ``mppca``: nibabel's
 ``functional.nii`` (fMRI, 20 frames of 17x21x3) and dipy's ``small_64D.nii`` and ``small_101D.nii.gz``
@@ -34,7 +36,9 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout: find Deep
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from typing import Any, Callable, Optional  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -42,6 +46,7 @@ import torch  # noqa: E402
 
 from bench.baselines import dipy_nlm_array  # noqa: E402
 from bench.benchmark_series import dipy_mppca  # noqa: E402
+from bench.dicom_series import write_mr_series  # noqa: E402
 from bench.no_reference import no_reference_measures, series_measures  # noqa: E402
 from DeepDenoiseLib.core.metrics import mean_image_mask, temporal_snr  # noqa: E402
 from DeepDenoiseLib.core.validation import InputError  # noqa: E402
@@ -56,6 +61,7 @@ VOLUMES = (
     ("dipy", "S0_10slices.nii.gz", "diffusion b0 (dipy S0_10slices), 128x128x10"),
     ("dipy", "aniso_vox.nii.gz", "anisotropic 4x4x5 mm (dipy aniso_vox), 58x58x24"),
     ("nibabel", "example4d.nii.gz", "fMRI EPI, first frame (nibabel example4d), 128x96x24"),
+    ("dicom", "example4d.nii.gz", "the same EPI frame as a 16-bit DICOM MR series (24 files), read from its folder"),
 )
 SERIES = (
     ("nibabel", "functional.nii", "fMRI (nibabel functional.nii), 17x21x3, 20 frames"),
@@ -65,6 +71,8 @@ SERIES = (
 
 
 def data_file(package: str, name: str) -> Path:
+    if package == "dicom":  # written from nibabel's file (load_volume)
+        return data_file("nibabel", name)
     if package == "dipy":
         import dipy
 
@@ -72,6 +80,16 @@ def data_file(package: str, name: str) -> Path:
     import nibabel
 
     return Path(os.path.dirname(nibabel.__file__)) / "tests" / "data" / name
+
+
+def load_volume(package: str, name: str, work: Path) -> Volume:
+    """The first frame of a bundled file; for package ``dicom``, nibabel's file of that name written
+    as a DICOM MR series into ``work`` and read back from the folder."""
+    if package != "dicom":
+        return first_frame(read_volume(data_file(package, name), allow_4d=True))
+    folder = work / f"{name.split('.')[0]}_dicom"
+    write_mr_series(first_frame(read_volume(data_file("nibabel", name), allow_4d=True)), folder)
+    return read_volume(folder)
 
 
 def first_frame(volume: Volume) -> Volume:
@@ -158,37 +176,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--budget-seconds", type=float, default=240.0, help="the default method's training budget")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "real.json")
     parser.add_argument("--series-only", action="store_true", help="only the 4D series (seconds), not the 3D volumes")
-    parser.add_argument("--volumes", nargs="+", help="only the 3D volumes whose file name contains one of these words (and no series)")
+    parser.add_argument(
+        "--volumes",
+        nargs="+",
+        help="only the 3D volumes whose file name (or 'dicom', the DICOM series) contains one of these words (and no series)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     methods = {
         "DeepDenoise default (R2R)": ours(args.threads, args.budget_seconds),
         "dipy NL-means, block radius 2, Rician": dipy_nlm(args.threads),
     }
-    rows: list[dict[str, Any]] = []
-    chosen = [item for item in VOLUMES if args.volumes is None or any(word in item[1] for word in args.volumes)]
-    for package, name, title in () if args.series_only else chosen:
-        path = data_file(package, name)
-        if not path.is_file():
-            print(f"benchmark_real: {path} is missing ({package} not installed?); skipped", file=sys.stderr)
-            continue
-        try:
-            volume = first_frame(read_volume(path, allow_4d=True))
-        except InputError as error:  # a file the library refuses is reported, not measured
-            rows.append({"volume": title, "method": "not read", "note": str(error)})
-            print(f"[{name}] not read: {error}", file=sys.stderr, flush=True)
-            continue
-        for method, run in methods.items():
-            start = time.perf_counter()
-            output, note = run(volume)
-            seconds = time.perf_counter() - start
-            row = {"volume": title, "method": method, "seconds": seconds, "note": note, **no_reference_measures(volume.array, output)}
-            rows.append(row)
-            print(
-                f"[{name}] {method}: {json.dumps({k: v for k, v in row.items() if k not in ('volume', 'method')})}",
-                file=sys.stderr,
-                flush=True,
-            )
+    chosen = [item for item in VOLUMES if args.volumes is None or any(word in f"{item[0]}:{item[1]}" for word in args.volumes)]
+    rows = [] if args.series_only else volume_rows(chosen, methods)
     series = [] if args.volumes else series_rows()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"volumes": rows, "series": series}, indent=1) + "\n")
@@ -198,6 +198,34 @@ def main(argv: Optional[list[str]] = None) -> int:
     if series:
         print_series_table(series)
     return 0
+
+
+def volume_rows(
+    chosen: Sequence[tuple[str, str, str]], methods: dict[str, Callable[[Volume], tuple[np.ndarray, str]]]
+) -> list[dict[str, Any]]:
+    """Every method on every chosen 3D volume, by the no-reference measures."""
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="benchmark_real_") as work:
+        for package, name, title in chosen:
+            path = data_file(package, name)
+            if not path.is_file():
+                print(f"benchmark_real: {path} is missing ({package} not installed?); skipped", file=sys.stderr)
+                continue
+            try:
+                volume = load_volume(package, name, Path(work))
+            except InputError as error:  # a file the library refuses is reported, not measured
+                rows.append({"volume": title, "method": "not read", "note": str(error)})
+                print(f"[{name}] not read: {error}", file=sys.stderr, flush=True)
+                continue
+            for method, run in methods.items():
+                start = time.perf_counter()
+                output, note = run(volume)
+                seconds = time.perf_counter() - start
+                row = {"volume": title, "method": method, "seconds": seconds, "note": note, **no_reference_measures(volume.array, output)}
+                rows.append(row)
+                measured = {key: value for key, value in row.items() if key not in ("volume", "method")}
+                print(f"[{package}:{name}] {method}: {json.dumps(measured)}", file=sys.stderr, flush=True)
+    return rows
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -22,10 +23,9 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout: find Deep
 
 import numpy as np  # noqa: E402
 
-from bench.benchmark_real import VOLUMES, data_file, first_frame  # noqa: E402
+from bench.benchmark_real import VOLUMES, load_volume  # noqa: E402
 from bench.variants import VARIANTS, correlated_noise, ct_like, load_bench_data, make_noisy, variant_truth  # noqa: E402
 from DeepDenoiseLib.core.validation import InputError  # noqa: E402
-from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
 from DeepDenoiseLib.denoise.noise_correlation import NoiseCorrelation, estimate_noise_correlation  # noqa: E402
 
 
@@ -64,13 +64,14 @@ def main(argv: list[str] | None = None) -> int:
                 estimate_noise_correlation(clean + level * noise, magnitude=False),
             )
         )
-    for package, name, title in VOLUMES:
-        try:
-            volume = first_frame(read_volume(data_file(package, name), allow_4d=True))
-        except (InputError, FileNotFoundError) as error:
-            print(f"| {title} | unknown | not read: {str(error)[:80]} | | |")
-            continue
-        print(row(title, "unknown", estimate_noise_correlation(volume.array)))  # MR magnitude: the default model, rician
+    with tempfile.TemporaryDirectory() as work:
+        for package, name, title in VOLUMES:
+            try:
+                volume = load_volume(package, name, Path(work))
+            except (InputError, FileNotFoundError) as error:
+                print(f"| {title} | unknown | not read: {str(error)[:80]} | | |")
+                continue
+            print(row(title, "unknown", estimate_noise_correlation(volume.array)))  # MR magnitude: the default model, rician
     for width, label in ((0.8, "correlated 0.68 / 0.21"), (0.0, "white")):
         rng = np.random.default_rng(11)
         noise = correlated_noise(clean.shape, width, rng) if width else rng.standard_normal(clean.shape)
