@@ -9,7 +9,6 @@ noise (see :func:`bm4d_true_sigma`). scikit-image, dipy and bm4d are optional (`
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 
 from bench.anscombe import anscombe_forward, anscombe_inverse, estimate_gain
 from bench.variants import Variant, noise_psd
@@ -21,6 +20,8 @@ Denoised = tuple[np.ndarray, str]
 def slicer_anisotropic_diffusion(noisy: Volume, variant: Variant) -> Denoised:
     """Slicer's "Curvature Anisotropic Diffusion" module with its defaults (conductance 1,
     1 iteration, time step 0.0625), through the same ITK filter."""
+    import SimpleITK as sitk  # here, not at the top: a GPU machine runs the benchmark without it
+
     image = sitk.GetImageFromArray(noisy.array.astype(np.float32))
     image.SetSpacing(noisy.spacing)
     filtered = sitk.CurvatureAnisotropicDiffusion(image, timeStep=0.0625, conductanceParameter=1.0, numberOfIterations=1)

@@ -14,6 +14,10 @@ none is available here.
 (k-space filtering, interpolation): each channel of the complex noise is white noise convolved with a
 Gaussian of ``correlation_width`` voxels, scaled back to the spread ``level``, so the correlation is
 0.5 one voxel apart and 0.06 two apart (:func:`correlated_noise`).
+
+Where the shared folder cannot travel (a GPU machine reached through the device tool, which has no
+SimpleITK), the same volumes go as one bundle file (bench/gpu_bundle.py): ``--shared`` may name it
+instead of the folder, and nothing then reads a NIfTI file.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import numpy as np
 
 from DeepDenoiseLib.core.noise_simulation import add_gaussian_noise, add_poisson_noise, add_rician_noise
 from DeepDenoiseLib.core.volume import Volume
-from DeepDenoiseLib.core.volume_io import read_volume
 
 CLEAN_FILE = "mni152_t1_128_clean.nii.gz"
 MASK_FILE = "mni152_t1_128_mask.nii.gz"
@@ -34,6 +37,15 @@ POISSON_SEED = 6060
 RICIAN_SEED = 5050
 #: The shared volumes' voxel size.
 SHARED_SPACING_MM = 1.5
+#: The suffix of a bundle of the shared volumes (bench/gpu_bundle.py), which ``--shared`` may name.
+BUNDLE_SUFFIX = ".npz"
+#: The shared files a bundle holds, by the key it holds each under.
+BUNDLED_FILES = {
+    "clean": CLEAN_FILE,
+    "mask": MASK_FILE,
+    "rician05": "mni152_t1_128_rician05.nii.gz",
+    "rician10": "mni152_t1_128_rician10.nii.gz",
+}
 
 
 @dataclass(frozen=True)
@@ -89,7 +101,10 @@ class BenchData:
 
 
 def load_bench_data(shared_dir: Path) -> BenchData:
-    """Reads the clean volume and the brain mask, with a message saying what to do when they are missing."""
+    """Reads the clean volume and the brain mask (from the folder, or from a bundle file), with a
+    message saying what to do when they are missing."""
+    if shared_dir.suffix == BUNDLE_SUFFIX:
+        return BenchData(bundled_volume(shared_dir, "clean"), bundled_volume(shared_dir, "mask").array > 0)
     missing = [name for name in (CLEAN_FILE, MASK_FILE) if not (shared_dir / name).is_file()]
     if missing:
         raise SharedDataMissing(
@@ -97,9 +112,21 @@ def load_bench_data(shared_dir: Path) -> BenchData:
             "The benchmark needs the project's shared folder (../shared/data beside the repository; "
             "see ../shared/README.md); pass its location with --shared DIR."
         )
+    from DeepDenoiseLib.core.volume_io import read_volume  # SimpleITK: not needed for a bundle
+
     clean = read_volume(shared_dir / CLEAN_FILE)
     mask = read_volume(shared_dir / MASK_FILE).array > 0
     return BenchData(clean, mask)
+
+
+def bundled_volume(bundle: Path, key: str) -> Volume:
+    """One of :data:`BUNDLED_FILES` from a bundle written by bench/gpu_bundle.py, on the shared grid."""
+    if not bundle.is_file():
+        raise SharedDataMissing(f"the bundle of the shared volumes {bundle} is missing; write it with bench/gpu_bundle.py")
+    with np.load(bundle) as arrays:
+        if key not in arrays:
+            raise SharedDataMissing(f"{bundle} holds no {key!r} volume; write it again with bench/gpu_bundle.py")
+        return Volume(arrays[key], tuple(arrays["spacing"]), tuple(arrays["origin"]), arrays["direction"])  # type: ignore[arg-type]
 
 
 def variant_truth(variant: Variant, data: BenchData) -> BenchData:
@@ -127,7 +154,11 @@ def make_noisy(variant: Variant, clean: Volume, shared_dir: Path) -> Volume:
         return clean.with_array(np.sqrt((clean.array + real) ** 2 + imaginary**2).astype(np.float32))
     if variant.model == "rician" and variant.held_out:
         return clean.with_array(add_rician_noise(clean.array, variant.level, seed=RICIAN_SEED))
+    if variant.model == "rician" and shared_dir.suffix == BUNDLE_SUFFIX:
+        return clean.with_array(bundled_volume(shared_dir, variant.name).array.astype(np.float32))
     if variant.model == "rician":
+        from DeepDenoiseLib.core.volume_io import read_volume  # SimpleITK: not needed for a bundle
+
         path = shared_dir / f"mni152_t1_128_{variant.name}.nii.gz"
         if not path.is_file():
             raise SharedDataMissing(f"the shared noisy volume {path.name} is not in {shared_dir}; pass --shared DIR")
