@@ -29,7 +29,10 @@ def test_a_model_saved_before_the_restructure_loads_and_denoises_as_it_did(name)
     with pytest.MonkeyPatch.context() as patch:  # the network's output, before the self-check judges it
         patch.setattr(pipeline, "_self_check_failure", lambda *args: None)
         result = saved.apply(Volume(EXPECTED["input"], spacing=(0.9, 0.8, 2.5)))
-    np.testing.assert_allclose(result.denoised.array, EXPECTED[name], rtol=1e-5, atol=1e-6)
+    # PyTorch's CPU kernels sum in an order that depends on the processor's instructions: on an Intel
+    # Xeon the N2V 3D output differed from the AMD EPYC's in 4 of 2048 voxels, by 3.5e-6 at most. A
+    # model read wrongly would be off by orders of magnitude more.
+    np.testing.assert_allclose(result.denoised.array, EXPECTED[name], rtol=1e-5, atol=2e-5)
 
 
 def test_the_self_check_now_refuses_what_the_legacy_n2v_3d_model_returned() -> None:
