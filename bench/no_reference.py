@@ -93,3 +93,28 @@ def series_measures(noisy: np.ndarray, denoised: np.ndarray, mask: np.ndarray) -
         "residual_anatomy_correlation": anatomy,
         "removed_share": float(np.median(share[inside])),
     }
+
+
+def frame_difference_noise(first: np.ndarray, second: np.ndarray, foreground: Optional[np.ndarray] = None) -> dict[str, object]:
+    """The noise read from two frames of one series (``[k, j, i]`` each) in the foreground of the first:
+    their difference holds both frames' noise and only what changed between them, not the anatomy,
+    so it is a reference for what a single-frame estimate should read. ``sigma``: the difference's
+    robust spread over sqrt(2); ``neighbour_correlation_kji``: its correlation one voxel apart along
+    each axis (over pairs of foreground voxels). An upper bound where the signal changed (motion,
+    physiology), since that reads as noise here."""
+    first = np.asarray(first, dtype=np.float64)
+    second = np.asarray(second, dtype=np.float64)
+    if first.shape != second.shape or first.ndim != 3:
+        raise ValueError(f"needs two 3D frames of one shape; got {first.shape} and {second.shape}")
+    inside = default_foreground(first) if foreground is None else np.asarray(foreground, dtype=bool)
+    difference = second - first
+    values = difference[inside]
+    sigma = float(np.median(np.abs(values - np.median(values))) / 0.6744897501960817 / np.sqrt(2.0))
+    correlation = []
+    for axis in range(3):
+        head = [slice(None)] * 3
+        tail = [slice(None)] * 3
+        head[axis], tail[axis] = slice(0, -1), slice(1, None)
+        pairs = inside[tuple(head)] & inside[tuple(tail)]
+        correlation.append(float(np.corrcoef(difference[tuple(head)][pairs], difference[tuple(tail)][pairs])[0, 1]))
+    return {"sigma": sigma, "neighbour_correlation_kji": correlation}

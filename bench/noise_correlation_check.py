@@ -1,7 +1,8 @@
 """What the correlated-noise estimate (DeepDenoiseLib/denoise/noise_correlation.py) reads, with no
 training: on the benchmark's Gaussian and Rician variants (white noise, and the correlated one), on
 the template with white noise of 1 to 10 % of the range and with correlated noise of known
-correlation, on the real volumes benchmark_real.py uses, and on a CT-like head in Hounsfield units.
+correlation, on the real volumes benchmark_real.py uses (where a file holds two frames, next to
+what their difference reads: bench/no_reference.py), and on a CT-like head in Hounsfield units.
 Each is read as the pipeline reads it under its noise model (``magnitude`` for rician). Prints a Markdown table; takes about a
 minute on a 2-core CPU::
 
@@ -23,19 +24,40 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout: find Deep
 
 import numpy as np  # noqa: E402
 
-from bench.benchmark_real import VOLUMES, load_volume  # noqa: E402
+from bench.benchmark_real import VOLUMES, data_file, load_volume  # noqa: E402
+from bench.no_reference import frame_difference_noise  # noqa: E402
 from bench.variants import VARIANTS, correlated_noise, ct_like, load_bench_data, make_noisy, variant_truth  # noqa: E402
 from DeepDenoiseLib.core.validation import InputError  # noqa: E402
+from DeepDenoiseLib.core.volume_io import read_volume  # noqa: E402
 from DeepDenoiseLib.denoise.noise_correlation import NoiseCorrelation, estimate_noise_correlation  # noqa: E402
 
 
-def row(name: str, truth: str, estimate: NoiseCorrelation | None) -> str:
+def row(name: str, truth: str, estimate: NoiseCorrelation | None, flipped: str = "") -> str:
     if estimate is None:
-        return f"| {name} | {truth} | no estimate (too small or too little flat tissue) | | |"
+        return f"| {name} | {truth} | no estimate (too small or too little flat tissue) | | | {flipped} |"
     one = ", ".join(f"{axis[0]:.2f}" for axis in estimate.lags)
     two = ", ".join(f"{axis[1]:.2f}" for axis in estimate.lags)
     verdict = "white" if estimate.is_white else "correlated"
-    return f"| {name} | {truth} | {one} | {two} | {estimate.sigma:.4g} ({verdict}) |"
+    return f"| {name} | {truth} | {one} | {two} | {estimate.sigma:.4g} ({verdict}) | {flipped} |"
+
+
+def flipped_sigmas(array: np.ndarray) -> str:
+    """The sigma read with the volume flipped along k, j and i in turn: the same voxels stored the other
+    way round (a DICOM series of a left-handed grid reads with its slices reversed)."""
+    readings = [estimate_noise_correlation(np.ascontiguousarray(np.flip(array, axis))) for axis in range(3)]
+    return ", ".join("none" if reading is None else f"{reading.sigma:.4g}" for reading in readings)
+
+
+def frame_difference_truth(package: str, name: str) -> str:
+    """For a file that holds two frames or more, what the difference of its first two frames reads
+    (bench/no_reference.py: a reference, an upper bound where the signal changed); else "unknown".
+    The correlations do not depend on the storage order, so the DICOM row takes its source's."""
+    series = read_volume(data_file(package, name), allow_4d=True)
+    if not series.is_4d or len(series.array) < 2:
+        return "unknown"
+    reading = frame_difference_noise(series.array[0], series.array[1])
+    correlation = ", ".join(f"{value:.2f}" for value in reading["neighbour_correlation_kji"])  # type: ignore[attr-defined]
+    return f"two frames' difference: sigma {reading['sigma']:.4g}, {correlation}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = load_bench_data(args.shared)
     clean = data.clean.array.astype(np.float32)
-    print("| volume | truth | correlation one voxel apart (k, j, i) | two apart | sigma (verdict) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| volume | truth | correlation one voxel apart (k, j, i) | two apart | sigma (verdict) | sigma, the volume flipped along k, j, i |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, variant in VARIANTS.items():
         if variant.model in ("gaussian", "rician"):
             noisy = make_noisy(variant, variant_truth(variant, data).clean, args.shared)
@@ -71,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             except (InputError, FileNotFoundError) as error:
                 print(f"| {title} | unknown | not read: {str(error)[:80]} | | |")
                 continue
-            print(row(title, "unknown", estimate_noise_correlation(volume.array)))  # MR magnitude: the default model, rician
+            truth = frame_difference_truth(package, name)
+            # MR magnitude: the default model, rician
+            print(row(title, truth, estimate_noise_correlation(volume.array), flipped_sigmas(volume.array)))
     for width, label in ((0.8, "correlated 0.68 / 0.21"), (0.0, "white")):
         rng = np.random.default_rng(11)
         noise = correlated_noise(clean.shape, width, rng) if width else rng.standard_normal(clean.shape)

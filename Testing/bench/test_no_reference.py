@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bench.no_reference import no_reference_measures, series_measures
+from bench.no_reference import frame_difference_noise, no_reference_measures, series_measures
 
 
 def blocks_phantom(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -52,3 +52,18 @@ def test_a_residual_white_in_time_reads_as_noise_and_a_removed_drift_does_not() 
     assert abs(ideal["residual_lag1"]) < 0.1 and abs(ideal["residual_anatomy_correlation"]) < 0.1
     flattened = series_measures(noisy, np.broadcast_to(noisy.mean(axis=0), noisy.shape), mask)  # removes the drift too
     assert flattened["residual_lag1"] > 0.3 and flattened["removed_share"] > ideal["removed_share"]
+
+
+def test_two_frames_read_their_noise_and_its_correlation_not_the_anatomy() -> None:
+    clean, _ = blocks_phantom()
+    rng = np.random.default_rng(3)
+    frames = []
+    for _ in range(2):
+        noise = ndimage.gaussian_filter(rng.standard_normal(clean.shape), (0.0, 0.7, 0.0))
+        frames.append(clean + 0.05 * noise / noise.std())
+    reading = frame_difference_noise(*frames)
+    assert reading["sigma"] == pytest.approx(0.05, rel=0.1)  # the boxes' edges do not reach it
+    k, j, i = reading["neighbour_correlation_kji"]  # type: ignore[misc]
+    assert abs(k) < 0.05 and abs(i) < 0.05 and j == pytest.approx(np.exp(-1.0 / (4 * 0.7**2)), abs=0.05)
+    with pytest.raises(ValueError, match="two 3D frames"):
+        frame_difference_noise(frames[0], frames[1][:-1])
