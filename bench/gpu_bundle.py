@@ -5,7 +5,8 @@ The device tool sends the checkout and the paths named in its ``carry``, not ``.
 GPU machine's Python has torch and scipy but not SimpleITK or nibabel. So the clean volume, the mask
 and the two shared Rician volumes go as arrays with the clean volume's grid, in one compressed
 ``.npz`` (about 16 MB) that ``--shared`` of benchmark_denoise.py and benchmark_steps.py can name
-instead of the folder (bench/variants.py). Then, on the GPU machine, bench/gpu_run.sh::
+instead of the folder (bench/variants.py). Here, before the device call (which carries ``.gpu`` and
+runs bench/gpu_run.sh there)::
 
     echo /.gpu/ >> .git/info/exclude
     python bench/gpu_bundle.py --shared ../shared/data --output .gpu/shared.npz

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 volume = load_volume(package, name, Path(work))
             except (InputError, FileNotFoundError) as error:
-                print(f"| {title} | unknown | not read: {str(error)[:80]} | | |")
+                print(f"| {title} | unknown | not read: {str(error)[:80]} | | | |")
                 continue
             truth = frame_difference_truth(package, name)
             # MR magnitude: the default model, rician
