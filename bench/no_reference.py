@@ -21,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 from scipy import ndimage
+from scipy.stats import median_abs_deviation
 
 #: Flat tissue: the foreground's lowest share of gradient magnitude; edges: its highest share.
 FLAT_SHARE, EDGE_SHARE = 0.30, 0.05
@@ -109,7 +110,7 @@ def frame_difference_noise(first: np.ndarray, second: np.ndarray, foreground: Op
     inside = default_foreground(first) if foreground is None else np.asarray(foreground, dtype=bool)
     difference = second - first
     values = difference[inside]
-    sigma = float(np.median(np.abs(values - np.median(values))) / 0.6744897501960817 / np.sqrt(2.0))
+    sigma = float(median_abs_deviation(values, scale="normal") / np.sqrt(2.0))
     correlation = []
     for axis in range(3):
         head = [slice(None)] * 3

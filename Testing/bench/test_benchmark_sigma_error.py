@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from bench.benchmark_sigma_error import main
-from Testing.bench.test_gpu_bundle import fake_shared
 from Testing.support.phantoms import single_thread  # noqa: F401
+from Testing.support.shared_stand_in import write_shared_stand_in
 
 
 def test_a_sigma_told_too_high_reads_a_lower_sure_and_every_factor_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "sigma.json"
-    arguments = ["--shared", str(fake_shared(tmp_path / "shared")), "--variants", "gaussian07", "--factors", "1.0", "2.0"]
+    arguments = ["--shared", str(write_shared_stand_in(tmp_path / "shared")), "--variants", "gaussian07", "--factors", "1.0", "2.0"]
     assert main(arguments + ["--steps", "50", "--output", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [row["factor"] for row in rows] == [None, 1.0, 2.0]  # the noisy input first

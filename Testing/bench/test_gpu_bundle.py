@@ -14,29 +14,15 @@ import pytest
 
 from bench.gpu_bundle import write_bundle
 from bench.variants import BUNDLED_FILES, VARIANTS, SharedDataMissing, load_bench_data, make_noisy
-from DeepDenoiseLib.core.noise_simulation import add_rician_noise
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import write_volume
+from Testing.support.shared_stand_in import write_shared_stand_in
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def fake_shared(folder: Path) -> Path:
-    """The four shared files, small, on a rotated grid."""
-    k, j, i = np.meshgrid(*(np.linspace(-1, 1, n) for n in (16, 18, 20)), indexing="ij")
-    ball = np.clip(1.2 - np.sqrt(k**2 + j**2 + i**2), 0.0, 1.0).astype(np.float32)
-    direction = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    clean = Volume(ball, spacing=(1.5, 1.5, 1.5), origin=(10.0, -5.0, 3.0), direction=direction)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_volume(clean, folder / BUNDLED_FILES["clean"])
-    write_volume(clean.with_array((ball > 0.1).astype(np.float32)), folder / BUNDLED_FILES["mask"], dtype=np.uint8)
-    for key, level in (("rician05", 0.05), ("rician10", 0.10)):
-        write_volume(clean.with_array(add_rician_noise(ball, level, seed=1234)), folder / BUNDLED_FILES[key])
-    return folder
-
-
 def test_the_bundle_gives_the_same_volumes_as_the_folder(tmp_path: Path) -> None:
-    shared = fake_shared(tmp_path / "shared")
+    shared = write_shared_stand_in(tmp_path / "shared")
     bundle = write_bundle(shared, tmp_path / "gpu" / "shared.npz")
     from_folder, from_bundle = load_bench_data(shared), load_bench_data(bundle)
     assert np.array_equal(from_bundle.clean.array, from_folder.clean.array) and from_bundle.clean.same_geometry(from_folder.clean)
@@ -48,7 +34,7 @@ def test_the_bundle_gives_the_same_volumes_as_the_folder(tmp_path: Path) -> None
 
 
 def test_a_missing_file_or_a_volume_on_another_grid_is_refused(tmp_path: Path) -> None:
-    shared = fake_shared(tmp_path / "shared")
+    shared = write_shared_stand_in(tmp_path / "shared")
     (shared / BUNDLED_FILES["rician10"]).unlink()
     with pytest.raises(SharedDataMissing, match="rician10"):
         write_bundle(shared, tmp_path / "shared.npz")
@@ -61,7 +47,7 @@ def test_a_missing_file_or_a_volume_on_another_grid_is_refused(tmp_path: Path) -
 
 
 def test_the_benchmark_runs_from_a_bundle_without_simpleitk(tmp_path: Path) -> None:
-    bundle = write_bundle(fake_shared(tmp_path / "shared"), tmp_path / "shared.npz")
+    bundle = write_bundle(write_shared_stand_in(tmp_path / "shared"), tmp_path / "shared.npz")
     out = tmp_path / "runs.json"
     arguments = ["--shared", str(bundle), "--variants", "rician05", "poisson60", "--only", "no-such-method", "--json", str(out)]
     script = (

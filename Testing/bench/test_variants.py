@@ -12,10 +12,8 @@ import pytest
 from bench.anscombe import anscombe_forward, anscombe_inverse, estimate_gain
 from bench.benchmark_denoise import main as benchmark_main
 from bench.variants import (
-    CLEAN_FILE,
     GAUSSIAN_SEED,
     HELD_OUT_VARIANTS,
-    MASK_FILE,
     POISSON_SEED,
     RICIAN_SEED,
     TUNING_VARIANTS,
@@ -30,6 +28,7 @@ from bench.variants import (
 from DeepDenoiseLib.core.noise_simulation import add_rician_noise
 from DeepDenoiseLib.core.volume import Volume
 from DeepDenoiseLib.core.volume_io import write_volume
+from Testing.support.shared_stand_in import write_shared_stand_in
 
 
 def _clean(shape: tuple[int, int, int] = (24, 28, 32)) -> Volume:
@@ -79,7 +78,7 @@ def test_rician_variants_are_the_shared_files_and_missing_data_says_what_to_do(t
 
 
 def test_held_out_variants_are_generated_and_the_coarser_one_scores_on_a_resampled_truth(tmp_path: Path) -> None:
-    shared = _fake_shared(tmp_path)
+    shared = write_shared_stand_in(tmp_path)
     data = load_bench_data(shared)
     assert set(HELD_OUT_VARIANTS).isdisjoint(TUNING_VARIANTS) and TUNING_VARIANTS == ["rician05", "rician10", "gaussian07", "poisson60"]
     rician = make_noisy(VARIANTS["rician07"], data.clean, Path("unused"))  # generated: no shared file needed
@@ -118,16 +117,8 @@ def test_anscombe_inverse_is_unbiased_and_the_gain_estimate_finds_the_photon_siz
     assert estimate_gain(noisy) == pytest.approx(0.01, rel=0.05)
 
 
-def _fake_shared(folder: Path) -> Path:
-    clean = _clean((20, 20, 20))
-    write_volume(clean, folder / CLEAN_FILE)
-    write_volume(clean.with_array((clean.array > 0.1).astype(np.float32)), folder / MASK_FILE, dtype=np.uint8)
-    write_volume(clean.with_array(add_rician_noise(clean.array, 0.05, seed=1234)), folder / "mni152_t1_128_rician05.nii.gz")
-    return folder
-
-
 def test_benchmark_prints_a_column_per_variant_and_writes_every_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    shared = _fake_shared(tmp_path)
+    shared = write_shared_stand_in(tmp_path)
     out = tmp_path / "runs.json"
     code = benchmark_main(["--shared", str(shared), "--variants", "rician05", "gaussian07", "--only", "slicer", "--json", str(out)])
     assert code == 0
@@ -152,7 +143,7 @@ def test_missing_packages_and_a_broken_careamics_environment_leave_rows_out_with
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dipy" else real_find_spec(name, *a))
     not_a_venv = tmp_path / "someone-elses-folder"
     not_a_venv.mkdir()
-    shared = _fake_shared(tmp_path)
+    shared = write_shared_stand_in(tmp_path)
     arguments = ["--shared", str(shared), "--variants", "rician05", "--only", "slicer", "dipy", "careamics"]
     code = benchmark_main(arguments + ["--careamics-venv", str(not_a_venv), "--json", str(tmp_path / "runs.json")])
     assert code == 0
